@@ -1,0 +1,1 @@
+//! Shared pieces of bufsync's example programs.

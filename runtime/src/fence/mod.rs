@@ -1,0 +1,1 @@
+//! Fences: the `dma_fence` contract in user space.

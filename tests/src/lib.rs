@@ -1,0 +1,1 @@
+//! Helpers for bufsync's device tests.

@@ -1,0 +1,2 @@
+//! `cargo xtask`: bufsync's developer tasks.
+fn main() {}
