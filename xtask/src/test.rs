@@ -37,14 +37,16 @@ pub fn run(args: &[String]) -> io::Result<u8> {
     fs::create_dir_all(skip_log.parent().expect("has a parent"))?;
     let _ = fs::remove_file(&skip_log);
 
-    let vm_ready = vm
-        && match setup::ensure() {
-            Ok(()) => true,
-            Err(e) => {
-                eprintln!("xtask test: the test VM is not available ({e}); VM tests run on the host and skip");
-                false
-            }
-        };
+    // The VM is part of the test command: when it cannot be set up, say how
+    // to fix it and fail (only `--no-vm` runs device tests on the host, where
+    // they skip loudly and the summary counts them).
+    if vm {
+        if let Err(e) = setup::ensure() {
+            eprintln!("xtask test: the test VM cannot be set up: {e}\nxtask test: fix that, or run `cargo xtask test --no-vm` (device tests then skip)");
+            return Ok(1);
+        }
+    }
+    let vm_ready = vm;
 
     let mut total = Tally::default();
     let mut notes: Vec<String> = Vec::new();
