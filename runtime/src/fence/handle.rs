@@ -47,6 +47,8 @@ struct List {
     callbacks: Vec<Callback>,
     next_id: u64,
     sleepers: usize,
+    /// The signal path has taken the callbacks and is running them.
+    running: bool,
 }
 
 pub(crate) struct Inner {
@@ -105,6 +107,7 @@ impl Fence {
                 callbacks: Vec::new(),
                 next_id: 1,
                 sleepers: 0,
+                running: false,
             }),
             cond: Condvar::new(),
         }))
@@ -157,6 +160,11 @@ impl Fence {
     /// (a sync_file fd, a Vulkan timeline point).
     pub fn kind_as<K: FenceKind>(&self) -> Option<&K> {
         self.0.kind.as_any().downcast_ref::<K>()
+    }
+
+    /// Number of handles to this fence.
+    pub(crate) fn strong_count(&self) -> usize {
+        Arc::strong_count(&self.0)
     }
 
     /// True if both handles are the same fence.
@@ -311,7 +319,9 @@ impl Fence {
     fn signal_slow(&self) {
         let (callbacks, wake) = {
             let mut g = self.lock();
-            (std::mem::take(&mut g.guard.callbacks), g.guard.sleepers > 0)
+            let callbacks = std::mem::take(&mut g.guard.callbacks);
+            g.guard.running = !callbacks.is_empty();
+            (callbacks, g.guard.sleepers > 0)
         };
         if wake {
             self.0.cond.notify_all();
@@ -323,7 +333,38 @@ impl Fence {
                 (cb.f)(self);
             }
             rules::signal_restore(depth);
+            let sync_waiters = {
+                let mut g = self.lock();
+                g.guard.running = false;
+                g.guard.sleepers > 0
+            };
+            if sync_waiters {
+                self.0.cond.notify_all();
+            }
         }
+    }
+
+    /// Blocks until the callbacks the signal path took have all returned
+    /// (the kernel's lock/unlock of `fence->lock` after a wait). Returns at
+    /// once on a pending fence. Must not be called from a callback of this
+    /// same fence. Lock: the fence's list lock, released while asleep.
+    pub fn wait_callbacks(&self) {
+        if !self.test_signaled_flag() {
+            return;
+        }
+        let mut g = self.lock();
+        // Callbacks still listed on a signaled fence were added before the
+        // signal, so its slow path is on the way to take them.
+        if g.guard.callbacks.is_empty() && !g.guard.running {
+            return;
+        }
+        self.0.state.fetch_or(LISTED, Ordering::AcqRel);
+        g.guard.sleepers += 1;
+        while !g.guard.callbacks.is_empty() || g.guard.running {
+            g.guard = self.0.cond.wait(g.guard).unwrap_or_else(|e| e.into_inner());
+        }
+        g.guard.sleepers -= 1;
+        self.maybe_unlist(&g.guard);
     }
 
     fn lock(&self) -> ListGuard<'_> {
