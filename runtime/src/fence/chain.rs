@@ -9,6 +9,12 @@
 //! to read or swap the pointer (the kernel's RCU cmpxchg): never while a
 //! fence is polled, signaled or dropped, and never two at once. Dropping a
 //! long chain unlinks iteratively (no deep recursion).
+//!
+//! Errors: unlike the kernel, a point carries the first error of the fences
+//! before it. A collected link hands its error (its contained fence's, or
+//! one it inherited) to the link that collects it, so errors move forward as
+//! the chain is walked. Best effort under concurrent walks of one chain: an
+//! error recorded on a link after another thread collected it can be lost.
 
 use std::any::Any;
 
@@ -134,12 +140,16 @@ impl FenceChain {
                     if !prev_link.fence.is_signaled() {
                         return Some(prev);
                     }
+                    // Errors of collected links move forward to this one.
+                    link.note_error(&prev_link.fence);
+                    link.inherit_error(prev_link);
                     prev_link.get_prev()
                 }
                 None => {
                     if !prev.is_signaled() {
                         return Some(prev);
                     }
+                    link.note_error(&prev);
                     None
                 }
             };
@@ -190,6 +200,15 @@ impl FenceChain {
             let _ = self
                 .error
                 .compare_exchange(0, e.encode(), Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+
+    fn inherit_error(&self, from: &FenceChain) {
+        let e = from.error.load(Ordering::Acquire);
+        if e != 0 {
+            let _ = self
+                .error
+                .compare_exchange(0, e, Ordering::AcqRel, Ordering::Acquire);
         }
     }
 

@@ -605,3 +605,18 @@ impl fmt::Debug for Fence {
             .finish()
     }
 }
+
+/// Identity: two handles are equal when they are the same fence.
+impl PartialEq for Fence {
+    fn eq(&self, other: &Fence) -> bool {
+        self.ptr_eq(other)
+    }
+}
+
+impl Eq for Fence {}
+
+impl std::hash::Hash for Fence {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (Arc::as_ptr(&self.0) as usize).hash(state);
+    }
+}
