@@ -186,6 +186,6 @@ fn unwrap_merge_keeps_errors() {
     assert!(!merged.is_signaled());
     f2.signal().unwrap();
     assert_eq!(merged.wait(), Err(bufsync::fence::FenceError::Evicted));
-    let all_done = fence::unwrap_merge(&[f1.clone()]);
+    let all_done = fence::unwrap_merge(std::slice::from_ref(&f1));
     assert_eq!(all_done.wait(), Err(bufsync::fence::FenceError::Evicted));
 }
