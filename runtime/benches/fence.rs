@@ -59,17 +59,24 @@ fn bench_is_signaled() -> Row {
 }
 
 fn bench_signal() -> Row {
-    const N: usize = 200_000;
+    // Batches small enough to stay in cache: fence creation is not timed.
+    const BATCH: usize = 2048;
+    const BATCHES: usize = 100;
+    const N: usize = BATCH * BATCHES;
     let ctx = alloc_contexts(1);
     let v = best(5, || {
-        let fences: Vec<Fence> = (0..N as u64).map(|i| Fence::software(ctx, i + 1)).collect();
-        let ns = ns_per_op(N as u64, || {
+        let mut total = Duration::ZERO;
+        for _ in 0..BATCHES {
+            let fences: Vec<Fence> = (0..BATCH as u64)
+                .map(|i| Fence::software(ctx, i + 1))
+                .collect();
+            let t = Instant::now();
             for f in &fences {
                 let _ = black_box(f.signal());
             }
-        });
-        drop(fences);
-        ns
+            total += t.elapsed();
+        }
+        total.as_nanos() as f64 / N as f64
     });
     let m = Mutex::new(0u64);
     let b = best(5, || {
@@ -136,7 +143,10 @@ fn fence_wake_latencies() -> Vec<f64> {
     }
     waiter.join().unwrap();
     let woke = woke.lock().unwrap();
-    woke.iter().zip(&signaled_at).map(|(w, s)| w.saturating_duration_since(*s).as_nanos() as f64).collect()
+    woke.iter()
+        .zip(&signaled_at)
+        .map(|(w, s)| w.saturating_duration_since(*s).as_nanos() as f64)
+        .collect()
 }
 
 /// The same protocol on a raw `Mutex<bool>` + `Condvar`.
@@ -183,7 +193,10 @@ fn condvar_wake_latencies() -> Vec<f64> {
     }
     waiter.join().unwrap();
     let woke = woke.lock().unwrap();
-    woke.iter().zip(&signaled_at).map(|(w, s)| w.saturating_duration_since(*s).as_nanos() as f64).collect()
+    woke.iter()
+        .zip(&signaled_at)
+        .map(|(w, s)| w.saturating_duration_since(*s).as_nanos() as f64)
+        .collect()
 }
 
 fn bench_wake() -> [Row; 2] {
@@ -258,7 +271,9 @@ fn bench_callback() -> Row {
 fn bench_merge() -> Row {
     const N: u64 = 20_000;
     let ctx = alloc_contexts(8);
-    let fences: Vec<Fence> = (0..64u64).map(|i| Fence::software(ctx + i % 8, i / 8 + 1)).collect();
+    let fences: Vec<Fence> = (0..64u64)
+        .map(|i| Fence::software(ctx + i % 8, i / 8 + 1))
+        .collect();
     let v = best(3, || {
         ns_per_op(N, || {
             for _ in 0..N {
@@ -337,7 +352,10 @@ fn main() {
     rows.push(bench_fence_set());
 
     println!();
-    println!("{:<32} {:>10} {:<5} {:<18} {:<30} {:>10} {:>7}", "bench", "value", "unit", "goal", "baseline", "value", "ratio");
+    println!(
+        "{:<32} {:>10} {:<5} {:<18} {:<30} {:>10} {:>7}",
+        "bench", "value", "unit", "goal", "baseline", "value", "ratio"
+    );
     for r in &rows {
         println!(
             "{:<32} {:>10.3} {:<5} {:<18} {:<30} {:>10.3} {:>6.2}x",
