@@ -413,7 +413,7 @@ impl WwMutex {
     pub fn try_lock(&self) -> Option<WwMutexGuard<'_>> {
         self.core
             .try_fast(TICKETLESS)
-            .then_some(WwMutexGuard { mutex: self })
+            .then(|| WwMutexGuard { mutex: self })
     }
 }
 
