@@ -1,0 +1,566 @@
+//! The fence handle: one atomic state word, a callback/waiter list and a condvar.
+//!
+//! Locking rules for this file:
+//! - `state` (one `AtomicU64`) holds SIGNALED, ENABLED, LISTED and the error;
+//!   `is_signaled` is one Acquire load of it on the fast path.
+//! - `list` (a `Mutex`) guards the callbacks and the sleeper count. It is
+//!   taken by `add_callback`, `remove_callback` and the waits; `signal` takes
+//!   it only when LISTED was set, i.e. someone may be on the list.
+//!   LISTED is set only with `list` held; it is cleared only with `list` held
+//!   and the list empty, so a signaler that saw it clear owes nobody a wake-up.
+//! - No user callback and no `FenceKind` hook runs with `list` held.
+//! - `signal` with LISTED clear is one atomic RMW and one store: no lock, no
+//!   allocation. With LISTED set it takes `list` once, moves the callbacks out
+//!   (no allocation), notifies sleepers and runs the callbacks unlocked.
+
+use std::fmt;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::cancel::CancelToken;
+use super::error::ERR_BITS;
+use super::kind::{FenceKind, SoftwareKind};
+use super::rules::{self, LockDepth};
+use super::{engine, AlreadySignaled, FenceError, FenceStatus, SignalError, WaitError};
+use crate::sync::{Arc, AtomicU64, Condvar, Mutex, MutexGuard, Ordering};
+
+/// The fence has been signaled (the kernel's `DMA_FENCE_FLAG_SIGNALED_BIT`).
+const SIGNALED: u64 = 1;
+/// `enable_signaling` has been called (`DMA_FENCE_FLAG_ENABLE_SIGNAL_BIT`).
+const ENABLED: u64 = 2;
+/// Someone may be on the callback/waiter list: `signal` must lock it.
+const LISTED: u64 = 4;
+
+/// Identifies one callback added with [`Fence::add_callback`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CallbackId(u64);
+
+type BoxedCallback = Box<dyn FnOnce(&Fence) + Send + 'static>;
+
+struct Callback {
+    id: u64,
+    f: BoxedCallback,
+}
+
+#[derive(Default)]
+struct List {
+    callbacks: Vec<Callback>,
+    next_id: u64,
+    sleepers: usize,
+}
+
+pub(crate) struct Inner {
+    state: AtomicU64,
+    /// Nanoseconds since [`epoch`] plus one; 0 until the signaler stores it.
+    timestamp: AtomicU64,
+    context: u64,
+    seqno: u64,
+    /// Not the plain software kind: `is_signaled` consults `poll_signaled`.
+    polls: bool,
+    kind: std::sync::Arc<dyn FenceKind>,
+    list: Mutex<List>,
+    cond: Condvar,
+}
+
+/// A cheap, cloneable handle to a one-shot completion event (`struct dma_fence`).
+///
+/// A fence belongs to a context (a timeline) and carries a 64-bit seqno;
+/// fences of one context signal in seqno order. It is signaled exactly once,
+/// optionally with an error set before (or with) the signal.
+#[derive(Clone)]
+pub struct Fence(Arc<Inner>);
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_stamp() -> u64 {
+    (Instant::now().saturating_duration_since(epoch()).as_nanos() as u64).saturating_add(1)
+}
+
+fn default_kind() -> std::sync::Arc<dyn FenceKind> {
+    static KIND: OnceLock<std::sync::Arc<dyn FenceKind>> = OnceLock::new();
+    KIND.get_or_init(|| std::sync::Arc::new(SoftwareKind::new("bufsync", "software")))
+        .clone()
+}
+
+struct ListGuard<'a> {
+    guard: MutexGuard<'a, List>,
+    _depth: LockDepth,
+}
+
+impl Fence {
+    /// A pending fence of `kind` on `context` with `seqno` (`dma_fence_init`).
+    pub fn new(kind: std::sync::Arc<dyn FenceKind>, context: u64, seqno: u64) -> Fence {
+        let polls = !kind.as_any().is::<SoftwareKind>();
+        Fence(Arc::new(Inner {
+            state: AtomicU64::new(0),
+            timestamp: AtomicU64::new(0),
+            context,
+            seqno,
+            polls,
+            kind,
+            list: Mutex::new(List {
+                callbacks: Vec::new(),
+                next_id: 1,
+                sleepers: 0,
+            }),
+            cond: Condvar::new(),
+        }))
+    }
+
+    /// A pending plain software fence (signaled only by [`signal`](Fence::signal)).
+    pub fn software(context: u64, seqno: u64) -> Fence {
+        Fence::new(default_kind(), context, seqno)
+    }
+
+    /// A fence that is already signaled (no error), timestamped now.
+    pub fn signaled(context: u64, seqno: u64) -> Fence {
+        let f = Fence::software(context, seqno);
+        f.0.state.store(SIGNALED | ENABLED, Ordering::Release);
+        f.0.timestamp.store(now_stamp(), Ordering::Release);
+        f
+    }
+
+    /// An already-signaled fence on context 0 (`dma_fence_get_stub`).
+    pub fn stub() -> Fence {
+        Fence::signaled(0, 0)
+    }
+
+    /// The fence's context (`fence->context`).
+    pub fn context(&self) -> u64 {
+        self.0.context
+    }
+
+    /// The fence's sequence number within its context (`fence->seqno`).
+    pub fn seqno(&self) -> u64 {
+        self.0.seqno
+    }
+
+    /// The kind's driver name (`get_driver_name`), for diagnostics.
+    pub fn driver_name(&self) -> &str {
+        self.0.kind.driver_name()
+    }
+
+    /// The kind's timeline name (`get_timeline_name`), for diagnostics.
+    pub fn timeline_name(&self) -> &str {
+        self.0.kind.timeline_name()
+    }
+
+    /// The fence's kind.
+    pub fn kind(&self) -> &dyn FenceKind {
+        &*self.0.kind
+    }
+
+    /// Downcasts the kind to a backend's own type, for native forms
+    /// (a sync_file fd, a Vulkan timeline point).
+    pub fn kind_as<K: FenceKind>(&self) -> Option<&K> {
+        self.0.kind.as_any().downcast_ref::<K>()
+    }
+
+    /// True if both handles are the same fence.
+    pub fn ptr_eq(&self, other: &Fence) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// True once signaled (`dma_fence_is_signaled`): one Acquire load when
+    /// signaled; on a pending fence of a polled kind, asks the kind's
+    /// `poll_signaled` hook and signals the fence if it says so. No lock.
+    #[inline]
+    pub fn is_signaled(&self) -> bool {
+        if self.0.state.load(Ordering::Acquire) & SIGNALED != 0 {
+            return true;
+        }
+        self.poll_slow()
+    }
+
+    /// True if the signaled bit is set, without polling the kind
+    /// (`dma_fence_test_signaled_flag`). No lock.
+    #[inline]
+    pub fn test_signaled_flag(&self) -> bool {
+        self.0.state.load(Ordering::Acquire) & SIGNALED != 0
+    }
+
+    #[cold]
+    fn poll_slow(&self) -> bool {
+        if !self.0.polls {
+            return false;
+        }
+        if self.0.kind.poll_signaled(self) {
+            // The kind may have signaled (with an error) itself: ignore a double signal.
+            let _ = self.signal();
+            return true;
+        }
+        false
+    }
+
+    /// The fence's status (`dma_fence_get_status`); polls like
+    /// [`is_signaled`](Fence::is_signaled). No lock.
+    pub fn status(&self) -> FenceStatus {
+        if !self.is_signaled() {
+            return FenceStatus::Pending;
+        }
+        match FenceError::decode(self.0.state.load(Ordering::Acquire)) {
+            None => FenceStatus::Signaled,
+            Some(e) => FenceStatus::Error(e),
+        }
+    }
+
+    /// The error set on the fence, signaled or not. No lock.
+    pub fn error(&self) -> Option<FenceError> {
+        FenceError::decode(self.0.state.load(Ordering::Acquire))
+    }
+
+    /// When the fence was signaled (`fence->timestamp`); `None` while pending.
+    /// No lock (may spin for the few instructions between a concurrent
+    /// signaler's state change and its timestamp store).
+    pub fn timestamp(&self) -> Option<Instant> {
+        if !self.test_signaled_flag() {
+            return None;
+        }
+        loop {
+            let ts = self.0.timestamp.load(Ordering::Acquire);
+            if ts != 0 {
+                return Some(epoch() + Duration::from_nanos(ts - 1));
+            }
+            std::hint::spin_loop();
+            crate::sync::thread::yield_now();
+        }
+    }
+
+    /// Sets the error the fence will signal with (`dma_fence_set_error`).
+    /// Must come before the signal: on a signaled fence it is ignored (and
+    /// logged), as the kernel warns. No lock.
+    pub fn set_error(&self, e: FenceError) {
+        let bits = e.encode();
+        let mut cur = self.0.state.load(Ordering::Relaxed);
+        loop {
+            if cur & SIGNALED != 0 {
+                log::warn!(
+                    "set_error({e}) on signaled fence {}:{} ignored",
+                    self.context(),
+                    self.seqno()
+                );
+                return;
+            }
+            let new = (cur & !ERR_BITS) | bits;
+            match self
+                .0
+                .state
+                .compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Signals the fence (`dma_fence_signal`), with the error set earlier if
+    /// any. A second signal is an error and changes nothing.
+    ///
+    /// Lock: none with no waiter and no callback (one atomic RMW, one store,
+    /// no allocation); otherwise takes the fence's list lock once, and runs
+    /// the callbacks after releasing it, in the order they were added.
+    #[inline]
+    pub fn signal(&self) -> Result<(), SignalError> {
+        let prev = self.0.state.fetch_or(SIGNALED, Ordering::AcqRel);
+        self.after_signal(prev)
+    }
+
+    /// Signals the fence with error `e` (`dma_fence_set_error` + `dma_fence_signal`
+    /// in one step). Same locking as [`signal`](Fence::signal).
+    pub fn signal_with_error(&self, e: FenceError) -> Result<(), SignalError> {
+        let bits = e.encode();
+        let mut cur = self.0.state.load(Ordering::Relaxed);
+        let prev = loop {
+            if cur & SIGNALED != 0 {
+                break cur;
+            }
+            let new = (cur & !ERR_BITS) | bits | SIGNALED;
+            match self
+                .0
+                .state
+                .compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(prev) => break prev,
+                Err(actual) => cur = actual,
+            }
+        };
+        self.after_signal(prev)
+    }
+
+    #[inline]
+    fn after_signal(&self, prev: u64) -> Result<(), SignalError> {
+        if prev & SIGNALED != 0 {
+            return Err(SignalError::AlreadySignaled {
+                context: self.0.context,
+                seqno: self.0.seqno,
+            });
+        }
+        let depth = rules::signal_enter();
+        self.0.timestamp.store(now_stamp(), Ordering::Release);
+        if prev & LISTED != 0 {
+            self.signal_slow();
+        }
+        rules::signal_restore(depth);
+        Ok(())
+    }
+
+    #[cold]
+    fn signal_slow(&self) {
+        let (callbacks, wake) = {
+            let mut g = self.lock();
+            (std::mem::take(&mut g.guard.callbacks), g.guard.sleepers > 0)
+        };
+        if wake {
+            self.0.cond.notify_all();
+        }
+        if !callbacks.is_empty() {
+            rules::assert_no_internal_lock();
+            let depth = rules::signal_suspend();
+            for cb in callbacks {
+                (cb.f)(self);
+            }
+            rules::signal_restore(depth);
+        }
+    }
+
+    fn lock(&self) -> ListGuard<'_> {
+        let depth = LockDepth::enter();
+        let guard = self.0.list.lock().unwrap_or_else(|e| e.into_inner());
+        ListGuard {
+            guard,
+            _depth: depth,
+        }
+    }
+
+    /// Tells the kind a software waiter exists (`dma_fence_enable_signaling`).
+    /// The kind's hook runs at most once and with no lock held; an error from
+    /// it signals the fence with that error. Kinds that need polling are
+    /// handed to the engine's poller.
+    pub fn enable_signaling(&self) {
+        let prev = self.0.state.fetch_or(ENABLED, Ordering::AcqRel);
+        if prev & (ENABLED | SIGNALED) != 0 {
+            return;
+        }
+        if let Err(e) = self.0.kind.enable_signaling(self) {
+            let _ = self.signal_with_error(e);
+            return;
+        }
+        if self.0.kind.needs_polling() && !self.is_signaled() {
+            engine::watch_polled(self);
+        }
+    }
+
+    /// Adds a callback run once when the fence signals (`dma_fence_add_callback`).
+    /// Enables signaling. On a signaled fence returns [`AlreadySignaled`] and
+    /// does not run `f`. Lock: the fence's list lock, briefly; `f` later runs
+    /// on the signaling thread with no fence lock held.
+    pub fn add_callback(
+        &self,
+        f: impl FnOnce(&Fence) + Send + 'static,
+    ) -> Result<CallbackId, AlreadySignaled> {
+        if self.is_signaled() {
+            return Err(AlreadySignaled);
+        }
+        self.enable_signaling();
+        let boxed: BoxedCallback = Box::new(f);
+        let mut g = self.lock();
+        if self.0.state.fetch_or(LISTED, Ordering::AcqRel) & SIGNALED != 0 {
+            drop(g);
+            return Err(AlreadySignaled);
+        }
+        let id = g.guard.next_id;
+        g.guard.next_id += 1;
+        g.guard.callbacks.push(Callback { id, f: boxed });
+        Ok(CallbackId(id))
+    }
+
+    /// Removes a callback that has not run (`dma_fence_remove_callback`).
+    /// Returns false once the signal path has taken it (it has run or is
+    /// running on the signaling thread). Lock: the fence's list lock.
+    pub fn remove_callback(&self, id: CallbackId) -> bool {
+        let removed = {
+            let mut g = self.lock();
+            let list = &mut g.guard;
+            match list.callbacks.iter().position(|c| c.id == id.0) {
+                Some(i) => {
+                    let cb = list.callbacks.remove(i);
+                    self.maybe_unlist(list);
+                    Some(cb)
+                }
+                None => None,
+            }
+        };
+        // The closure (and whatever it owns) is dropped unlocked.
+        removed.is_some()
+    }
+
+    fn maybe_unlist(&self, list: &List) {
+        if list.callbacks.is_empty() && list.sleepers == 0 {
+            self.0.state.fetch_and(!LISTED, Ordering::AcqRel);
+        }
+    }
+
+    fn result_if_signaled(&self) -> Option<Result<(), FenceError>> {
+        if !self.is_signaled() {
+            return None;
+        }
+        Some(
+            match FenceError::decode(self.0.state.load(Ordering::Acquire)) {
+                None => Ok(()),
+                Some(e) => Err(e),
+            },
+        )
+    }
+
+    /// Blocks until the fence signals (`dma_fence_wait`, uninterruptible).
+    /// `Ok` when signaled cleanly, `Err(e)` when signaled with error `e`.
+    /// Lock: the fence's list lock, released while asleep.
+    pub fn wait(&self) -> Result<(), FenceError> {
+        match self.wait_until(None, None) {
+            Ok(()) => Ok(()),
+            Err(WaitError::Fence(e)) => Err(e),
+            // Without a deadline or a cancel token neither can happen.
+            Err(WaitError::TimedOut) | Err(WaitError::Cancelled) => Err(FenceError::TimedOut),
+        }
+    }
+
+    /// Waits at most `t` (`dma_fence_wait_timeout`); a zero timeout only checks.
+    pub fn wait_timeout(&self, t: Duration) -> Result<(), WaitError> {
+        self.wait_until(Some(Instant::now() + t), None)
+    }
+
+    /// Waits until `deadline` at the latest.
+    pub fn wait_deadline(&self, deadline: Instant) -> Result<(), WaitError> {
+        self.wait_until(Some(deadline), None)
+    }
+
+    /// Waits at most `t` (forever if `None`), returning
+    /// [`WaitError::Cancelled`] as soon as `cancel` fires (the analogue of an
+    /// interruptible wait).
+    pub fn wait_cancellable(
+        &self,
+        t: Option<Duration>,
+        cancel: &CancelToken,
+    ) -> Result<(), WaitError> {
+        self.wait_until(t.map(|t| Instant::now() + t), Some(cancel))
+    }
+
+    fn wait_until(
+        &self,
+        deadline: Option<Instant>,
+        cancel: Option<&CancelToken>,
+    ) -> Result<(), WaitError> {
+        if let Some(r) = self.result_if_signaled() {
+            return r.map_err(WaitError::Fence);
+        }
+        if cancel.is_some_and(|c| c.is_cancelled()) {
+            return Err(WaitError::Cancelled);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(WaitError::TimedOut);
+        }
+        self.enable_signaling();
+        let registration = cancel.map(|c| c.register(self));
+        let outcome = self.sleep(deadline, cancel);
+        if let (Some(c), Some(r)) = (cancel, registration) {
+            c.unregister(r);
+        }
+        match outcome {
+            Some(e) => Err(e),
+            None => self
+                .result_if_signaled()
+                .unwrap_or(Ok(()))
+                .map_err(WaitError::Fence),
+        }
+    }
+
+    /// Sleeps on the condvar; returns `None` once signaled.
+    fn sleep(&self, deadline: Option<Instant>, cancel: Option<&CancelToken>) -> Option<WaitError> {
+        let mut g = self.lock();
+        self.0.state.fetch_or(LISTED, Ordering::AcqRel);
+        g.guard.sleepers += 1;
+        let outcome = loop {
+            if self.test_signaled_flag() {
+                break None;
+            }
+            if cancel.is_some_and(|c| c.is_cancelled()) {
+                break Some(WaitError::Cancelled);
+            }
+            match deadline {
+                None => {
+                    g.guard = self.0.cond.wait(g.guard).unwrap_or_else(|e| e.into_inner());
+                }
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        break Some(WaitError::TimedOut);
+                    }
+                    g.guard = match self.0.cond.wait_timeout(g.guard, d - now) {
+                        Ok((guard, _)) => guard,
+                        Err(e) => e.into_inner().0,
+                    };
+                }
+            }
+        };
+        g.guard.sleepers -= 1;
+        self.maybe_unlist(&g.guard);
+        outcome
+    }
+
+    /// Wakes every thread sleeping in a wait on this fence so it re-checks its
+    /// conditions (used by cancel tokens). Lock: the fence's list lock.
+    pub(crate) fn wake_sleepers(&self) {
+        let g = self.lock();
+        drop(g);
+        self.0.cond.notify_all();
+    }
+
+    /// Whether `self` is later than `other` on the same context
+    /// (`dma_fence_is_later`). Fences on different contexts are not ordered:
+    /// false. 32-bit kinds compare the low 32 bits with wrap-around.
+    pub fn is_later(&self, other: &Fence) -> bool {
+        if self.0.context != other.0.context {
+            return false;
+        }
+        seqno_is_later(self.0.seqno, other.0.seqno, self.0.kind.is_64bit())
+    }
+
+    /// The later of two fences on one context (`dma_fence_later`); `None` if
+    /// their contexts differ.
+    pub fn later<'a>(&'a self, other: &'a Fence) -> Option<&'a Fence> {
+        if self.0.context != other.0.context {
+            return None;
+        }
+        Some(if self.is_later(other) { self } else { other })
+    }
+}
+
+/// `__dma_fence_is_later`: seqno `a` is later than `b`.
+pub(crate) fn seqno_is_later(a: u64, b: u64, is_64bit: bool) -> bool {
+    if is_64bit {
+        a > b
+    } else {
+        (a as u32).wrapping_sub(b as u32) as i32 > 0
+    }
+}
+
+impl fmt::Debug for Fence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.0.state.load(Ordering::Acquire);
+        let status = if state & SIGNALED == 0 {
+            FenceStatus::Pending
+        } else {
+            FenceError::decode(state).map_or(FenceStatus::Signaled, FenceStatus::Error)
+        };
+        f.debug_struct("Fence")
+            .field("driver", &self.driver_name())
+            .field("timeline", &self.timeline_name())
+            .field("context", &self.0.context)
+            .field("seqno", &self.0.seqno)
+            .field("status", &status)
+            .finish()
+    }
+}
