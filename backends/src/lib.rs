@@ -1,3 +1,22 @@
 //! bufsync backends: the runtime's model bound to real kernel and GPU objects.
+//!
+//! - [`drm`]: DRM nodes found by driver name, capabilities, KMS summary,
+//!   PRIME, dumb buffers;
+//! - [`dmabuf`]: dma-bufs, their layout, CPU access and implicit fences;
+//! - [`sync_file`]: sync_file fds;
+//! - [`sys`]: the raw ioctl layer;
+//! - `testing` (feature `testing`): vgem fences and sw_sync timelines.
 #![warn(missing_docs)]
+
+pub mod clock;
+pub mod dmabuf;
+pub mod drm;
+mod error;
+pub mod sync_file;
+#[allow(missing_docs, non_camel_case_types)]
+pub mod sys;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod vulkan;
+
+pub use error::{Error, Result};

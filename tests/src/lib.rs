@@ -1,1 +1,82 @@
 //! Helpers for bufsync's device tests.
+//!
+//! Every device test starts with [`require!`] (or [`require`]): inside the
+//! test VM (`BUFSYNC_IN_VM=1`) a missing device is a failure; elsewhere the
+//! test is reported as skipped (stderr and the `BUFSYNC_SKIP_LOG` file) and
+//! returns early.
+
+use std::io::Write;
+
+/// Whether this process runs inside the test VM (`BUFSYNC_IN_VM=1`).
+pub fn in_vm() -> bool {
+    std::env::var("BUFSYNC_IN_VM").is_ok_and(|v| v == "1")
+}
+
+/// Decides whether test `test` can run: `true` when `available`; otherwise
+/// panics inside the VM, or prints `SKIPPED: <test>: <reason>` to stderr,
+/// appends `<test>\t<reason>` to `$BUFSYNC_SKIP_LOG` (if set) and returns
+/// `false` so the test returns early.
+pub fn require(test: &str, what: &str, available: bool) -> bool {
+    if available {
+        return true;
+    }
+    let reason = format!("{what} not available");
+    if in_vm() {
+        panic!("{test}: {reason} inside the test VM");
+    }
+    eprintln!("SKIPPED: {test}: {reason}");
+    if let Ok(path) = std::env::var("BUFSYNC_SKIP_LOG") {
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                let _ = writeln!(f, "{test}\t{reason}");
+            }
+            Err(e) => eprintln!("cannot append to BUFSYNC_SKIP_LOG {path}: {e}"),
+        }
+    }
+    false
+}
+
+/// `require!(what, available)`: [`require`] with the calling test's name;
+/// returns from the test when the device is missing outside the VM.
+#[macro_export]
+macro_rules! require {
+    ($what:expr, $available:expr) => {
+        if !$crate::require($crate::test_name!(), $what, $available) {
+            return;
+        }
+    };
+}
+
+/// The enclosing function's name (the test name), e.g. `vm_smoke::vgem_fence`.
+#[macro_export]
+macro_rules! test_name {
+    () => {{
+        fn f() {}
+        fn type_name_of<T>(_: T) -> &'static str {
+            ::std::any::type_name::<T>()
+        }
+        let name = type_name_of(f);
+        name.strip_suffix("::f").unwrap_or(name)
+    }};
+}
+
+/// Whether a DRM device with this driver name is present.
+pub fn has_driver(driver: &str) -> bool {
+    bufsync_backends::drm::DrmDevice::is_present(driver)
+}
+
+/// Counts this process's open fds (`/proc/self/fd`).
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Initializes `env_logger` once (RUST_LOG controls it).
+pub fn init_log() {
+    let _ = env_logger::builder().is_test(true).try_init();
+}

@@ -1,2 +1,62 @@
 //! `cargo xtask`: bufsync's developer tasks.
-fn main() {}
+//!
+//! - `setup`: install what the test VM needs (Debian 12, root) and build the
+//!   out-of-tree guest modules and the initramfs; cached and idempotent.
+//! - `vm [--timeout S] [--timings] -- CMD ...`: run CMD in a fresh guest with
+//!   real DRM devices (vkms, vgem, virtio-gpu, udmabuf, DMA heap, sw_sync).
+//! - `test`: the README's test command: host tests, loom models, VM tests,
+//!   and one summary line.
+//! - `demo`: the README's main command.
+//!
+//! xtask is a developer tool, not library code: it prints.
+
+mod demo;
+mod layout;
+mod process;
+mod results;
+mod setup;
+mod test;
+mod vm;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  setup                       install packages, build guest modules and initramfs
+  vm [OPTIONS] -- CMD ...     run CMD inside a fresh test VM
+       --timeout S            kill the guest after S seconds (default 900)
+       --timings              print boot-to-first-command timings
+       --no-virtio-gpu        leave out the virtio-gpu device
+  test [--no-vm] [--no-loom]  run every test; ends with 'N passed, N failed, N skipped'
+  demo [-- ARGS ...]          run the render_to_scanout demo (in the VM without a GPU)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((cmd, rest)) = args.split_first() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let result = match cmd.as_str() {
+        "setup" => setup::run(rest),
+        "vm" => vm::main(rest),
+        "test" => test::run(rest),
+        "demo" => demo::run(rest),
+        "help" | "-h" | "--help" => {
+            print!("{USAGE}");
+            Ok(0)
+        }
+        other => {
+            eprintln!("xtask: unknown command `{other}`\n\n{USAGE}");
+            Ok(2)
+        }
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("xtask {cmd}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! The crate's error type: one typed variant per failure, with context.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Errors from the backends. Each carries what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Opening a device node or file failed.
+    #[error("cannot open {path}: {source}")]
+    Open {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// No DRM device with this driver name is present.
+    #[error("no DRM device with driver `{driver}`")]
+    DeviceNotFound {
+        /// The driver name searched for.
+        driver: String,
+    },
+    /// An ioctl or system call failed.
+    #[error("{op} failed: {source}")]
+    Io {
+        /// The operation (usually the ioctl's name).
+        op: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The fd is not a dma-buf.
+    #[error("fd {fd} is not a dma-buf")]
+    NotADmaBuf {
+        /// The fd number.
+        fd: i32,
+    },
+    /// The fd is not a sync_file.
+    #[error("fd {fd} is not a sync_file")]
+    NotASyncFile {
+        /// The fd number.
+        fd: i32,
+    },
+    /// The fd is closed or otherwise invalid.
+    #[error("fd {fd} is not an open file descriptor")]
+    BadFd {
+        /// The fd number.
+        fd: i32,
+    },
+    /// The kernel or device lacks this feature (ENOTTY/ENOSYS/EOPNOTSUPP).
+    #[error("not supported here: {what}")]
+    Unsupported {
+        /// What is missing.
+        what: &'static str,
+    },
+    /// Invalid flags or arguments were given.
+    #[error("invalid argument: {what}")]
+    InvalidArgument {
+        /// What was wrong.
+        what: String,
+    },
+    /// The pixel format / modifier is not supported.
+    #[error("unsupported format {fourcc:#010x} modifier {modifier:#x}")]
+    UnsupportedFormat {
+        /// DRM fourcc.
+        fourcc: u32,
+        /// DRM format modifier.
+        modifier: u64,
+    },
+    /// A bounded wait ended before the fence signaled.
+    #[error("timed out waiting for {what}")]
+    TimedOut {
+        /// What was waited for.
+        what: &'static str,
+    },
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps an OS error from `op`, mapping ENOTTY/ENOSYS/EOPNOTSUPP to
+    /// [`Error::Unsupported`] (run-time probing as Mesa does).
+    pub fn io(op: &'static str, source: io::Error) -> Self {
+        match source.raw_os_error() {
+            Some(e) if is_unsupported_errno(e) => Error::Unsupported { what: op },
+            _ => Error::Io { op, source },
+        }
+    }
+
+    /// The errno behind this error, if it came from the OS.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Error::Open { source, .. } | Error::Io { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+/// ENOTTY, ENOSYS and EOPNOTSUPP mean "this kernel/driver lacks the ioctl".
+pub(crate) fn is_unsupported_errno(e: i32) -> bool {
+    use rustix::io::Errno;
+    e == Errno::NOTTY.raw_os_error()
+        || e == Errno::NOSYS.raw_os_error()
+        || e == Errno::OPNOTSUPP.raw_os_error()
+}
+
+/// Maps an ioctl result, turning EBADF into [`Error::BadFd`].
+pub(crate) fn ioctl_err(op: &'static str, fd: i32) -> impl FnOnce(io::Error) -> Error {
+    move |e| {
+        if e.raw_os_error() == Some(rustix::io::Errno::BADF.raw_os_error()) {
+            Error::BadFd { fd }
+        } else {
+            Error::io(op, e)
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! `cargo xtask test`: the README's test command.
+//!
+//! Phases, each a cargo invocation whose libtest output is counted:
+//! 1. host: every crate's unit, integration and doc tests, and the device
+//!    test binaries named `host_*` (lavapipe);
+//! 2. loom: the `loom_*` models of the runtime, built with `--cfg loom`;
+//! 3. VM: every device test binary named `vm_*`, each in a fresh guest (the
+//!    cargo runner is `xtask vm`).
+//!
+//! A test that finds no device outside the VM records itself in the file
+//! named by `BUFSYNC_SKIP_LOG`; those count as skipped, not passed. A cargo
+//! invocation that fails without any failed test (a build error, a guest that
+//! died) counts as one failure. The last line is `summary: N passed, N failed, N skipped`.
+
+use crate::results::{self, Tally};
+use crate::{layout, setup};
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// Entry point of `cargo xtask test`.
+pub fn run(args: &[String]) -> io::Result<u8> {
+    let mut vm = true;
+    let mut loom = true;
+    for a in args {
+        match a.as_str() {
+            "--no-vm" => vm = false,
+            "--no-loom" => loom = false,
+            other => return Err(io::Error::other(format!("unknown option `{other}`"))),
+        }
+    }
+    let t0 = Instant::now();
+    let ws = layout::workspace();
+    let skip_log = layout::target_dir().join("xtask").join("skipped.log");
+    fs::create_dir_all(skip_log.parent().expect("has a parent"))?;
+    let _ = fs::remove_file(&skip_log);
+
+    // The VM is part of the test command: when it cannot be set up, say how
+    // to fix it and fail (only `--no-vm` runs device tests on the host, where
+    // they skip loudly and the summary counts them).
+    if vm {
+        if let Err(e) = setup::ensure() {
+            eprintln!("xtask test: the test VM cannot be set up: {e}\nxtask test: fix that, or run `cargo xtask test --no-vm` (device tests then skip)");
+            return Ok(1);
+        }
+    }
+    let vm_ready = vm;
+
+    let mut total = Tally::default();
+    let mut notes: Vec<String> = Vec::new();
+
+    banner("host tests");
+    let mut host = cargo(&ws);
+    host.args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "bufsync-tests",
+        "--no-fail-fast",
+    ]);
+    total.add(phase("host", host, &skip_log, &mut notes)?);
+
+    let host_bins = test_targets(&ws, "host");
+    let vm_bins = test_targets(&ws, "vm");
+    let mut dev = cargo(&ws);
+    dev.args(["test", "-p", "bufsync-tests", "--no-fail-fast", "--lib"]);
+    for b in &host_bins {
+        dev.args(["--test", b]);
+    }
+    if !vm_ready {
+        for b in &vm_bins {
+            dev.args(["--test", b]);
+        }
+    }
+    banner("device tests on the host");
+    total.add(phase("host devices", dev, &skip_log, &mut notes)?);
+
+    if loom {
+        let models = loom_targets(&ws);
+        if !models.is_empty() {
+            banner("loom models");
+            let mut l = cargo(&ws);
+            l.env("RUSTFLAGS", "--cfg loom")
+                .env("CARGO_TARGET_DIR", layout::target_dir().join("loom"))
+                .env(
+                    "LOOM_MAX_PREEMPTIONS",
+                    std::env::var("LOOM_MAX_PREEMPTIONS").unwrap_or("3".into()),
+                )
+                .args(["test", "-p", "bufsync", "--release", "--no-fail-fast"]);
+            for m in &models {
+                l.args(["--test", m]);
+            }
+            total.add(phase("loom", l, &skip_log, &mut notes)?);
+        }
+    }
+
+    if vm_ready {
+        let me = std::env::current_exe()?;
+        for b in &vm_bins {
+            banner(&format!(
+                "VM: {b} (in a fresh guest: vkms, vgem, virtio-gpu, udmabuf, sw_sync)"
+            ));
+            let mut v = cargo(&ws);
+            v.env(
+                "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER",
+                format!("{} vm --timeout 1200 --", me.display()),
+            )
+            .args(["test", "-p", "bufsync-tests", "--no-fail-fast", "--test", b]);
+            total.add(phase(&format!("vm {b}"), v, &skip_log, &mut notes)?);
+        }
+    }
+
+    let skipped = read_skips(&skip_log);
+    // Skipped tests returned early and libtest counted them as passed.
+    total.passed = total.passed.saturating_sub(skipped.len() as u64);
+    total.skipped += skipped.len() as u64;
+    println!();
+    for s in &skipped {
+        println!("skipped: {s}");
+    }
+    for n in &notes {
+        println!("failed: {n}");
+    }
+    println!("xtask test: done in {:.0} s", t0.elapsed().as_secs_f64());
+    println!(
+        "summary: {} passed, {} failed, {} skipped",
+        total.passed, total.failed, total.skipped
+    );
+    Ok(if total.failed == 0 { 0 } else { 1 })
+}
+
+fn banner(s: &str) {
+    println!("\n==== {s} ====");
+}
+
+fn cargo(ws: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO"));
+    c.current_dir(ws);
+    c
+}
+
+/// Runs one cargo invocation, echoing its output, and counts its results.
+fn phase(
+    name: &str,
+    mut cmd: Command,
+    skip_log: &Path,
+    notes: &mut Vec<String>,
+) -> io::Result<Tally> {
+    cmd.env("BUFSYNC_SKIP_LOG", skip_log)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn()?;
+    let out = child.stdout.take().expect("piped");
+    let err = child.stderr.take().expect("piped");
+    let err_thread = std::thread::spawn(move || tee(err, io::stderr()));
+    let stdout = tee(out, io::stdout());
+    let stderr = err_thread.join().unwrap_or_default();
+    let status = child.wait()?;
+    let mut t = results::parse(&stdout);
+    t.add(results::parse(&stderr));
+    if !status.success() && t.failed == 0 {
+        t.failed += 1;
+        notes.push(format!(
+            "{name}: cargo exited with {status} without a failed test (build error or dead guest)"
+        ));
+    } else if t.failed > 0 {
+        notes.push(format!("{name}: {} test(s) failed", t.failed));
+    }
+    Ok(t)
+}
+
+fn tee(mut from: impl Read, mut to: impl Write) -> String {
+    let mut all = String::new();
+    let mut reader = BufReader::new(&mut from);
+    let mut line = Vec::new();
+    while let Ok(n) = reader.read_until(b'\n', &mut line) {
+        if n == 0 {
+            break;
+        }
+        let _ = to.write_all(&line);
+        let _ = to.flush();
+        all.push_str(&String::from_utf8_lossy(&line));
+        line.clear();
+    }
+    all
+}
+
+/// `tests/<dir>/*.rs` as test target names `<dir>_<stem>`.
+fn test_targets(ws: &Path, dir: &str) -> Vec<String> {
+    names(&ws.join("tests").join(dir), |stem| {
+        Some(format!("{dir}_{stem}"))
+    })
+}
+
+/// `runtime/tests/loom_*.rs`.
+fn loom_targets(ws: &Path) -> Vec<String> {
+    names(&ws.join("runtime").join("tests"), |stem| {
+        stem.starts_with("loom_").then(|| stem.to_string())
+    })
+}
+
+fn names(dir: &Path, f: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+                .filter_map(|p| p.file_stem().and_then(|s| f(&s.to_string_lossy())))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn read_skips(path: &PathBuf) -> Vec<String> {
+    fs::read_to_string(path)
+        .map(|s| {
+            s.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| l.replace('\t', ": "))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_device_test_file_is_a_declared_target() {
+        let ws = layout::workspace();
+        let manifest = fs::read_to_string(ws.join("tests/Cargo.toml")).expect("tests/Cargo.toml");
+        for dir in ["host", "vm"] {
+            for name in test_targets(&ws, dir) {
+                let stem = name.strip_prefix(&format!("{dir}_")).expect("prefixed");
+                assert!(
+                    manifest.contains(&format!("name = \"{name}\"")) && manifest.contains(&format!("path = \"{dir}/{stem}.rs\"")),
+                    "tests/{dir}/{stem}.rs must be declared as [[test]] name = \"{name}\" path = \"{dir}/{stem}.rs\""
+                );
+            }
+        }
+    }
+}
