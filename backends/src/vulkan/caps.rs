@@ -464,8 +464,8 @@ fn yes(b: bool) -> &'static str {
 impl fmt::Display for VulkanCaps {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (ma, mi, pa) = self.api_version;
-        writeln!(f, "device                      {}", self.device_name)?;
-        writeln!(f, "driver                      {}", self.driver)?;
+        writeln!(f, "{:<34}{}", "device", self.device_name)?;
+        writeln!(f, "{:<34}{}", "driver", self.driver)?;
         writeln!(f, "api version                 {ma}.{mi}.{pa}")?;
         writeln!(
             f,
@@ -497,20 +497,24 @@ impl fmt::Display for VulkanCaps {
             "VK_EXT_queue_family_foreign {}",
             yes(self.queue_family_foreign)
         )?;
-        writeln!(f, "buffer DMA_BUF              {}", self.dmabuf_buffer)?;
-        writeln!(f, "buffer OPAQUE_FD            {}", self.opaque_fd_buffer)?;
+        writeln!(f, "{:<34}{}", "buffer DMA_BUF", self.dmabuf_buffer)?;
+        writeln!(f, "{:<34}{}", "buffer OPAQUE_FD", self.opaque_fd_buffer)?;
         writeln!(
             f,
             "linear image DMA_BUF        {}",
             self.dmabuf_linear_image
         )?;
-        writeln!(f, "binary semaphore SYNC_FD    {}", self.sync_fd_semaphore)?;
+        writeln!(
+            f,
+            "{:<34}{}",
+            "binary semaphore SYNC_FD", self.sync_fd_semaphore
+        )?;
         writeln!(
             f,
             "timeline semaphore OPAQUE_FD {}",
             self.opaque_fd_timeline
         )?;
-        writeln!(f, "SYNC_FD export              {:?}", self.sync_fd_export)?;
+        writeln!(f, "{:<34}{:?}", "SYNC_FD export", self.sync_fd_export)?;
         for fm in &self.drm_modifiers {
             let mods: Vec<String> = fm
                 .modifiers

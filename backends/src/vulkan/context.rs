@@ -154,7 +154,7 @@ impl VulkanContext {
                 vk::PhysicalDeviceType::CPU => 3,
                 _ => 4,
             };
-            if best.is_none_or(|(r, _, _)| rank < r) {
+            if best.map_or(true, |(r, _, _)| rank < r) {
                 best = Some((rank, pd, family as u32));
             }
         }

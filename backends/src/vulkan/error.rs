@@ -46,6 +46,9 @@ pub enum VulkanError {
         /// Its errno.
         errno: i32,
     },
+    /// A dma-buf or sync_file operation of the other backends failed.
+    #[error(transparent)]
+    Backend(#[from] crate::Error),
     /// A fence operation failed.
     #[error("fence error: {0:?}")]
     Fence(bufsync::fence::FenceError),

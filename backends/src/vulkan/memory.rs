@@ -17,6 +17,7 @@ use ash::vk;
 
 use super::context::VulkanContext;
 use super::error::{Result, VulkanError};
+use crate::dmabuf::{DmaBuf, Layout, Plane};
 
 /// `DRM_FORMAT_MOD_LINEAR`.
 pub const DRM_FORMAT_MOD_LINEAR: u64 = 0;
@@ -98,6 +99,49 @@ impl ImageLayout {
             planes: vec![PlaneLayout { offset, stride }],
             size,
         }
+    }
+
+    /// The layout of a [`DmaBuf`] (with its size).
+    pub fn from_dmabuf(layout: &Layout, size: u64) -> Self {
+        ImageLayout {
+            width: layout.width,
+            height: layout.height,
+            fourcc: layout.fourcc,
+            modifier: layout.modifier,
+            planes: layout
+                .planes
+                .iter()
+                .map(|p| PlaneLayout {
+                    offset: u64::from(p.offset),
+                    stride: u64::from(p.stride),
+                })
+                .collect(),
+            size,
+        }
+    }
+
+    /// This layout as the dma-buf backend's [`Layout`] (offsets and strides
+    /// must fit in 32 bits, as in `AddFB2`).
+    pub fn to_dmabuf(&self) -> Result<Layout> {
+        let planes = self
+            .planes
+            .iter()
+            .map(|p| {
+                Ok(Plane {
+                    offset: u32::try_from(p.offset)
+                        .map_err(|_| VulkanError::Invalid(format!("offset {}", p.offset)))?,
+                    stride: u32::try_from(p.stride)
+                        .map_err(|_| VulkanError::Invalid(format!("stride {}", p.stride)))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Layout {
+            width: self.width,
+            height: self.height,
+            fourcc: self.fourcc,
+            modifier: self.modifier,
+            planes,
+        })
     }
 
     /// Checks that plane 0 of a 32-bit format fits in `size`.
@@ -282,7 +326,7 @@ impl ExternalBuffer {
     ) -> Result<Self> {
         require_dmabuf(ctx)?;
         let total = fd_size(fd)?;
-        if offset.checked_add(size).is_none_or(|end| end > total) {
+        if offset.checked_add(size).map_or(true, |end| end > total) {
             return Err(VulkanError::Invalid(format!(
                 "range {offset}+{size} exceeds the {total}-byte dma-buf"
             )));
@@ -334,6 +378,31 @@ impl ExternalBuffer {
             .map_err(VulkanError::vk("vkBindBufferMemory"))?;
         let fd = memory_fd(ctx, me.memory)?;
         Ok((me, fd))
+    }
+
+    /// Imports the whole of `dmabuf` as a buffer.
+    pub fn import_dmabuf(
+        ctx: &Arc<VulkanContext>,
+        dmabuf: &DmaBuf,
+        usage: vk::BufferUsageFlags,
+    ) -> Result<Self> {
+        Self::import(ctx, dmabuf.fd(), 0, dmabuf.size(), usage)
+    }
+
+    /// [`ExternalBuffer::export`] with the fd checked and wrapped as a
+    /// [`DmaBuf`] (with `layout`, if given).
+    pub fn export_dmabuf(
+        ctx: &Arc<VulkanContext>,
+        size: u64,
+        usage: vk::BufferUsageFlags,
+        layout: Option<&ImageLayout>,
+    ) -> Result<(Self, DmaBuf)> {
+        let (me, fd) = Self::export(ctx, size, usage)?;
+        let mut buf = DmaBuf::from_fd(fd)?;
+        if let Some(l) = layout {
+            buf = buf.with_layout(l.to_dmabuf()?)?;
+        }
+        Ok((me, buf))
     }
 
     /// The Vulkan buffer.
@@ -641,6 +710,37 @@ impl ExternalImage {
             me.layout.size = real;
         }
         Ok((me, fd))
+    }
+
+    /// Imports a [`DmaBuf`] that carries a layout.
+    pub fn import_dmabuf(
+        ctx: &Arc<VulkanContext>,
+        dmabuf: &DmaBuf,
+        usage: vk::ImageUsageFlags,
+    ) -> Result<Self> {
+        let layout = dmabuf
+            .layout()
+            .ok_or_else(|| VulkanError::Invalid("dma-buf has no layout".into()))?;
+        Self::import(
+            ctx,
+            dmabuf.fd(),
+            &ImageLayout::from_dmabuf(layout, dmabuf.size()),
+            usage,
+        )
+    }
+
+    /// [`ExternalImage::export`] as a [`DmaBuf`] carrying the image's layout.
+    pub fn export_dmabuf(
+        ctx: &Arc<VulkanContext>,
+        width: u32,
+        height: u32,
+        format: vk::Format,
+        usage: vk::ImageUsageFlags,
+        use_modifiers: bool,
+    ) -> Result<(Self, DmaBuf)> {
+        let (me, fd) = Self::export(ctx, width, height, format, usage, use_modifiers)?;
+        let buf = DmaBuf::from_fd(fd)?.with_layout(me.layout.to_dmabuf()?)?;
+        Ok((me, buf))
     }
 
     /// The Vulkan image.

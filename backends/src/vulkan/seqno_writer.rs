@@ -25,7 +25,11 @@ impl SeqnoWriter {
     /// A writer for the word at `offset` (bytes from the buffer's start,
     /// 4-aligned) of `buffer`, which needs TRANSFER_DST usage.
     pub fn new(buffer: Arc<ExternalBuffer>, offset: u64) -> Result<Self> {
-        if offset % 4 != 0 || offset.checked_add(4).is_none_or(|end| end > buffer.size()) {
+        if offset % 4 != 0
+            || offset
+                .checked_add(4)
+                .map_or(true, |end| end > buffer.size())
+        {
             return Err(VulkanError::Invalid(format!(
                 "seqno word at {offset} must be 4-aligned inside the {}-byte buffer",
                 buffer.size()

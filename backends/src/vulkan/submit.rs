@@ -27,6 +27,7 @@ use bufsync::fence::Fence;
 use super::context::VulkanContext;
 use super::error::{Result, VulkanError};
 use super::timeline::{TimelinePoint, TimelineSemaphore};
+use crate::sync_file::SyncFile;
 
 /// How one wait of a submission was done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,7 +75,7 @@ pub struct Submitted {
     pub value: u64,
     /// A pending sync_file of the same completion, where the device exports
     /// pending SYNC_FDs.
-    pub sync_file: Option<OwnedFd>,
+    pub sync_file: Option<SyncFile>,
     /// How the waits were done.
     pub report: SubmitReport,
 }
@@ -86,6 +87,18 @@ pub enum Wait<'a> {
     Fence(&'a Fence),
     /// A sync_file fd (not consumed).
     SyncFile(BorrowedFd<'a>),
+}
+
+impl<'a> From<&'a SyncFile> for Wait<'a> {
+    fn from(s: &'a SyncFile) -> Self {
+        Wait::SyncFile(s.fd())
+    }
+}
+
+impl<'a> From<&'a Fence> for Wait<'a> {
+    fn from(f: &'a Fence) -> Self {
+        Wait::Fence(f)
+    }
 }
 
 struct InFlight {
@@ -283,7 +296,7 @@ impl Submitter {
         record: Option<Box<dyn FnOnce(&ash::Device, vk::CommandBuffer) -> Result<()> + '_>>,
         app_cmds: &[vk::CommandBuffer],
         report: &mut SubmitReport,
-    ) -> Result<(u64, Option<OwnedFd>)> {
+    ) -> Result<(u64, Option<SyncFile>)> {
         let dev = self.ctx.device();
         let mut wait_sems = Vec::new();
         let mut wait_values = Vec::new();
@@ -357,8 +370,11 @@ impl Submitter {
                     .handle_type(vk::ExternalSemaphoreHandleTypeFlags::SYNC_FD);
                 // SAFETY: the semaphore has a pending signal (just submitted).
                 match unsafe { sfd.get_semaphore_fd(&info) } {
-                    // SAFETY: a new fd owned by us.
-                    Ok(fd) if fd >= 0 => Some(unsafe { OwnedFd::from_raw_fd(fd) }),
+                    Ok(fd) if fd >= 0 => {
+                        // SAFETY: vkGetSemaphoreFdKHR returned a new fd owned by us.
+                        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+                        SyncFile::from_fd(owned).ok()
+                    }
                     Ok(_) => None,
                     Err(e) => {
                         log::warn!("vulkan: SYNC_FD export failed: {e}");
