@@ -464,73 +464,59 @@ fn yes(b: bool) -> &'static str {
 impl fmt::Display for VulkanCaps {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (ma, mi, pa) = self.api_version;
-        writeln!(f, "{:<34}{}", "device", self.device_name)?;
-        writeln!(f, "{:<34}{}", "driver", self.driver)?;
-        writeln!(f, "api version                 {ma}.{mi}.{pa}")?;
-        writeln!(
-            f,
-            "timeline semaphores         {}",
-            yes(self.timeline_semaphore)
-        )?;
-        writeln!(
-            f,
-            "VK_KHR_external_memory_fd   {}",
-            yes(self.external_memory_fd)
-        )?;
-        writeln!(
-            f,
-            "VK_EXT_external_memory_dma_buf {}",
-            yes(self.external_memory_dma_buf)
-        )?;
-        writeln!(
-            f,
-            "VK_EXT_image_drm_format_modifier {}",
-            yes(self.image_drm_format_modifier)
-        )?;
-        writeln!(
-            f,
-            "VK_KHR_external_semaphore_fd {}",
-            yes(self.external_semaphore_fd)
-        )?;
-        writeln!(
-            f,
-            "VK_EXT_queue_family_foreign {}",
-            yes(self.queue_family_foreign)
-        )?;
-        writeln!(f, "{:<34}{}", "buffer DMA_BUF", self.dmabuf_buffer)?;
-        writeln!(f, "{:<34}{}", "buffer OPAQUE_FD", self.opaque_fd_buffer)?;
-        writeln!(
-            f,
-            "linear image DMA_BUF        {}",
-            self.dmabuf_linear_image
-        )?;
-        writeln!(
-            f,
-            "{:<34}{}",
-            "binary semaphore SYNC_FD", self.sync_fd_semaphore
-        )?;
-        writeln!(
-            f,
-            "timeline semaphore OPAQUE_FD {}",
-            self.opaque_fd_timeline
-        )?;
-        writeln!(f, "{:<34}{:?}", "SYNC_FD export", self.sync_fd_export)?;
+        let rows: [(&str, String); 15] = [
+            ("device", self.device_name.clone()),
+            ("driver", self.driver.clone()),
+            ("api version", format!("{ma}.{mi}.{pa}")),
+            ("timeline semaphores", yes(self.timeline_semaphore).into()),
+            (
+                "VK_KHR_external_memory_fd",
+                yes(self.external_memory_fd).into(),
+            ),
+            (
+                "VK_EXT_external_memory_dma_buf",
+                yes(self.external_memory_dma_buf).into(),
+            ),
+            (
+                "VK_EXT_image_drm_format_modifier",
+                yes(self.image_drm_format_modifier).into(),
+            ),
+            (
+                "VK_KHR_external_semaphore_fd",
+                yes(self.external_semaphore_fd).into(),
+            ),
+            (
+                "VK_EXT_queue_family_foreign",
+                yes(self.queue_family_foreign).into(),
+            ),
+            ("buffer DMA_BUF", self.dmabuf_buffer.to_string()),
+            ("buffer OPAQUE_FD", self.opaque_fd_buffer.to_string()),
+            ("linear image DMA_BUF", self.dmabuf_linear_image.to_string()),
+            (
+                "binary semaphore SYNC_FD",
+                self.sync_fd_semaphore.to_string(),
+            ),
+            (
+                "timeline semaphore OPAQUE_FD",
+                self.opaque_fd_timeline.to_string(),
+            ),
+            ("SYNC_FD export", format!("{:?}", self.sync_fd_export)),
+        ];
+        for (k, v) in rows {
+            writeln!(f, "{k:<34}{v}")?;
+        }
         for fm in &self.drm_modifiers {
             let mods: Vec<String> = fm
                 .modifiers
                 .iter()
-                .map(|m| format!("{:#x}/{}p", m.modifier, m.planes))
+                .map(|m| format!("{:#x} ({} plane)", m.modifier, m.planes))
                 .collect();
-            writeln!(
-                f,
-                "DRM modifiers {:?} {}",
-                fm.format,
-                if mods.is_empty() {
-                    "none".to_string()
-                } else {
-                    mods.join(" ")
-                }
-            )?;
+            let list = if mods.is_empty() {
+                "none".to_string()
+            } else {
+                mods.join(", ")
+            };
+            writeln!(f, "{:<34}{list}", format!("DRM modifiers {:?}", fm.format))?;
         }
         Ok(())
     }

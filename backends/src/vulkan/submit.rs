@@ -237,6 +237,14 @@ impl Submitter {
                     f.wait().map_err(VulkanError::Fence)?;
                 }
                 (Wait::SyncFile(fd), WaitPath::Software) => wait_sync_file(*fd)?,
+                (Wait::Fence(f), _) => {
+                    // A dependency that failed fails the submission (as
+                    // drm_sched skips a job whose dependency has an error).
+                    if let Some(e) = f.error() {
+                        return Err(VulkanError::Fence(e));
+                    }
+                    path = WaitPath::Signaled;
+                }
                 _ => path = WaitPath::Signaled,
             }
             report.count(path);
