@@ -19,5 +19,6 @@ pub mod sync_file;
 pub mod sys;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod vulkan;
 
 pub use error::{Error, Result};
