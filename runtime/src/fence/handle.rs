@@ -59,7 +59,8 @@ pub(crate) struct Inner {
     seqno: u64,
     /// Not the plain software kind: `is_signaled` consults `poll_signaled`.
     polls: bool,
-    kind: std::sync::Arc<dyn FenceKind>,
+    /// `None`: the default software kind (no shared refcount to bump).
+    kind: Option<std::sync::Arc<dyn FenceKind>>,
     list: Mutex<List>,
     cond: Condvar,
 }
@@ -81,11 +82,8 @@ fn now_stamp() -> u64 {
     (Instant::now().saturating_duration_since(epoch()).as_nanos() as u64).saturating_add(1)
 }
 
-fn default_kind() -> std::sync::Arc<dyn FenceKind> {
-    static KIND: OnceLock<std::sync::Arc<dyn FenceKind>> = OnceLock::new();
-    KIND.get_or_init(|| std::sync::Arc::new(SoftwareKind::new("bufsync", "software")))
-        .clone()
-}
+/// The kind of fences made by [`Fence::software`].
+static DEFAULT_KIND: SoftwareKind = SoftwareKind::new_static("bufsync", "software");
 
 struct ListGuard<'a> {
     guard: MutexGuard<'a, List>,
@@ -96,6 +94,15 @@ impl Fence {
     /// A pending fence of `kind` on `context` with `seqno` (`dma_fence_init`).
     pub fn new(kind: std::sync::Arc<dyn FenceKind>, context: u64, seqno: u64) -> Fence {
         let polls = !kind.as_any().is::<SoftwareKind>();
+        Fence::with_kind(Some(kind), polls, context, seqno)
+    }
+
+    fn with_kind(
+        kind: Option<std::sync::Arc<dyn FenceKind>>,
+        polls: bool,
+        context: u64,
+        seqno: u64,
+    ) -> Fence {
         Fence(Arc::new(Inner {
             state: AtomicU64::new(0),
             timestamp: AtomicU64::new(0),
@@ -115,7 +122,7 @@ impl Fence {
 
     /// A pending plain software fence (signaled only by [`signal`](Fence::signal)).
     pub fn software(context: u64, seqno: u64) -> Fence {
-        Fence::new(default_kind(), context, seqno)
+        Fence::with_kind(None, false, context, seqno)
     }
 
     /// A fence that is already signaled (no error), timestamped now.
@@ -143,23 +150,31 @@ impl Fence {
 
     /// The kind's driver name (`get_driver_name`), for diagnostics.
     pub fn driver_name(&self) -> &str {
-        self.0.kind.driver_name()
+        self.kind_ref().driver_name()
     }
 
     /// The kind's timeline name (`get_timeline_name`), for diagnostics.
     pub fn timeline_name(&self) -> &str {
-        self.0.kind.timeline_name()
+        self.kind_ref().timeline_name()
     }
 
     /// The fence's kind.
     pub fn kind(&self) -> &dyn FenceKind {
-        &*self.0.kind
+        self.kind_ref()
+    }
+
+    #[inline]
+    fn kind_ref(&self) -> &dyn FenceKind {
+        match &self.0.kind {
+            Some(k) => &**k,
+            None => &DEFAULT_KIND,
+        }
     }
 
     /// Downcasts the kind to a backend's own type, for native forms
     /// (a sync_file fd, a Vulkan timeline point).
     pub fn kind_as<K: FenceKind>(&self) -> Option<&K> {
-        self.0.kind.as_any().downcast_ref::<K>()
+        self.kind_ref().as_any().downcast_ref::<K>()
     }
 
     /// Number of handles to this fence.
@@ -195,7 +210,7 @@ impl Fence {
         if !self.0.polls {
             return false;
         }
-        if self.0.kind.poll_signaled(self) {
+        if self.kind_ref().poll_signaled(self) {
             // The kind may have signaled (with an error) itself: ignore a double signal.
             let _ = self.signal();
             return true;
@@ -385,11 +400,11 @@ impl Fence {
         if prev & (ENABLED | SIGNALED) != 0 {
             return;
         }
-        if let Err(e) = self.0.kind.enable_signaling(self) {
+        if let Err(e) = self.kind_ref().enable_signaling(self) {
             let _ = self.signal_with_error(e);
             return;
         }
-        if self.0.kind.needs_polling() && !self.is_signaled() {
+        if self.kind_ref().needs_polling() && !self.is_signaled() {
             engine::watch_polled(self);
         }
     }
@@ -566,7 +581,7 @@ impl Fence {
         if self.0.context != other.0.context {
             return false;
         }
-        seqno_is_later(self.0.seqno, other.0.seqno, self.0.kind.is_64bit())
+        seqno_is_later(self.0.seqno, other.0.seqno, self.kind_ref().is_64bit())
     }
 
     /// The later of two fences on one context (`dma_fence_later`); `None` if
