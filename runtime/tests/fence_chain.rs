@@ -201,7 +201,7 @@ fn find_race() {
         .map_or(2, |n| n.get())
         .clamp(2, 4);
     // The kernel runs for up to 5 s; a fixed number of rounds keeps it bounded.
-    const ROUNDS: usize = 3000;
+    const ROUNDS: usize = 1000;
     let handles: Vec<_> = (0..nthreads)
         .map(|t| {
             let fc = fc.clone();

@@ -10,6 +10,10 @@
 //! fence is polled, signaled or dropped, and never two at once. Dropping a
 //! long chain unlinks iteratively (no deep recursion).
 //!
+//! Lifetime: an armed point (one with a waiter or callback) keeps itself
+//! alive through the callback it hangs on the fence it waits for, until that
+//! fence signals, as in the kernel. Every fence must signal in finite time.
+//!
 //! Errors: unlike the kernel, a point carries the first error of the fences
 //! before it. A collected link hands its error (its contained fence's, or
 //! one it inherited) to the link that collects it, so errors move forward as
@@ -201,6 +205,11 @@ impl FenceChain {
                 .error
                 .compare_exchange(0, e.encode(), Ordering::AcqRel, Ordering::Acquire);
         }
+    }
+
+    /// The first error this link took over from collected links before it.
+    pub(crate) fn inherited_error(&self) -> Option<FenceError> {
+        FenceError::decode(self.error.load(Ordering::Acquire))
     }
 
     fn inherit_error(&self, from: &FenceChain) {

@@ -32,6 +32,7 @@ mod kind;
 mod rules;
 mod set;
 mod unwrap;
+mod wait;
 
 pub mod engine;
 

@@ -10,15 +10,26 @@ use super::{alloc_contexts, Fence, FenceArray, FenceChain, FenceError};
 /// contained fences (walking back over unsignaled points), arrays give their
 /// members; anything else is a leaf (`dma_fence_unwrap_for_each`).
 pub fn unwrap_into(fence: &Fence, out: &mut Vec<Fence>) {
+    let mut ignored = None;
+    flatten(fence, out, &mut ignored);
+}
+
+/// [`unwrap_into`] that also records the first error carried by a chain
+/// link collected during the walk (those links' fences are not returned).
+fn flatten(fence: &Fence, out: &mut Vec<Fence>, error: &mut Option<FenceError>) {
     // An explicit stack: containers may nest (an array inside a chain).
     let mut stack = vec![fence.clone()];
     while let Some(f) = stack.pop() {
         if f.kind_as::<FenceChain>().is_some() {
-            let mut elems: Vec<Fence> = FenceChain::iter(&f)
-                .map(|e| FenceChain::contained(&e))
-                .collect();
-            elems.reverse();
-            stack.extend(elems);
+            let links: Vec<Fence> = FenceChain::iter(&f).collect();
+            for link in &links {
+                if error.is_none() {
+                    *error = link
+                        .kind_as::<FenceChain>()
+                        .and_then(FenceChain::inherited_error);
+                }
+            }
+            stack.extend(links.iter().rev().map(FenceChain::contained));
         } else if let Some(array) = f.kind_as::<FenceArray>() {
             stack.extend(array.fences().iter().rev().cloned());
         } else {
@@ -41,7 +52,7 @@ pub fn unwrap_merge_into(fences: &[Fence], out: &mut Vec<Fence>) -> Option<Fence
     out.clear();
     let mut error = None;
     for f in fences {
-        unwrap_into(f, out);
+        flatten(f, out, &mut error);
     }
     out.retain(|f| {
         if f.is_signaled() {
