@@ -52,7 +52,7 @@ fn no_fd_leak_over_10000_cycles() {
         assert!(point.is_signaled());
         drop((s, fd, file, point));
 
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             // udmabuf (memfd + /dev/udmabuf) and a bad-input round.
             let u = Udmabuf::create(4096).unwrap();
             assert!(DmaBuf::check(u.fd()).is_ok());
