@@ -317,3 +317,74 @@ fn vgem_buffer_imported_into_vkms() {
         assert!(virtio.import_dmabuf(&buf).is_err());
     }
 }
+
+/// The implicit-sync bridge, pull: the kernel's fences enter the runtime
+/// reservation as a sync_file fence, which the reactor signals.
+#[test]
+fn bridge_pull_kernel_fences() {
+    require!("vgem", has_driver("vgem"));
+    let (bo, buf) = vgem_buf();
+    assert!(
+        buf.pull_kernel_fences(Access::Read).unwrap().is_none(),
+        "nothing pending"
+    );
+    let kernel = bo.attach_fence(true).unwrap();
+    let fence = buf
+        .pull_kernel_fences(Access::Read)
+        .unwrap()
+        .expect("pending writer");
+    assert_eq!(fence.driver_name(), "vgem");
+    let resv = buf.reservation();
+    assert!(!resv.test_signaled(bufsync::resv::Usage::Write));
+    kernel.signal().unwrap();
+    resv.wait(bufsync::resv::Usage::Read, Some(LONG)).unwrap();
+    assert!(fence.is_signaled());
+}
+
+/// The implicit-sync bridge, push: a runtime fence with a sync_file form
+/// becomes a kernel fence of the dma-buf; a software one is handed back for
+/// a software wait; CPU access waits for the runtime reservation.
+#[test]
+fn bridge_push_runtime_fences() {
+    require!("vgem", has_driver("vgem"));
+    require!("sw_sync", SwSyncTimeline::is_available());
+    use bufsync::fence::{alloc_contexts, Fence};
+    use bufsync::resv::Usage;
+    use bufsync_backends::sync_file::SyncFileFence;
+    let (_bo, buf) = vgem_buf();
+    let tl = SwSyncTimeline::new().unwrap();
+    let fence = SyncFileFence::fence(tl.create_fence(1, "render").unwrap()).unwrap();
+    assert!(buf.push_fence(&fence, Access::Write).unwrap());
+    assert!(!signaled(&buf.export_sync_file(Access::Read).unwrap()));
+
+    let soft = Fence::software(alloc_contexts(1), 1);
+    {
+        let mut g = buf.reservation().lock_alone();
+        g.reserve_fences(2).unwrap();
+        g.add_fence(&fence, Usage::Write);
+        g.add_fence(&soft, Usage::Read);
+    }
+    let left = buf.push_reservation().unwrap();
+    assert_eq!(left.len(), 1);
+    assert!(left[0].ptr_eq(&soft));
+    // Readers wait for the runtime writer (bounded), writers also for `soft`.
+    assert!(matches!(
+        buf.begin_cpu_access(Access::Read, Duration::from_millis(50)),
+        Err(Error::TimedOut { .. })
+    ));
+    tl.inc(1).unwrap();
+    buf.begin_cpu_access(Access::Read, LONG)
+        .unwrap()
+        .end()
+        .unwrap();
+    assert!(signaled(&buf.export_sync_file(Access::Write).unwrap()));
+    assert!(matches!(
+        buf.begin_cpu_access(Access::Write, Duration::from_millis(50)),
+        Err(Error::TimedOut { .. })
+    ));
+    soft.signal().unwrap();
+    buf.begin_cpu_access(Access::Write, LONG)
+        .unwrap()
+        .end()
+        .unwrap();
+}
