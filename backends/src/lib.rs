@@ -11,6 +11,7 @@
 pub mod clock;
 pub mod dmabuf;
 pub mod drm;
+pub mod kms;
 mod error;
 pub mod sync_file;
 #[allow(missing_docs, non_camel_case_types)]
