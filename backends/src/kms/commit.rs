@@ -118,7 +118,8 @@ impl<'f> AtomicRequest<'f> {
                 self.values.remove(&object);
             }
         }
-        self.out_fences.retain(|s| !(s.object == object && s.prop == prop));
+        self.out_fences
+            .retain(|s| !(s.object == object && s.prop == prop));
         self
     }
 
@@ -153,7 +154,11 @@ impl<'f> AtomicRequest<'f> {
     /// (EBUSY included: retrying is the caller's choice) or, for a
     /// TEST_ONLY request, [`KmsError::TestFailed`]. Out-fences are owned
     /// sync_files; on failure the kernel has already closed any it made.
-    pub fn commit(&self, dev: BorrowedFd<'_>, flags: CommitFlags) -> Result<CommitOutcome, KmsError> {
+    pub fn commit(
+        &self,
+        dev: BorrowedFd<'_>,
+        flags: CommitFlags,
+    ) -> Result<CommitOutcome, KmsError> {
         // The kernel writes each out-fence fd through a user pointer: one
         // i32 per slot, -1 until it does. The slots outlive the ioctl.
         let mut fence_fds: Vec<i32> = vec![-1; self.out_fences.len()];
@@ -165,7 +170,11 @@ impl<'f> AtomicRequest<'f> {
             objs.push(obj);
             counts.push(map.len() as u32);
             for (&prop, &value) in map {
-                let value = match self.out_fences.iter().position(|s| s.object == obj && s.prop == prop) {
+                let value = match self
+                    .out_fences
+                    .iter()
+                    .position(|s| s.object == obj && s.prop == prop)
+                {
                     Some(i) => (&mut fence_fds[i] as *mut i32) as u64,
                     None => value,
                 };
@@ -174,14 +183,28 @@ impl<'f> AtomicRequest<'f> {
             }
         }
         let bits = flags.bits();
-        log::trace!("atomic commit flags {bits:#x}: {} objects, {} properties", objs.len(), props.len());
-        let result = drm_ffi::mode::atomic_commit(dev, bits, &mut objs, &mut counts, &mut props, &mut values);
+        log::trace!(
+            "atomic commit flags {bits:#x}: {} objects, {} properties",
+            objs.len(),
+            props.len()
+        );
+        let result = drm_ffi::mode::atomic_commit(
+            dev,
+            bits,
+            &mut objs,
+            &mut counts,
+            &mut props,
+            &mut values,
+        );
         if let Err(source) = result {
             log::debug!("atomic commit (flags {bits:#x}) failed: {source}");
             return Err(if flags.test_only {
                 KmsError::TestFailed { source }
             } else {
-                KmsError::Commit { flags: bits, source }
+                KmsError::Commit {
+                    flags: bits,
+                    source,
+                }
             });
         }
         let mut outcome = CommitOutcome::default();
@@ -194,7 +217,9 @@ impl<'f> AtomicRequest<'f> {
             // its number to our slot (it writes nothing for TEST_ONLY, and
             // the slot started at -1); nothing else owns that fd.
             let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-            outcome.out_fences.push((slot.object, SyncFile::from_fd_unchecked(fd)));
+            outcome
+                .out_fences
+                .push((slot.object, SyncFile::from_fd_unchecked(fd)));
         }
         Ok(outcome)
     }
@@ -207,14 +232,22 @@ mod tests {
     #[test]
     fn flags_bits_match_uapi() {
         assert_eq!(CommitFlags::default().bits(), 0);
-        let all = CommitFlags { nonblock: true, page_flip_event: true, test_only: true, allow_modeset: true };
+        let all = CommitFlags {
+            nonblock: true,
+            page_flip_event: true,
+            test_only: true,
+            allow_modeset: true,
+        };
         assert_eq!(all.bits(), 0x0701);
     }
 
     #[test]
     fn request_set_replace_unset() {
         let mut req = AtomicRequest::new();
-        req.set(31, 5, 1).set(31, 5, 2).set(40, 1, 9).out_fence(40, 7);
+        req.set(31, 5, 1)
+            .set(31, 5, 2)
+            .set(40, 1, 9)
+            .out_fence(40, 7);
         assert_eq!(req.get(31, 5), Some(2));
         req.unset(40, 7);
         assert!(req.out_fences.is_empty());

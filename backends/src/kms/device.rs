@@ -30,19 +30,35 @@ pub(super) struct PropTable {
 impl PropTable {
     /// Reads every property of `handle`.
     pub(super) fn read<H: ResourceHandle>(dev: &DrmDevice, handle: H) -> Result<Self, KmsError> {
-        let set = dev.get_properties(handle).map_err(|e| KmsError::io("DRM_IOCTL_MODE_OBJ_GETPROPERTIES", e))?;
+        let set = dev
+            .get_properties(handle)
+            .map_err(|e| KmsError::io("DRM_IOCTL_MODE_OBJ_GETPROPERTIES", e))?;
         let mut props = HashMap::new();
         for (id, value) in set.iter() {
-            let info = dev.get_property(*id).map_err(|e| KmsError::io("DRM_IOCTL_MODE_GETPROPERTY", e))?;
-            props.insert(info.name().to_string_lossy().into_owned(), (u32::from(*id), *value));
+            let info = dev
+                .get_property(*id)
+                .map_err(|e| KmsError::io("DRM_IOCTL_MODE_GETPROPERTY", e))?;
+            props.insert(
+                info.name().to_string_lossy().into_owned(),
+                (u32::from(*id), *value),
+            );
         }
         let raw: drm::control::RawResourceHandle = handle.into();
-        Ok(Self { object: u32::from(raw), props })
+        Ok(Self {
+            object: u32::from(raw),
+            props,
+        })
     }
 
     /// The id of property `name`, or [`KmsError::MissingProperty`].
     pub(super) fn id(&self, name: &'static str) -> Result<u32, KmsError> {
-        self.props.get(name).map(|p| p.0).ok_or(KmsError::MissingProperty { object: self.object, name })
+        self.props
+            .get(name)
+            .map(|p| p.0)
+            .ok_or(KmsError::MissingProperty {
+                object: self.object,
+                name,
+            })
     }
 
     /// The id of property `name`, if the object has it.
@@ -181,19 +197,29 @@ impl Display {
     pub fn with_device(dev: DrmDevice) -> Result<Self, KmsError> {
         dev.enable_kms_caps()?;
         let dev = Arc::new(dev);
-        let res = dev.resource_handles().map_err(|e| KmsError::io("DRM_IOCTL_MODE_GETRESOURCES", e))?;
-        let max_fb = (range_end(res.supported_fb_width()), range_end(res.supported_fb_height()));
+        let res = dev
+            .resource_handles()
+            .map_err(|e| KmsError::io("DRM_IOCTL_MODE_GETRESOURCES", e))?;
+        let max_fb = (
+            range_end(res.supported_fb_width()),
+            range_end(res.supported_fb_height()),
+        );
 
         // Connector, mode and CRTC.
         let mut chosen = None;
         let mut writebacks = Vec::new();
         for &conn in res.connectors() {
-            let info = dev.get_connector(conn, true).map_err(|e| KmsError::io("DRM_IOCTL_MODE_GETCONNECTOR", e))?;
+            let info = dev
+                .get_connector(conn, true)
+                .map_err(|e| KmsError::io("DRM_IOCTL_MODE_GETCONNECTOR", e))?;
             if info.interface() == connector::Interface::Writeback {
                 writebacks.push(info);
                 continue;
             }
-            if chosen.is_some() || info.state() != connector::State::Connected || info.modes().is_empty() {
+            if chosen.is_some()
+                || info.state() != connector::State::Connected
+                || info.modes().is_empty()
+            {
                 continue;
             }
             let mode = info
@@ -204,7 +230,9 @@ impl Display {
                 .unwrap_or(info.modes()[0]);
             let mut crtcs = Vec::new();
             for &enc in info.encoders() {
-                let e = dev.get_encoder(enc).map_err(|e| KmsError::io("DRM_IOCTL_MODE_GETENCODER", e))?;
+                let e = dev
+                    .get_encoder(enc)
+                    .map_err(|e| KmsError::io("DRM_IOCTL_MODE_GETENCODER", e))?;
                 // Prefer the CRTC already driving this connector.
                 if Some(enc) == info.current_encoder() {
                     if let Some(c) = e.crtc() {
@@ -218,15 +246,24 @@ impl Display {
             }
         }
         let Some((conn, mode, crtc)) = chosen else {
-            return Err(KmsError::NoOutput { what: format!("no connected connector with a mode and a CRTC on {}", dev.driver()) });
+            return Err(KmsError::NoOutput {
+                what: format!(
+                    "no connected connector with a mode and a CRTC on {}",
+                    dev.driver()
+                ),
+            });
         };
         let crtc_index = res.crtcs().iter().position(|&c| c == crtc).unwrap_or(0);
 
         // Primary plane of that CRTC.
-        let planes = dev.plane_handles().map_err(|e| KmsError::io("DRM_IOCTL_MODE_GETPLANERESOURCES", e))?;
+        let planes = dev
+            .plane_handles()
+            .map_err(|e| KmsError::io("DRM_IOCTL_MODE_GETPLANERESOURCES", e))?;
         let mut primary = None;
         for p in planes {
-            let info = dev.get_plane(p).map_err(|e| KmsError::io("DRM_IOCTL_MODE_GETPLANE", e))?;
+            let info = dev
+                .get_plane(p)
+                .map_err(|e| KmsError::io("DRM_IOCTL_MODE_GETPLANE", e))?;
             if !res.filter_crtcs(info.possible_crtcs()).contains(&crtc) {
                 continue;
             }
@@ -238,11 +275,18 @@ impl Display {
             }
         }
         let Some((plane, plane_info, plane_table)) = primary else {
-            return Err(KmsError::NoOutput { what: format!("no primary plane for CRTC {} (index {crtc_index})", u32::from(crtc)) });
+            return Err(KmsError::NoOutput {
+                what: format!(
+                    "no primary plane for CRTC {} (index {crtc_index})",
+                    u32::from(crtc)
+                ),
+            });
         };
         let formats = match plane_table.value("IN_FORMATS") {
             Some(blob) if blob != 0 => {
-                let bytes = dev.get_property_blob(blob).map_err(|e| KmsError::io("DRM_IOCTL_MODE_GETPROPBLOB", e))?;
+                let bytes = dev
+                    .get_property_blob(blob)
+                    .map_err(|e| KmsError::io("DRM_IOCTL_MODE_GETPROPBLOB", e))?;
                 FormatSet::parse_in_formats(blob, &bytes)?
             }
             _ => FormatSet::linear_only(plane_info.formats().iter().copied()),
@@ -253,8 +297,18 @@ impl Display {
         let plane_props = PlaneProps {
             fb_id: plane_table.id("FB_ID")?,
             crtc_id: plane_table.id("CRTC_ID")?,
-            src: [plane_table.id("SRC_X")?, plane_table.id("SRC_Y")?, plane_table.id("SRC_W")?, plane_table.id("SRC_H")?],
-            dst: [plane_table.id("CRTC_X")?, plane_table.id("CRTC_Y")?, plane_table.id("CRTC_W")?, plane_table.id("CRTC_H")?],
+            src: [
+                plane_table.id("SRC_X")?,
+                plane_table.id("SRC_Y")?,
+                plane_table.id("SRC_W")?,
+                plane_table.id("SRC_H")?,
+            ],
+            dst: [
+                plane_table.id("CRTC_X")?,
+                plane_table.id("CRTC_Y")?,
+                plane_table.id("CRTC_W")?,
+                plane_table.id("CRTC_H")?,
+            ],
             in_fence_fd: plane_table.opt("IN_FENCE_FD"),
         };
         let crtc_props = CrtcProps {
@@ -268,7 +322,8 @@ impl Display {
         let mut writeback = None;
         for wb in writebacks {
             let can = wb.encoders().iter().any(|&enc| {
-                dev.get_encoder(enc).is_ok_and(|e| res.filter_crtcs(e.possible_crtcs()).contains(&crtc))
+                dev.get_encoder(enc)
+                    .is_ok_and(|e| res.filter_crtcs(e.possible_crtcs()).contains(&crtc))
             });
             if !can {
                 continue;
@@ -276,9 +331,13 @@ impl Display {
             let t = PropTable::read(&dev, wb.handle())?;
             let formats = match t.value("WRITEBACK_PIXEL_FORMATS") {
                 Some(blob) if blob != 0 => {
-                    let bytes =
-                        dev.get_property_blob(blob).map_err(|e| KmsError::io("DRM_IOCTL_MODE_GETPROPBLOB", e))?;
-                    bytes.chunks_exact(4).map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]])).collect()
+                    let bytes = dev
+                        .get_property_blob(blob)
+                        .map_err(|e| KmsError::io("DRM_IOCTL_MODE_GETPROPBLOB", e))?;
+                    bytes
+                        .chunks_exact(4)
+                        .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect()
                 }
                 _ => Vec::new(),
             };
@@ -301,7 +360,10 @@ impl Display {
             _ => None,
         };
         let mut saved_plane = Vec::new();
-        for name in ["FB_ID", "CRTC_ID", "SRC_X", "SRC_Y", "SRC_W", "SRC_H", "CRTC_X", "CRTC_Y", "CRTC_W", "CRTC_H"] {
+        for name in [
+            "FB_ID", "CRTC_ID", "SRC_X", "SRC_Y", "SRC_W", "SRC_H", "CRTC_X", "CRTC_Y", "CRTC_W",
+            "CRTC_H",
+        ] {
             if let (Some(id), Some(v)) = (plane_table.opt(name), plane_table.value(name)) {
                 saved_plane.push((id, v));
             }
@@ -316,7 +378,12 @@ impl Display {
         let raw_mode: drm_ffi::drm_mode_modeinfo = mode.into();
         let mode_blob = match dev.create_property_blob(&raw_mode) {
             Ok(drm::control::property::Value::Blob(id)) => id,
-            Ok(other) => return Err(KmsError::BadBlob { blob: 0, what: format!("CREATEPROPBLOB gave {other:?}") }),
+            Ok(other) => {
+                return Err(KmsError::BadBlob {
+                    blob: 0,
+                    what: format!("CREATEPROPBLOB gave {other:?}"),
+                })
+            }
             Err(e) => return Err(KmsError::io("DRM_IOCTL_MODE_CREATEPROPBLOB", e)),
         };
 
@@ -424,7 +491,11 @@ impl Display {
                     temp_blob = Some(b.blob_id);
                     req.set(crtc, self.props.crtc.active, 1);
                     req.set(crtc, self.props.crtc.mode_id, u64::from(b.blob_id));
-                    req.set(self.output.connector, self.props.connector_crtc_id, self.saved.connector_crtc);
+                    req.set(
+                        self.output.connector,
+                        self.props.connector_crtc_id,
+                        self.saved.connector_crtc,
+                    );
                     for &(prop, value) in &self.saved.plane {
                         req.set(self.output.plane, prop, value);
                     }
@@ -432,12 +503,17 @@ impl Display {
                 Err(e) => log::warn!("restore: cannot re-create the saved mode blob: {e}"),
             }
         }
-        let flags = CommitFlags { allow_modeset: true, ..Default::default() };
+        let flags = CommitFlags {
+            allow_modeset: true,
+            ..Default::default()
+        };
         let mut result = Ok(());
         if temp_blob.is_some() {
             result = req.commit(self.dev.as_fd(), flags).map(drop);
             if let Err(e) = &result {
-                log::warn!("restore: putting back the saved state failed ({e}); turning the output off");
+                log::warn!(
+                    "restore: putting back the saved state failed ({e}); turning the output off"
+                );
             }
         }
         if temp_blob.is_none() || result.is_err() {
@@ -466,7 +542,9 @@ impl Drop for Display {
                 log::warn!("restoring the display on drop failed: {e}");
             }
         }
-        if let Err(e) = drm_ffi::mode::destroy_property_blob(self.dev.as_fd(), self.mode_blob as u32) {
+        if let Err(e) =
+            drm_ffi::mode::destroy_property_blob(self.dev.as_fd(), self.mode_blob as u32)
+        {
             log::debug!("destroying mode blob {} failed: {e}", self.mode_blob);
         }
     }

@@ -132,15 +132,18 @@ pub enum KmsError {
 impl KmsError {
     /// Wraps an OS error from a KMS ioctl.
     pub(crate) fn io(op: &'static str, source: impl Into<io::Error>) -> Self {
-        KmsError::Io { op, source: source.into() }
+        KmsError::Io {
+            op,
+            source: source.into(),
+        }
     }
 
     /// The errno behind this error, when the kernel gave one.
     pub fn errno(&self) -> Option<i32> {
         match self {
-            KmsError::Commit { source, .. } | KmsError::TestFailed { source } | KmsError::Io { source, .. } => {
-                source.raw_os_error()
-            }
+            KmsError::Commit { source, .. }
+            | KmsError::TestFailed { source }
+            | KmsError::Io { source, .. } => source.raw_os_error(),
             KmsError::Device(e) => e.errno(),
             _ => None,
         }
@@ -154,7 +157,11 @@ pub struct Fourcc(pub u32);
 impl std::fmt::Display for Fourcc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for b in self.0.to_le_bytes() {
-            let c = if b.is_ascii_graphic() || b == b' ' { b as char } else { '?' };
+            let c = if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '?'
+            };
             write!(f, "{c}")?;
         }
         write!(f, " ({:#010x})", self.0)

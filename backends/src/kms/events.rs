@@ -28,7 +28,10 @@ fn poll_readable(dev: &DrmDevice, timeout: Duration) -> Result<bool, KmsError> {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let ts = rustix::time::Timespec { tv_sec: left.as_secs() as i64, tv_nsec: left.subsec_nanos() as _ };
+        let ts = rustix::time::Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: left.subsec_nanos() as _,
+        };
         let mut fds = [PollFd::new(dev, PollFlags::IN)];
         match rustix::event::poll(&mut fds, Some(&ts)) {
             Ok(n) if n > 0 => return Ok(true),
@@ -42,13 +45,19 @@ fn poll_readable(dev: &DrmDevice, timeout: Duration) -> Result<bool, KmsError> {
 
 /// Reads the flip events available within `timeout` (empty when none
 /// came). Vblank and unknown events are logged and dropped.
-pub(crate) fn read_flip_events(dev: &DrmDevice, timeout: Duration) -> Result<Vec<FlipEvent>, KmsError> {
+pub(crate) fn read_flip_events(
+    dev: &DrmDevice,
+    timeout: Duration,
+) -> Result<Vec<FlipEvent>, KmsError> {
     if !poll_readable(dev, timeout)? {
         return Ok(Vec::new());
     }
     let events = match dev.receive_events() {
         Ok(ev) => ev,
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::Interrupted => {
+        Err(e)
+            if e.kind() == std::io::ErrorKind::WouldBlock
+                || e.kind() == std::io::ErrorKind::Interrupted =>
+        {
             return Ok(Vec::new())
         }
         Err(e) => return Err(KmsError::io("read(DRM events)", e)),
@@ -56,7 +65,11 @@ pub(crate) fn read_flip_events(dev: &DrmDevice, timeout: Duration) -> Result<Vec
     let mut flips = Vec::new();
     for event in events {
         match event {
-            Event::PageFlip(f) => flips.push(FlipEvent { crtc: u32::from(f.crtc), frame: f.frame, time: f.duration }),
+            Event::PageFlip(f) => flips.push(FlipEvent {
+                crtc: u32::from(f.crtc),
+                frame: f.frame,
+                time: f.duration,
+            }),
             Event::Vblank(v) => log::trace!("vblank event on CRTC {:?} ignored", v.crtc),
             Event::Unknown(raw) => log::debug!("unknown DRM event ({} bytes) ignored", raw.len()),
         }

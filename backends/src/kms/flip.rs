@@ -41,7 +41,12 @@ pub struct FlipRequest<'a> {
 impl<'a> FlipRequest<'a> {
     /// A blocking flip of `fb` with no fences.
     pub fn new(fb: &'a Framebuffer) -> Self {
-        Self { fb, in_fence: None, want_out_fence: false, nonblock: false }
+        Self {
+            fb,
+            in_fence: None,
+            want_out_fence: false,
+            nonblock: false,
+        }
     }
 }
 
@@ -51,8 +56,14 @@ fn check_in_fence(fd: BorrowedFd<'_>) -> Result<(), KmsError> {
     let raw = fd.as_raw_fd();
     match SyncFile::check(fd) {
         Ok(()) => Ok(()),
-        Err(crate::Error::BadFd { .. }) => Err(KmsError::InvalidInFence { fd: raw, why: "not an open file descriptor" }),
-        Err(crate::Error::NotASyncFile { .. }) => Err(KmsError::InvalidInFence { fd: raw, why: "not a sync_file" }),
+        Err(crate::Error::BadFd { .. }) => Err(KmsError::InvalidInFence {
+            fd: raw,
+            why: "not an open file descriptor",
+        }),
+        Err(crate::Error::NotASyncFile { .. }) => Err(KmsError::InvalidInFence {
+            fd: raw,
+            why: "not a sync_file",
+        }),
         Err(e) => Err(e.into()),
     }
 }
@@ -68,8 +79,19 @@ impl Display {
     }
 
     /// Imports `buf` as a framebuffer with an explicit `layout`.
-    pub fn import_framebuffer_as(&self, buf: &DmaBuf, layout: &Layout) -> Result<Framebuffer, KmsError> {
-        Framebuffer::import(&self.dev, self.output.plane, &self.formats, self.max_fb, buf, layout)
+    pub fn import_framebuffer_as(
+        &self,
+        buf: &DmaBuf,
+        layout: &Layout,
+    ) -> Result<Framebuffer, KmsError> {
+        Framebuffer::import(
+            &self.dev,
+            self.output.plane,
+            &self.formats,
+            self.max_fb,
+            buf,
+            layout,
+        )
     }
 
     /// Builds the atomic request and flags for `req` without committing:
@@ -79,9 +101,14 @@ impl Display {
     /// `CRTC_ID`) with ALLOW_MODESET. Non-blocking requests ask for a
     /// page-flip event. Refuses a framebuffer of another device and an
     /// in-fence that is not a sync_file.
-    pub fn flip_request<'a>(&self, req: &FlipRequest<'a>) -> Result<(AtomicRequest<'a>, CommitFlags), KmsError> {
+    pub fn flip_request<'a>(
+        &self,
+        req: &FlipRequest<'a>,
+    ) -> Result<(AtomicRequest<'a>, CommitFlags), KmsError> {
         if !req.fb.is_on(&self.dev) {
-            return Err(KmsError::NoOutput { what: format!("framebuffer {} belongs to another display", req.fb.id()) });
+            return Err(KmsError::NoOutput {
+                what: format!("framebuffer {} belongs to another display", req.fb.id()),
+            });
         }
         let (mw, mh) = self.size();
         let (w, h) = (req.fb.width().min(mw), req.fb.height().min(mh));
@@ -102,20 +129,37 @@ impl Display {
             .set(plane, p.dst[3], u64::from(h));
         if let Some(fd) = req.in_fence {
             check_in_fence(fd)?;
-            let prop = p.in_fence_fd.ok_or(KmsError::MissingProperty { object: plane, name: "IN_FENCE_FD" })?;
+            let prop = p.in_fence_fd.ok_or(KmsError::MissingProperty {
+                object: plane,
+                name: "IN_FENCE_FD",
+            })?;
             atomic.in_fence(plane, prop, fd);
         }
         if req.want_out_fence {
-            let prop =
-                self.props.crtc.out_fence_ptr.ok_or(KmsError::MissingProperty { object: crtc, name: "OUT_FENCE_PTR" })?;
+            let prop = self
+                .props
+                .crtc
+                .out_fence_ptr
+                .ok_or(KmsError::MissingProperty {
+                    object: crtc,
+                    name: "OUT_FENCE_PTR",
+                })?;
             atomic.out_fence(crtc, prop);
         }
-        let mut flags = CommitFlags { nonblock: req.nonblock, page_flip_event: req.nonblock, ..Default::default() };
+        let mut flags = CommitFlags {
+            nonblock: req.nonblock,
+            page_flip_event: req.nonblock,
+            ..Default::default()
+        };
         if !self.configured {
             atomic
                 .set(crtc, self.props.crtc.active, 1)
                 .set(crtc, self.props.crtc.mode_id, self.mode_blob)
-                .set(self.output.connector, self.props.connector_crtc_id, u64::from(crtc));
+                .set(
+                    self.output.connector,
+                    self.props.connector_crtc_id,
+                    u64::from(crtc),
+                );
             if let (Some(wb), Some(wb_conn)) = (&self.props.writeback, self.output.writeback) {
                 atomic.set(wb_conn, wb.crtc_id, 0);
             }
@@ -174,7 +218,11 @@ impl Display {
     /// Commits a raw request on this display's fd, with no retry. A
     /// successful non-TEST_ONLY commit with a page-flip event marks a flip
     /// pending (read it with [`Display::wait_flip`]).
-    pub fn commit_atomic(&mut self, req: &AtomicRequest<'_>, flags: CommitFlags) -> Result<CommitOutcome, KmsError> {
+    pub fn commit_atomic(
+        &mut self,
+        req: &AtomicRequest<'_>,
+        flags: CommitFlags,
+    ) -> Result<CommitOutcome, KmsError> {
         let outcome = req.commit(self.dev.as_fd(), flags)?;
         if flags.page_flip_event && !flags.test_only {
             self.pending_flip = true;
@@ -205,7 +253,9 @@ impl Display {
                 log::debug!("flip event for CRTC {} ignored", ev.crtc);
             }
             if left.is_zero() || Instant::now() >= deadline {
-                return Err(KmsError::TimedOut { what: "page-flip event" });
+                return Err(KmsError::TimedOut {
+                    what: "page-flip event",
+                });
             }
         }
     }

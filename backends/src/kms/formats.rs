@@ -23,7 +23,8 @@ pub struct FormatSet {
 }
 
 fn read_u32(blob: &[u8], at: usize) -> Option<u32> {
-    blob.get(at..at + 4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    blob.get(at..at + 4)
+        .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 fn read_u64(blob: &[u8], at: usize) -> Option<u64> {
@@ -38,8 +39,14 @@ impl FormatSet {
     /// Every count and offset is bounds-checked: a malformed blob gives
     /// [`KmsError::BadBlob`], never a panic.
     pub fn parse_in_formats(blob_id: u64, blob: &[u8]) -> Result<Self, KmsError> {
-        let bad = |what: String| KmsError::BadBlob { blob: blob_id, what };
-        let header = |i: usize| read_u32(blob, i * 4).ok_or_else(|| bad(format!("{} bytes, header needs {HEADER_LEN}", blob.len())));
+        let bad = |what: String| KmsError::BadBlob {
+            blob: blob_id,
+            what,
+        };
+        let header = |i: usize| {
+            read_u32(blob, i * 4)
+                .ok_or_else(|| bad(format!("{} bytes, header needs {HEADER_LEN}", blob.len())))
+        };
         let version = header(0)?;
         if version != FORMAT_BLOB_VERSION {
             return Err(bad(format!("version {version}")));
@@ -53,20 +60,35 @@ impl FormatSet {
             .checked_mul(4)
             .and_then(|n| n.checked_add(formats_offset))
             .filter(|&end| end <= blob.len())
-            .ok_or_else(|| bad(format!("{count_formats} formats at {formats_offset} overrun {} bytes", blob.len())))?;
-        let formats: Vec<u32> = (formats_offset..formats_end).step_by(4).filter_map(|at| read_u32(blob, at)).collect();
+            .ok_or_else(|| {
+                bad(format!(
+                    "{count_formats} formats at {formats_offset} overrun {} bytes",
+                    blob.len()
+                ))
+            })?;
+        let formats: Vec<u32> = (formats_offset..formats_end)
+            .step_by(4)
+            .filter_map(|at| read_u32(blob, at))
+            .collect();
 
         count_modifiers
             .checked_mul(MODIFIER_LEN)
             .and_then(|n| n.checked_add(modifiers_offset))
             .filter(|&end| end <= blob.len())
-            .ok_or_else(|| bad(format!("{count_modifiers} modifiers at {modifiers_offset} overrun {} bytes", blob.len())))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "{count_modifiers} modifiers at {modifiers_offset} overrun {} bytes",
+                    blob.len()
+                ))
+            })?;
         let mut modifiers = vec![Vec::new(); formats.len()];
         for m in 0..count_modifiers {
             let at = modifiers_offset + m * MODIFIER_LEN;
-            let (Some(mask), Some(offset), Some(modifier)) =
-                (read_u64(blob, at), read_u32(blob, at + 8), read_u64(blob, at + 16))
-            else {
+            let (Some(mask), Some(offset), Some(modifier)) = (
+                read_u64(blob, at),
+                read_u32(blob, at + 8),
+                read_u64(blob, at + 16),
+            ) else {
                 return Err(bad(format!("modifier entry {m} truncated")));
             };
             for bit in 0..64usize {
@@ -75,7 +97,10 @@ impl FormatSet {
                 }
                 let index = offset as usize + bit;
                 let Some(list) = modifiers.get_mut(index) else {
-                    return Err(bad(format!("modifier {modifier:#x} names format index {index} of {}", formats.len())));
+                    return Err(bad(format!(
+                        "modifier {modifier:#x} names format index {index} of {}",
+                        formats.len()
+                    )));
                 };
                 if !list.contains(&modifier) {
                     list.push(modifier);
@@ -122,10 +147,17 @@ impl FormatSet {
     /// when only the modifier is refused.
     pub fn check(&self, plane: u32, fourcc: u32, modifier: u64) -> Result<(), KmsError> {
         if !self.has_format(fourcc) {
-            return Err(KmsError::UnsupportedFormat { plane, fourcc: Fourcc(fourcc) });
+            return Err(KmsError::UnsupportedFormat {
+                plane,
+                fourcc: Fourcc(fourcc),
+            });
         }
         if !self.supports(fourcc, modifier) {
-            return Err(KmsError::UnsupportedModifier { plane, fourcc: Fourcc(fourcc), modifier });
+            return Err(KmsError::UnsupportedModifier {
+                plane,
+                fourcc: Fourcc(fourcc),
+                modifier,
+            });
         }
         Ok(())
     }
@@ -139,9 +171,17 @@ mod tests {
     /// Builds a blob the way the kernel's `create_in_format_blob` does.
     fn blob(formats: &[u32], mods: &[(u64, u32, u64)]) -> Vec<u8> {
         let formats_offset = HEADER_LEN as u32;
-        let modifiers_offset = (formats_offset as usize + formats.len() * 4).next_multiple_of(8) as u32;
+        let modifiers_offset =
+            (formats_offset as usize + formats.len() * 4).next_multiple_of(8) as u32;
         let mut b = Vec::new();
-        for v in [1u32, 0, formats.len() as u32, formats_offset, mods.len() as u32, modifiers_offset] {
+        for v in [
+            1u32,
+            0,
+            formats.len() as u32,
+            formats_offset,
+            mods.len() as u32,
+            modifiers_offset,
+        ] {
             b.extend_from_slice(&v.to_ne_bytes());
         }
         for f in formats {
@@ -164,15 +204,31 @@ mod tests {
 
     #[test]
     fn parses_formats_and_modifiers() {
-        let b = blob(&[XR24, AR24, NV12], &[(0b011, 0, MOD_LINEAR), (0b001, 0, TILED), (0b100, 0, MOD_LINEAR)]);
+        let b = blob(
+            &[XR24, AR24, NV12],
+            &[
+                (0b011, 0, MOD_LINEAR),
+                (0b001, 0, TILED),
+                (0b100, 0, MOD_LINEAR),
+            ],
+        );
         let set = FormatSet::parse_in_formats(7, &b).unwrap();
         assert_eq!(set.formats(), &[XR24, AR24, NV12]);
         assert_eq!(set.modifiers(XR24), &[MOD_LINEAR, TILED]);
         assert_eq!(set.modifiers(AR24), &[MOD_LINEAR]);
         assert!(set.supports(NV12, MOD_LINEAR));
         assert!(set.check(1, XR24, TILED).is_ok());
-        assert!(matches!(set.check(1, AR24, TILED), Err(KmsError::UnsupportedModifier { modifier: TILED, .. })));
-        assert!(matches!(set.check(1, fourcc(b"RG16"), MOD_LINEAR), Err(KmsError::UnsupportedFormat { .. })));
+        assert!(matches!(
+            set.check(1, AR24, TILED),
+            Err(KmsError::UnsupportedModifier {
+                modifier: TILED,
+                ..
+            })
+        ));
+        assert!(matches!(
+            set.check(1, fourcc(b"RG16"), MOD_LINEAR),
+            Err(KmsError::UnsupportedFormat { .. })
+        ));
     }
 
     #[test]
@@ -188,27 +244,48 @@ mod tests {
     fn malformed_blobs_are_typed_errors() {
         let good = blob(&[XR24], &[(1, 0, MOD_LINEAR)]);
         for cut in [0, 4, 23, 27, good.len() - 1] {
-            assert!(matches!(FormatSet::parse_in_formats(3, &good[..cut]), Err(KmsError::BadBlob { blob: 3, .. })), "cut {cut}");
+            assert!(
+                matches!(
+                    FormatSet::parse_in_formats(3, &good[..cut]),
+                    Err(KmsError::BadBlob { blob: 3, .. })
+                ),
+                "cut {cut}"
+            );
         }
         let mut wrong_version = good.clone();
         wrong_version[0] = 2;
-        assert!(matches!(FormatSet::parse_in_formats(3, &wrong_version), Err(KmsError::BadBlob { .. })));
+        assert!(matches!(
+            FormatSet::parse_in_formats(3, &wrong_version),
+            Err(KmsError::BadBlob { .. })
+        ));
         // A mask bit beyond the format list.
         let b = blob(&[XR24], &[(0b10, 0, MOD_LINEAR)]);
-        assert!(matches!(FormatSet::parse_in_formats(3, &b), Err(KmsError::BadBlob { .. })));
+        assert!(matches!(
+            FormatSet::parse_in_formats(3, &b),
+            Err(KmsError::BadBlob { .. })
+        ));
         // Huge counts must not overflow.
         let mut huge = good.clone();
         huge[8..12].copy_from_slice(&u32::MAX.to_ne_bytes());
-        assert!(matches!(FormatSet::parse_in_formats(3, &huge), Err(KmsError::BadBlob { .. })));
+        assert!(matches!(
+            FormatSet::parse_in_formats(3, &huge),
+            Err(KmsError::BadBlob { .. })
+        ));
         let mut huge_off = good;
         huge_off[20..24].copy_from_slice(&u32::MAX.to_ne_bytes());
-        assert!(matches!(FormatSet::parse_in_formats(3, &huge_off), Err(KmsError::BadBlob { .. })));
+        assert!(matches!(
+            FormatSet::parse_in_formats(3, &huge_off),
+            Err(KmsError::BadBlob { .. })
+        ));
     }
 
     #[test]
     fn linear_only_fallback() {
         let set = FormatSet::linear_only([XR24]);
         assert!(set.supports(XR24, MOD_LINEAR));
-        assert!(matches!(set.check(9, XR24, TILED), Err(KmsError::UnsupportedModifier { plane: 9, .. })));
+        assert!(matches!(
+            set.check(9, XR24, TILED),
+            Err(KmsError::UnsupportedModifier { plane: 9, .. })
+        ));
     }
 }

@@ -67,7 +67,11 @@ impl Framebuffer {
 
     /// ADDFB2 over GEM `handle` of `dev` (every memory plane in the same
     /// object) with an already checked `layout`.
-    pub(crate) fn add(dev: &Arc<DrmDevice>, handle: u32, layout: &Layout) -> Result<Self, KmsError> {
+    pub(crate) fn add(
+        dev: &Arc<DrmDevice>,
+        handle: u32,
+        layout: &Layout,
+    ) -> Result<Self, KmsError> {
         let mut handles = [0u32; 4];
         let mut pitches = [0u32; 4];
         let mut offsets = [0u32; 4];
@@ -146,17 +150,38 @@ impl Drop for Framebuffer {
 /// (format, modifier) pair in the plane's set, and for single-plane linear
 /// RGB formats the stride (at least one row, rows within the buffer, a
 /// multiple of the pixel size).
-pub fn check_layout(plane: u32, formats: &FormatSet, max: (u32, u32), size: u64, layout: &Layout) -> Result<(), KmsError> {
+pub fn check_layout(
+    plane: u32,
+    formats: &FormatSet,
+    max: (u32, u32),
+    size: u64,
+    layout: &Layout,
+) -> Result<(), KmsError> {
     let (w, h) = (layout.width, layout.height);
     if w == 0 || h == 0 {
-        return Err(KmsError::BadSize { width: w, height: h, why: "empty image".into() });
+        return Err(KmsError::BadSize {
+            width: w,
+            height: h,
+            why: "empty image".into(),
+        });
     }
     if w > max.0 || h > max.1 {
-        return Err(KmsError::BadSize { width: w, height: h, why: format!("device maximum is {}x{}", max.0, max.1) });
+        return Err(KmsError::BadSize {
+            width: w,
+            height: h,
+            why: format!("device maximum is {}x{}", max.0, max.1),
+        });
     }
     formats.check(plane, layout.fourcc, layout.modifier)?;
     let bad = |index: usize, why: &'static str| {
-        let p = layout.planes.get(index).copied().unwrap_or(crate::dmabuf::Plane { offset: 0, stride: 0 });
+        let p = layout
+            .planes
+            .get(index)
+            .copied()
+            .unwrap_or(crate::dmabuf::Plane {
+                offset: 0,
+                stride: 0,
+            });
         KmsError::BadStride {
             index,
             stride: p.stride,
@@ -193,7 +218,9 @@ pub fn check_layout(plane: u32, formats: &FormatSet, max: (u32, u32), size: u64,
         if p.stride % cpp != 0 {
             return Err(bad(0, "stride not a multiple of the pixel size"));
         }
-        let end = u64::from(p.offset) + u64::from(p.stride) * u64::from(h - 1) + u64::from(w) * u64::from(cpp);
+        let end = u64::from(p.offset)
+            + u64::from(p.stride) * u64::from(h - 1)
+            + u64::from(w) * u64::from(cpp);
         if end > size {
             return Err(bad(0, "rows run past the end of the buffer"));
         }
@@ -224,23 +251,75 @@ mod tests {
     #[test]
     fn refusals_are_typed() {
         let max = (4096, 4096);
-        let e = check_layout(1, &set(), max, 1 << 20, &Layout::linear(64, 32, XR24, 255)).unwrap_err();
-        assert!(matches!(e, KmsError::BadStride { index: 0, stride: 255, why: "stride shorter than one row", .. }), "{e}");
-        let e = check_layout(1, &set(), max, 1 << 20, &Layout::linear(64, 32, XR24, 258)).unwrap_err();
-        assert!(matches!(e, KmsError::BadStride { why: "stride not a multiple of the pixel size", .. }), "{e}");
-        let e = check_layout(1, &set(), max, 256 * 31, &Layout::linear(64, 32, XR24, 256)).unwrap_err();
-        assert!(matches!(e, KmsError::BadStride { why: "rows run past the end of the buffer", .. }), "{e}");
-        let e = check_layout(1, &set(), max, 1 << 20, &Layout::linear(64, 32, fourcc(b"NV12"), 64)).unwrap_err();
-        assert!(matches!(e, KmsError::UnsupportedFormat { plane: 1, .. }), "{e}");
+        let e =
+            check_layout(1, &set(), max, 1 << 20, &Layout::linear(64, 32, XR24, 255)).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                KmsError::BadStride {
+                    index: 0,
+                    stride: 255,
+                    why: "stride shorter than one row",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e =
+            check_layout(1, &set(), max, 1 << 20, &Layout::linear(64, 32, XR24, 258)).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                KmsError::BadStride {
+                    why: "stride not a multiple of the pixel size",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e =
+            check_layout(1, &set(), max, 256 * 31, &Layout::linear(64, 32, XR24, 256)).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                KmsError::BadStride {
+                    why: "rows run past the end of the buffer",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = check_layout(
+            1,
+            &set(),
+            max,
+            1 << 20,
+            &Layout::linear(64, 32, fourcc(b"NV12"), 64),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, KmsError::UnsupportedFormat { plane: 1, .. }),
+            "{e}"
+        );
         let mut tiled = Layout::linear(64, 32, XR24, 256);
         tiled.modifier = 0x0100_0000_0000_0002;
         let e = check_layout(1, &set(), max, 1 << 20, &tiled).unwrap_err();
         assert!(matches!(e, KmsError::UnsupportedModifier { .. }), "{e}");
-        let e = check_layout(1, &set(), (32, 32), 1 << 20, &Layout::linear(64, 32, XR24, 256)).unwrap_err();
+        let e = check_layout(
+            1,
+            &set(),
+            (32, 32),
+            1 << 20,
+            &Layout::linear(64, 32, XR24, 256),
+        )
+        .unwrap_err();
         assert!(matches!(e, KmsError::BadSize { .. }), "{e}");
         let mut two = Layout::linear(64, 32, XR24, 256);
         two.planes.push(two.planes[0]);
-        assert!(matches!(check_layout(1, &set(), max, 1 << 20, &two), Err(KmsError::BadStride { index: 1, .. })));
+        assert!(matches!(
+            check_layout(1, &set(), max, 1 << 20, &two),
+            Err(KmsError::BadStride { index: 1, .. })
+        ));
         assert_eq!(MOD_LINEAR, 0);
     }
 }

@@ -60,14 +60,22 @@ impl Display {
     /// connector is detached for the capture and attached again before
     /// returning (even when the capture failed).
     pub fn capture_writeback(&mut self, timeout: Duration) -> Result<Capture, KmsError> {
-        let (Some(wb), Some(wb_conn)) = (self.props.writeback.clone(), self.output.writeback) else {
-            return Err(KmsError::NoOutput { what: format!("no writeback connector on {}", self.dev.driver()) });
+        let (Some(wb), Some(wb_conn)) = (self.props.writeback.clone(), self.output.writeback)
+        else {
+            return Err(KmsError::NoOutput {
+                what: format!("no writeback connector on {}", self.dev.driver()),
+            });
         };
         if !wb.formats.is_empty() && !wb.formats.contains(&CAPTURE_FORMAT) {
-            return Err(KmsError::UnsupportedFormat { plane: wb_conn, fourcc: Fourcc(CAPTURE_FORMAT) });
+            return Err(KmsError::UnsupportedFormat {
+                plane: wb_conn,
+                fourcc: Fourcc(CAPTURE_FORMAT),
+            });
         }
         if !self.configured {
-            return Err(KmsError::NoOutput { what: "CRTC not configured yet: commit a frame first".into() });
+            return Err(KmsError::NoOutput {
+                what: "CRTC not configured yet: commit a frame first".into(),
+            });
         }
         self.wait_flip(timeout)?;
         let (w, h) = self.size();
@@ -81,45 +89,76 @@ impl Display {
             .set(wb_conn, wb.fb_id, u64::from(fb.id()))
             .out_fence(wb_conn, wb.out_fence_ptr)
             .set(self.output.connector, self.props.connector_crtc_id, 0);
-        let flags = CommitFlags { allow_modeset: true, ..Default::default() };
+        let flags = CommitFlags {
+            allow_modeset: true,
+            ..Default::default()
+        };
         let captured = self.commit_atomic(&req, flags).and_then(|mut out| {
-            let fence = out.take(wb_conn).ok_or(KmsError::MissingProperty { object: wb_conn, name: "WRITEBACK_OUT_FENCE_PTR" })?;
+            let fence = out.take(wb_conn).ok_or(KmsError::MissingProperty {
+                object: wb_conn,
+                name: "WRITEBACK_OUT_FENCE_PTR",
+            })?;
             fence.wait(timeout).map_err(|e| match e {
-                crate::Error::TimedOut { .. } => KmsError::TimedOut { what: "writeback fence" },
+                crate::Error::TimedOut { .. } => KmsError::TimedOut {
+                    what: "writeback fence",
+                },
                 e => KmsError::Device(e),
             })
         });
 
         let mut back = AtomicRequest::new();
-        back.set(wb_conn, wb.crtc_id, 0).set(self.output.connector, self.props.connector_crtc_id, u64::from(crtc));
+        back.set(wb_conn, wb.crtc_id, 0).set(
+            self.output.connector,
+            self.props.connector_crtc_id,
+            u64::from(crtc),
+        );
         let reattached = self.commit_atomic(&back, flags);
         captured?;
         reattached?;
 
         let pixels = read_dumb(&self.dev, &dumb, w, h)?;
         drop(fb);
-        Ok(Capture { width: w, height: h, fourcc: CAPTURE_FORMAT, pixels })
+        Ok(Capture {
+            width: w,
+            height: h,
+            fourcc: CAPTURE_FORMAT,
+            pixels,
+        })
     }
 }
 
 /// Copies the first `width * 4` bytes of each of `height` rows out of a
 /// dumb buffer (mapped through `DRM_IOCTL_MODE_MAP_DUMB`).
-fn read_dumb(dev: &crate::drm::DrmDevice, dumb: &DumbBuffer, width: u32, height: u32) -> Result<Vec<u8>, KmsError> {
+fn read_dumb(
+    dev: &crate::drm::DrmDevice,
+    dumb: &DumbBuffer,
+    width: u32,
+    height: u32,
+) -> Result<Vec<u8>, KmsError> {
     let offset = dumb.map_offset()?;
-    let len = usize::try_from(dumb.size()).map_err(|_| KmsError::BadSize { width, height, why: "buffer too large".into() })?;
+    let len = usize::try_from(dumb.size()).map_err(|_| KmsError::BadSize {
+        width,
+        height,
+        why: "buffer too large".into(),
+    })?;
     let mut opts = memmap2::MmapOptions::new();
     opts.offset(offset).len(len);
     // SAFETY: the mapping is of a dumb buffer we own for the duration of
     // this function, mapped read-only and private to this call; the kernel
     // finished writing it (the writeback fence has signaled) and nothing
     // else writes it while it is mapped.
-    let map = unsafe { opts.map(dev.as_fd().as_raw_fd()) }.map_err(|e| KmsError::io("mmap(dumb buffer)", e))?;
+    let map = unsafe { opts.map(dev.as_fd().as_raw_fd()) }
+        .map_err(|e| KmsError::io("mmap(dumb buffer)", e))?;
     let row = width as usize * 4;
     let pitch = dumb.pitch() as usize;
     let mut pixels = Vec::with_capacity(row * height as usize);
     for y in 0..height as usize {
         let start = y * pitch;
-        let src = map.get(start..start + row).ok_or(KmsError::BadSize { width, height, why: "dumb buffer too small".into() })?;
+        let src = map.get(start..start + row).ok_or(KmsError::BadSize {
+            width,
+            height,
+            why: "dumb buffer too small".into(),
+        })?;
         pixels.extend_from_slice(src);
     }
     Ok(pixels)
