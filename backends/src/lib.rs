@@ -11,8 +11,8 @@
 pub mod clock;
 pub mod dmabuf;
 pub mod drm;
-pub mod kms;
 mod error;
+pub mod kms;
 pub mod sync_file;
 #[allow(missing_docs, non_camel_case_types)]
 pub mod sys;
