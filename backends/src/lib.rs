@@ -12,6 +12,7 @@ pub mod clock;
 pub mod dmabuf;
 pub mod drm;
 mod error;
+pub mod kms;
 pub mod reactor;
 pub mod seqno;
 pub mod sync_file;
