@@ -11,9 +11,13 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use bufsync::fence::{alloc_contexts, Fence, FenceError};
 use bufsync_backends::dmabuf::{fourcc, Access, DmaBuf, Layout, Udmabuf, MOD_LINEAR};
 use bufsync_backends::drm::DrmDevice;
-use bufsync_backends::kms::{AtomicRequest, CommitFlags, Display, FlipRequest, KmsError};
+use bufsync_backends::kms::{
+    AtomicRequest, CommitFlags, Display, FencedFlip, FlipRequest, InFencePath, KmsError,
+};
+use bufsync_backends::sync_file::SyncFileFence;
 use bufsync_backends::testing::{SwSyncTimeline, VgemBuffer};
 use bufsync_tests::{has_driver, open_fds, require};
 
@@ -565,4 +569,88 @@ fn crtc_invalid_params_fence() {
     out.wait(WAIT).unwrap();
     drop((out, pending, timeline));
     assert_eq!(open_fds(), fds, "fds leaked");
+}
+
+/// Runtime fences: a sync_file fence goes to the plane (hardware path), a
+/// software fence is waited on the CPU first, a signaled one needs
+/// nothing; an errored one is refused. The out-fence is a runtime fence.
+#[test]
+fn commit_fenced_picks_the_path() {
+    let _g = serial();
+    require!("vkms", has_driver("vkms"));
+    require!("vgem", has_driver("vgem"));
+    let mut display = open_display();
+    let (w, h) = display.size();
+    let vgem = VgemBuffer::device().unwrap();
+    let a = VgemBuffer::create(&vgem, w, h).unwrap();
+    let a_fb = display.import_framebuffer(&a.export().unwrap()).unwrap();
+    let b = VgemBuffer::create(&vgem, w, h).unwrap();
+    let b_buf = b.export().unwrap();
+    let b_fb = display.import_framebuffer(&b_buf).unwrap();
+    let ctx = alloc_contexts(1);
+    let flip = |fb, in_fence| FencedFlip {
+        fb,
+        in_fence,
+        want_out_fence: true,
+        nonblock: false,
+        software_wait: WAIT,
+    };
+
+    // Already signaled: nothing to wait for.
+    let done = Fence::signaled(ctx, 1);
+    let out = display.commit_fenced(flip(&a_fb, Some(&done))).unwrap();
+    assert_eq!(out.path, InFencePath::None);
+    out.out_fence
+        .expect("out-fence")
+        .wait_timeout(WAIT)
+        .unwrap();
+
+    // A pending kernel fence: IN_FENCE_FD, non-blocking; the out-fence
+    // (a runtime fence) waits for the vgem signal.
+    let vgem_fence = b.attach_fence(true).unwrap();
+    let render = SyncFileFence::fence(b_buf.export_sync_file(Access::Read).unwrap()).unwrap();
+    let out = display
+        .commit_fenced(FencedFlip {
+            nonblock: true,
+            ..flip(&b_fb, Some(&render))
+        })
+        .unwrap();
+    assert_eq!(out.path, InFencePath::Hardware);
+    let scanout = out.out_fence.expect("out-fence");
+    assert!(!scanout.is_signaled());
+    vgem_fence.signal().unwrap();
+    scanout.wait_timeout(WAIT).unwrap();
+    display.wait_flip(WAIT).unwrap().expect("flip event");
+
+    // A software fence: waited on the CPU, then a plain flip.
+    let soft = Fence::software(ctx, 2);
+    let signaler = {
+        let soft = soft.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            soft.signal().unwrap();
+        })
+    };
+    let out = display.commit_fenced(flip(&a_fb, Some(&soft))).unwrap();
+    signaler.join().unwrap();
+    assert_eq!(out.path, InFencePath::Software);
+    assert!(soft.is_signaled());
+    out.out_fence
+        .expect("out-fence")
+        .wait_timeout(WAIT)
+        .unwrap();
+
+    // A failed render fence is refused.
+    let failed = Fence::software(ctx, 3);
+    failed.signal_with_error(FenceError::Cancelled).unwrap();
+    let e = display
+        .commit_fenced(flip(&b_fb, Some(&failed)))
+        .unwrap_err();
+    assert!(matches!(e, KmsError::InFenceFailed(_)), "{e}");
+
+    // restore() turns the output back; the next commit sets the mode again.
+    display.restore().unwrap();
+    assert!(!display.is_configured());
+    display.commit(FlipRequest::new(&a_fb)).unwrap();
+    assert!(display.is_configured());
 }
