@@ -66,6 +66,15 @@ pub enum Error {
         /// DRM format modifier.
         modifier: u64,
     },
+    /// A pending runtime fence has no sync_file form (software fences).
+    #[error("a pending `{driver}` fence has no sync_file form")]
+    NoSyncFile {
+        /// The fence's driver name.
+        driver: String,
+    },
+    /// A fence completed with an error.
+    #[error("fence signaled with error: {0}")]
+    Fence(bufsync::fence::FenceError),
     /// A bounded wait ended before the fence signaled.
     #[error("timed out waiting for {what}")]
     TimedOut {

@@ -12,6 +12,9 @@ pub mod clock;
 pub mod dmabuf;
 pub mod drm;
 mod error;
+pub mod kms;
+pub mod reactor;
+pub mod seqno;
 pub mod sync_file;
 #[allow(missing_docs, non_camel_case_types)]
 pub mod sys;

@@ -1,10 +1,15 @@
 //! The dma-buf fd with its size and optional layout.
 //!
-//! Locking: a `DmaBuf` is an fd plus immutable facts; methods are syscalls
-//! and need no lock. The kernel serializes fence changes in the buffer's
-//! own `dma_resv`.
+//! Locking: a `DmaBuf` is an fd plus immutable facts and a runtime
+//! [`Reservation`] (shared by every `try_clone` of it); the reservation's
+//! own rules apply to its fences (writers hold its ww lock). The other
+//! methods are syscalls and need no lock; the kernel serializes fence
+//! changes in the buffer's own `dma_resv`.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+
+use bufsync::resv::{AsReservation, Reservation};
 
 use memmap2::{MmapOptions, MmapRaw};
 
@@ -21,6 +26,7 @@ pub struct DmaBuf {
     fd: OwnedFd,
     size: u64,
     layout: Option<Layout>,
+    resv: Arc<Reservation>,
 }
 
 impl DmaBuf {
@@ -33,6 +39,7 @@ impl DmaBuf {
             fd,
             size,
             layout: None,
+            resv: Arc::new(Reservation::new()),
         })
     }
 
@@ -81,8 +88,13 @@ impl DmaBuf {
         self.layout.as_ref()
     }
 
+    /// The runtime reservation of this buffer (user-space fences).
+    pub fn reservation(&self) -> &Reservation {
+        &self.resv
+    }
+
     /// A second handle on the same buffer (`dup`; same kernel dma-buf, same
-    /// implicit fences).
+    /// implicit fences, same runtime reservation).
     pub fn try_clone(&self) -> Result<Self> {
         let fd = rustix::io::fcntl_dupfd_cloexec(&self.fd, 0)
             .map_err(|e| Error::io("F_DUPFD_CLOEXEC", e.into()))?;
@@ -90,6 +102,7 @@ impl DmaBuf {
             fd,
             size: self.size,
             layout: self.layout.clone(),
+            resv: Arc::clone(&self.resv),
         })
     }
 
@@ -116,5 +129,11 @@ impl DmaBuf {
 impl AsFd for DmaBuf {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+impl AsReservation for DmaBuf {
+    fn as_reservation(&self) -> &Reservation {
+        &self.resv
     }
 }

@@ -4,7 +4,8 @@
 //! SYNC END. Waits come before cache maintenance, never after (the 2012
 //! review's rule for synchronous importers).
 //!
-//! Locking: none here; the guard borrows the buffer. The kernel's own SYNC
+//! Locking: none here (the runtime reservation is read as a lock-free
+//! snapshot); the guard borrows the buffer. The kernel's own SYNC
 //! START also waits for implicit fences, but without a bound: the bounded
 //! poll first makes a foreign fence that never signals a timeout error
 //! instead of a hung thread.
@@ -65,11 +66,24 @@ impl DmaBuf {
         }
     }
 
-    /// Begins CPU access: waits (bounded by `timeout`) for the fences the
-    /// direction must respect, then `DMA_BUF_IOCTL_SYNC` START.
+    /// Begins CPU access: waits (bounded by `timeout` in all) for the
+    /// fences the direction must respect, first the runtime reservation's
+    /// (`dma_resv_usage_rw`), then the kernel's (poll), then
+    /// `DMA_BUF_IOCTL_SYNC` START. A runtime fence that signaled with an
+    /// error gives [`Error::Fence`].
     pub fn begin_cpu_access(&self, access: Access, timeout: Duration) -> Result<CpuAccess<'_>> {
         use std::os::fd::AsRawFd;
-        self.wait_idle(access, timeout)?;
+        let deadline = Instant::now() + timeout;
+        let usage = bufsync::resv::Usage::for_access(access == Access::Write);
+        self.reservation()
+            .wait(usage, Some(timeout))
+            .map_err(|e| match e {
+                bufsync::fence::WaitError::Fence(f) => Error::Fence(f),
+                _ => Error::TimedOut {
+                    what: "dma-buf runtime fences",
+                },
+            })?;
+        self.wait_idle(access, deadline.saturating_duration_since(Instant::now()))?;
         let flags = sys::dma_buf::SYNC_START | access.sync_flags();
         loop {
             match sys::dma_buf::sync(self.fd(), flags) {

@@ -9,9 +9,11 @@ mod device;
 mod dumb;
 mod kms;
 mod prime;
+mod syncobj;
 
 pub use caps::Caps;
 pub use device::{DrmDevice, NodeKind};
 pub use dumb::DumbBuffer;
 pub use kms::{ConnectorSummary, CrtcSummary, KmsSummary, PlaneKind, PlaneSummary};
 pub use prime::GemHandle;
+pub use syncobj::{Syncobj, SyncobjPoint, WaitFor};

@@ -22,20 +22,27 @@
 //!
 //! Per-file locking notes are at the top of each submodule.
 
+mod array;
 mod cancel;
+mod chain;
 mod context;
 mod error;
 mod handle;
 mod kind;
 mod rules;
 mod set;
+mod unwrap;
+mod wait;
 
 pub mod engine;
 
+pub use array::FenceArray;
 pub use cancel::CancelToken;
+pub use chain::{ChainError, ChainIter, FenceChain, FenceTimeline};
 pub use context::{alloc_contexts, FenceContext};
 pub use error::{AlreadySignaled, FenceError, FenceStatus, SignalError, WaitError};
 pub use handle::{CallbackId, Fence};
 pub use kind::{FenceKind, SoftwareKind};
 pub use rules::in_signal_path;
 pub use set::FenceSet;
+pub use unwrap::{unwrap, unwrap_into, unwrap_merge, unwrap_merge_into};

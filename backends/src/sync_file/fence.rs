@@ -1,0 +1,201 @@
+//! `SyncFileFence`: a runtime fence kind over a sync_file fd, and the way
+//! back (a runtime fence exported as a sync_file when it has one).
+//!
+//! `is_signaled` polls the fd; software signaling registers the fd with the
+//! shared [`reactor`](crate::reactor) and bounds the fence's life with an
+//! engine deadline (default: the engine's foreign-fence timeout), cancelling
+//! the reactor entry when the deadline fires first. An error status from
+//! `SYNC_IOC_FILE_INFO` becomes the runtime fence's error.
+//!
+//! Locking: the kind holds immutable data plus the reactor token in a
+//! mutex taken briefly by `enable_signaling` and the fence callback; no
+//! lock is held while calling into the fence or the reactor.
+
+use std::any::Any;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bufsync::fence::{alloc_contexts, engine, Fence, FenceError, FenceKind};
+
+use super::SyncFile;
+use crate::error::{Error, Result};
+use crate::reactor::{self, Token};
+
+/// The fence kind over a sync_file.
+#[derive(Debug)]
+pub struct SyncFileFence {
+    file: Arc<SyncFile>,
+    driver: String,
+    timeline: String,
+    deadline: Option<Instant>,
+    token: Mutex<Option<Token>>,
+}
+
+impl SyncFileFence {
+    /// A runtime fence over `file`, on a fresh context, with seqno 1. Its
+    /// life is bounded by the engine's default foreign-fence timeout from
+    /// the moment software signaling is enabled.
+    pub fn fence(file: SyncFile) -> Result<Fence> {
+        Self::fence_with_deadline(file, None)
+    }
+
+    /// Like [`fence`](Self::fence), with an explicit deadline at which the
+    /// fence signals with [`FenceError::TimedOut`] if still pending.
+    pub fn fence_with_deadline(file: SyncFile, deadline: Option<Instant>) -> Result<Fence> {
+        let info = file.info()?;
+        let (driver, timeline) = match info.fences.as_slice() {
+            [one] => (one.driver_name.clone(), one.timeline_name.clone()),
+            [] => ("sync_file".to_owned(), "stub".to_owned()),
+            many => (
+                "sync_file".to_owned(),
+                format!(
+                    "merged({}: {})",
+                    many.len(),
+                    many.iter()
+                        .map(|f| f.timeline_name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+            ),
+        };
+        let kind = Arc::new(SyncFileFence {
+            file: Arc::new(file),
+            driver,
+            timeline,
+            deadline,
+            token: Mutex::new(None),
+        });
+        let fence = Fence::new(kind, alloc_contexts(1), 1);
+        if info.status != 0 {
+            complete(&fence, info.status);
+        }
+        Ok(fence)
+    }
+
+    /// The sync_file.
+    pub fn file(&self) -> &SyncFile {
+        &self.file
+    }
+
+    fn error_status(&self) -> i32 {
+        match self.file.info() {
+            Ok(info) => info.status,
+            Err(e) => {
+                log::warn!("SYNC_IOC_FILE_INFO on a signaled sync_file failed: {e}");
+                1
+            }
+        }
+    }
+}
+
+/// Signals `fence` according to a kernel status (1 ok, <0 error).
+fn complete(fence: &Fence, status: i32) {
+    let _ = match FenceError::from_errno(status) {
+        Some(e) => fence.signal_with_error(e),
+        None => fence.signal(),
+    };
+}
+
+impl FenceKind for SyncFileFence {
+    fn driver_name(&self) -> &str {
+        &self.driver
+    }
+
+    fn timeline_name(&self) -> &str {
+        &self.timeline
+    }
+
+    fn enable_signaling(&self, fence: &Fence) -> std::result::Result<(), FenceError> {
+        let reactor = reactor::global().map_err(|e| {
+            log::error!("{e}");
+            FenceError::Errno(rustix::io::Errno::NOMEM.raw_os_error())
+        })?;
+        let waiter = fence.clone();
+        let token = reactor
+            .register(self.file.clone(), move || {
+                let status = waiter
+                    .kind_as::<SyncFileFence>()
+                    .map_or(1, |k| k.error_status());
+                complete(&waiter, status);
+            })
+            .map_err(|e| {
+                FenceError::Errno(e.errno().unwrap_or(rustix::io::Errno::INVAL.raw_os_error()))
+            })?;
+        *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
+        let at = self
+            .deadline
+            .unwrap_or_else(|| Instant::now() + engine::global().default_timeout());
+        engine::watch_deadline(fence, at);
+        // Whoever signals the fence first (reactor, deadline, or a poll),
+        // the reactor entry must go: it holds a fence reference.
+        let _ = fence.add_callback(|f| {
+            if let Some(kind) = f.kind_as::<SyncFileFence>() {
+                if let Some(token) = kind.token.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                    if let Ok(r) = reactor::global() {
+                        r.cancel(token);
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn poll_signaled(&self, fence: &Fence) -> bool {
+        match self.file.is_signaled() {
+            Ok(true) => {
+                if let Some(e) = FenceError::from_errno(self.error_status()) {
+                    fence.set_error(e);
+                }
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                log::warn!("poll on sync_file failed: {e}");
+                false
+            }
+        }
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// The sync_file form of a runtime fence, if it has one: `Ok(None)` when
+/// it signaled cleanly (nothing to wait for), a dup of the fd for a
+/// [`SyncFileFence`], a syncobj point's exported sync_file for a
+/// [`SyncobjPoint`](crate::drm::SyncobjPoint); [`Error::NoSyncFile`] for a
+/// pending fence of another kind (wait for it in software instead).
+pub fn to_sync_file(fence: &Fence) -> Result<Option<SyncFile>> {
+    if let Some(k) = fence.kind_as::<SyncFileFence>() {
+        return k.file.try_clone().map(Some);
+    }
+    if let Some(p) = fence.kind_as::<crate::drm::SyncobjPoint>() {
+        return p.export_sync_file().map(Some);
+    }
+    match fence.status() {
+        bufsync::fence::FenceStatus::Signaled => Ok(None),
+        bufsync::fence::FenceStatus::Error(e) => Err(Error::Fence(e)),
+        bufsync::fence::FenceStatus::Pending => Err(Error::NoSyncFile {
+            driver: fence.driver_name().to_owned(),
+        }),
+    }
+}
+
+/// One sync_file for several runtime fences (`SYNC_IOC_MERGE` of their
+/// sync_file parts); `Ok(None)` when all signaled cleanly.
+pub fn merge_to_sync_file<'a>(
+    fences: impl IntoIterator<Item = &'a Fence>,
+    name: &str,
+) -> Result<Option<SyncFile>> {
+    let mut acc: Option<SyncFile> = None;
+    for f in fences {
+        if let Some(part) = to_sync_file(f)? {
+            acc = Some(match acc {
+                None => part,
+                Some(prev) => prev.merge(&part, name)?,
+            });
+        }
+    }
+    Ok(acc)
+}

@@ -1,0 +1,349 @@
+//! Reservation objects (`dma_resv`): a [`WwMutex`] plus the fences of whoever
+//! uses the buffer, each with a [`Usage`].
+//!
+//! Locking rules:
+//! - Writers (`reserve_fences`, `add_fence`) must hold the reservation's
+//!   ww lock; the API enforces it: only a [`ResvGuard`] or a
+//!   [`crate::resv::Reserved`] can call them.
+//! - The fence list is an immutable `Arc<Vec<Slot>>` swapped (RCU-like) under
+//!   `slots`, a small leaf mutex held only to clone or replace the pointer.
+//!   Readers ([`Reservation::fences`], `test_signaled`, `wait`) never take the
+//!   ww lock: they clone the pointer and read a consistent snapshot.
+//! - A writer edits the list in place when no reader holds a snapshot
+//!   (`Arc::get_mut`); otherwise it copies (the only allocation in steady state).
+
+use std::sync::Arc as StdArc;
+use std::time::{Duration, Instant};
+
+use crate::fence::{Fence, FenceSet, WaitError};
+use crate::resv::class::WwClass;
+use crate::resv::parker::lock;
+use crate::resv::ticket::{Ticket, WwError, WwGuard};
+use crate::resv::ww_mutex::{WwMutex, WwMutexGuard};
+use crate::sync::Mutex;
+
+/// How a fence uses a buffer (`enum dma_resv_usage`). Ordered: a query for
+/// usage `U` returns every fence with usage `<= U`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Usage {
+    /// Kernel-internal work (moves, clears): everybody waits for it.
+    Kernel,
+    /// Implicit-sync writers.
+    Write,
+    /// Implicit-sync readers.
+    Read,
+    /// Tracked only (e.g. preemption fences): nobody waits implicitly.
+    Bookkeep,
+}
+
+impl Usage {
+    /// Every usage, in order.
+    pub const ALL: [Usage; 4] = [Usage::Kernel, Usage::Write, Usage::Read, Usage::Bookkeep];
+
+    /// What a new access must wait for (`dma_resv_usage_rw`): a writer waits
+    /// for readers and writers (`Read`), a reader for writers (`Write`).
+    pub fn for_access(write: bool) -> Usage {
+        if write {
+            Usage::Read
+        } else {
+            Usage::Write
+        }
+    }
+}
+
+/// Errors of reservations and the reservation flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ResvError {
+    /// Locking failed (timeout, cancel, misuse; `Deadlock` only escapes the
+    /// low-level API, the flow resolves it).
+    #[error(transparent)]
+    Lock(#[from] WwError),
+    /// `reserve_fences` could not allocate the slots.
+    #[error("cannot reserve {wanted} fence slots on object {object}")]
+    NoMemory {
+        /// The object.
+        object: u64,
+        /// Slots asked for.
+        wanted: usize,
+    },
+    /// A fence wait failed.
+    #[error(transparent)]
+    Wait(#[from] WaitError),
+    /// The buffer was evicted: back off as on `Deadlock` and retry later.
+    #[error("object {object} was evicted")]
+    Evicted {
+        /// The object.
+        object: u64,
+    },
+    /// An index past the end of the reserved list.
+    #[error("no entry {index} in a list of {len}")]
+    NoSuchEntry {
+        /// The index given.
+        index: usize,
+        /// The list's length.
+        len: usize,
+    },
+}
+
+#[derive(Clone)]
+struct Slot {
+    fence: Fence,
+    usage: Usage,
+}
+
+#[derive(Default)]
+struct Slots {
+    list: StdArc<Vec<Slot>>,
+    reserved: usize,
+}
+
+/// A reservation object: embed it in any buffer struct
+/// (`struct DmaBuf { resv: Reservation, .. }`).
+pub struct Reservation {
+    pub(crate) lock: WwMutex,
+    slots: Mutex<Slots>,
+}
+
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation")
+            .field("id", &self.id())
+            .field("fences", &self.fences(Usage::Bookkeep).len())
+            .finish()
+    }
+}
+
+#[cfg(not(loom))]
+impl Default for Reservation {
+    fn default() -> Self {
+        Reservation::new()
+    }
+}
+
+impl Reservation {
+    /// An empty reservation of the reservation class (wait-die).
+    #[cfg(not(loom))]
+    pub fn new() -> Reservation {
+        Reservation::with_class(crate::resv::class::reservation_class())
+    }
+
+    /// An empty reservation whose lock belongs to `class`.
+    pub fn with_class(class: &WwClass) -> Reservation {
+        Reservation {
+            lock: WwMutex::new(class),
+            slots: Mutex::new(Slots::default()),
+        }
+    }
+
+    /// The object id (its lock's id).
+    pub fn id(&self) -> u64 {
+        self.lock.id()
+    }
+
+    /// The reservation's lock.
+    pub fn ww_mutex(&self) -> &WwMutex {
+        &self.lock
+    }
+
+    /// Locks with `ticket` (`dma_resv_lock(obj, ctx)`); see [`Ticket::lock`].
+    pub fn lock<'r, 't>(&'r self, ticket: &'t Ticket) -> Result<ResvGuard<'r, 't>, WwError> {
+        Ok(ResvGuard {
+            resv: self,
+            _hold: Hold::Ticket(ticket.lock(&self.lock)?),
+        })
+    }
+
+    /// Locks the contended object after a back-off (`dma_resv_lock_slow`).
+    pub fn lock_slow<'r, 't>(&'r self, ticket: &'t Ticket) -> Result<ResvGuard<'r, 't>, WwError> {
+        Ok(ResvGuard {
+            resv: self,
+            _hold: Hold::Ticket(ticket.lock_slow(&self.lock)?),
+        })
+    }
+
+    /// Locks without a ticket (`dma_resv_lock(obj, NULL)`): for code that
+    /// locks this one object only.
+    pub fn lock_alone(&self) -> ResvGuard<'_, '_> {
+        ResvGuard {
+            resv: self,
+            _hold: Hold::Alone(self.lock.lock()),
+        }
+    }
+
+    /// A consistent snapshot of the fences with usage `<= usage`
+    /// (`dma_resv_iter` unlocked). Never takes the ww lock.
+    pub fn fences(&self, usage: Usage) -> ResvFences {
+        ResvFences {
+            list: StdArc::clone(&lock(&self.slots).list),
+            usage,
+        }
+    }
+
+    /// Whether every fence with usage `<= usage` has signaled
+    /// (`dma_resv_test_signaled`). Never takes the ww lock.
+    pub fn test_signaled(&self, usage: Usage) -> bool {
+        self.fences(usage).iter().all(Fence::is_signaled)
+    }
+
+    /// Waits for every fence with usage `<= usage` (`dma_resv_wait_timeout`),
+    /// at most `timeout` in all (`None`: forever). Never takes the ww lock.
+    pub fn wait(&self, usage: Usage, timeout: Option<Duration>) -> Result<(), WaitError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        for f in self.fences(usage).iter() {
+            match deadline {
+                Some(d) => f.wait_deadline(d)?,
+                None => f.wait()?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes room for `n` more fences. Caller holds the ww lock.
+    pub(crate) fn reserve_locked(&self, n: usize) -> Result<(), ResvError> {
+        let mut s = lock(&self.slots);
+        let object = self.id();
+        let oom = |_| ResvError::NoMemory { object, wanted: n };
+        match StdArc::get_mut(&mut s.list) {
+            Some(v) => v.try_reserve(n).map_err(oom)?,
+            None => {
+                let mut v = Vec::new();
+                v.try_reserve_exact(s.list.len() + n).map_err(oom)?;
+                v.extend(s.list.iter().cloned());
+                s.list = StdArc::new(v);
+            }
+        }
+        s.reserved = n;
+        Ok(())
+    }
+
+    /// Adds `fence` with `usage` (`dma_resv_add_fence`): replaces the first
+    /// slot that holds a signaled fence or an earlier-or-same fence of the same
+    /// context with a usage `>=` this one; drops other signaled fences; else
+    /// takes a reserved slot. Caller holds the ww lock.
+    pub(crate) fn add_locked(&self, fence: &Fence, usage: Usage) {
+        let mut s = lock(&self.slots);
+        if s.reserved == 0 {
+            log::warn!("add_fence on object {} without a reserved slot", self.id());
+        }
+        s.reserved = s.reserved.saturating_sub(1);
+        // Copies only when a reader holds the old snapshot.
+        let v = StdArc::make_mut(&mut s.list);
+        let mut placed = false;
+        v.retain_mut(|slot| {
+            let replaceable = slot.fence.is_signaled()
+                || (slot.fence.context() == fence.context()
+                    && slot.usage >= usage
+                    && !slot.fence.is_later(fence));
+            if !replaceable {
+                return true;
+            }
+            if placed {
+                // Later replaceable slots are either signaled (prune) or an
+                // older fence of this context kept for a weaker usage.
+                return !slot.fence.is_signaled();
+            }
+            placed = true;
+            slot.fence = fence.clone();
+            slot.usage = usage;
+            true
+        });
+        if !placed {
+            v.push(Slot {
+                fence: fence.clone(),
+                usage,
+            });
+        }
+    }
+
+    /// Adds the unsignaled fences with usage `<= usage` to `set`. Caller
+    /// holds the ww lock (or accepts a snapshot).
+    pub(crate) fn collect_into(&self, usage: Usage, set: &mut FenceSet) {
+        let s = lock(&self.slots);
+        for slot in s.list.iter() {
+            if slot.usage <= usage && !slot.fence.is_signaled() {
+                set.add(&slot.fence);
+            }
+        }
+    }
+}
+
+/// The lock a [`ResvGuard`] holds; its only use is its `Drop`.
+#[allow(dead_code)]
+enum Hold<'r, 't> {
+    Ticket(WwGuard<'r, 't>),
+    Alone(WwMutexGuard<'r>),
+}
+
+/// A locked reservation: the only way (with [`crate::resv::Reserved`]) to add
+/// fences. Unlocks on drop; reserved slots are then forgotten.
+#[must_use = "dropping the guard unlocks at once"]
+pub struct ResvGuard<'r, 't> {
+    resv: &'r Reservation,
+    _hold: Hold<'r, 't>,
+}
+
+impl std::fmt::Debug for ResvGuard<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResvGuard")
+            .field("object", &self.resv.id())
+            .finish()
+    }
+}
+
+impl ResvGuard<'_, '_> {
+    /// The locked reservation.
+    pub fn reservation(&self) -> &Reservation {
+        self.resv
+    }
+
+    /// Makes room for `n` more fences (`dma_resv_reserve_fences`); may fail.
+    pub fn reserve_fences(&mut self, n: usize) -> Result<(), ResvError> {
+        self.resv.reserve_locked(n)
+    }
+
+    /// Adds a fence (`dma_resv_add_fence`); cannot fail. Call
+    /// [`ResvGuard::reserve_fences`] first (a missing reservation is logged).
+    pub fn add_fence(&mut self, fence: &Fence, usage: Usage) {
+        self.resv.add_locked(fence, usage);
+    }
+}
+
+/// A snapshot of a reservation's fences for one usage; holding it makes the
+/// next writer copy the list.
+#[derive(Clone)]
+pub struct ResvFences {
+    list: StdArc<Vec<Slot>>,
+    usage: Usage,
+}
+
+impl std::fmt::Debug for ResvFences {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter_with_usage()).finish()
+    }
+}
+
+impl ResvFences {
+    /// The fences with usage `<=` the queried one.
+    pub fn iter(&self) -> impl Iterator<Item = &Fence> + '_ {
+        self.iter_with_usage().map(|(f, _)| f)
+    }
+
+    /// The fences with their usages.
+    pub fn iter_with_usage(&self) -> impl Iterator<Item = (&Fence, Usage)> + '_ {
+        let max = self.usage;
+        self.list
+            .iter()
+            .filter(move |s| s.usage <= max)
+            .map(|s| (&s.fence, s.usage))
+    }
+
+    /// How many fences match.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    /// Whether none match.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

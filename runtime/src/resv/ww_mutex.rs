@@ -1,0 +1,438 @@
+//! The wound/wait mutex (`ww_mutex`): an owner word plus a stamp-ordered queue.
+//!
+//! Locking rules:
+//! - `state` (atomic) holds `owner << 1 | WAITERS`. Owner 0 means unlocked;
+//!   a ticket owner is its stamp; a ticket-less owner is [`TICKETLESS`].
+//!   The fast paths CAS `0 -> me` and `me -> 0`; they fail whenever
+//!   `WAITERS` is set, so nobody overtakes a queued waiter.
+//! - `queue` (mutex) guards the waiter list. `WAITERS` is set and cleared only
+//!   under it, and it is set whenever the list is not empty. An unlock that
+//!   sees `WAITERS` takes `queue` and hands the lock to the head (direct
+//!   hand-off: the head owns the lock before it wakes).
+//! - Lock order: `queue` -> class ticket list -> a parker. No other lock is
+//!   taken under `queue`.
+//! - Waiters are ordered by stamp (older first); ticket-less waiters go last,
+//!   FIFO. An entry left by a ticket that backed off (`Deadlock`) keeps its
+//!   place until that ticket locks the object (`lock_slow`) or gives up.
+
+use std::time::{Duration, Instant};
+
+use crate::resv::class::{Algorithm, WwClass, STAMP_LIMIT};
+use crate::resv::parker::{lock, Parker};
+use crate::resv::ticket::TicketShared;
+use crate::sync::{Arc, AtomicU64, Mutex, MutexGuard, Ordering};
+
+const WAITERS: u64 = 1;
+/// Owner code of a lock taken without a ticket.
+pub(crate) const TICKETLESS: u64 = STAMP_LIMIT;
+
+static OBJECT_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Who wakes a waiter.
+enum Wake {
+    Ticket(Arc<TicketShared>),
+    Plain(Arc<Parker>),
+}
+
+impl Wake {
+    fn parker(&self) -> &Parker {
+        match self {
+            Wake::Ticket(t) => &t.parker,
+            Wake::Plain(p) => p,
+        }
+    }
+}
+
+struct Waiter {
+    /// Sort key: the stamp, `u64::MAX` for ticket-less waiters.
+    key: u64,
+    seq: u64,
+    /// Whether the waiter holds other locks of the class (only those may die).
+    holds: bool,
+    wake: Wake,
+}
+
+impl Waiter {
+    fn code(&self) -> u64 {
+        if self.key == u64::MAX {
+            TICKETLESS
+        } else {
+            self.key
+        }
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    waiters: Vec<Waiter>,
+    seq: u64,
+}
+
+/// What a locker brings to [`WwCore::lock`].
+pub(crate) struct Locker<'a> {
+    /// The ticket, with its class; `None` for a ticket-less lock.
+    pub(crate) ticket: Option<(&'a Arc<TicketShared>, &'a WwClass)>,
+    /// The locker holds other locks of the class.
+    pub(crate) holds: bool,
+    /// The locker has a place kept in this queue (or was handed the lock).
+    pub(crate) expect_place: bool,
+    /// Give up at this instant.
+    pub(crate) deadline: Option<Instant>,
+}
+
+/// Why [`WwCore::lock`] did not take the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CoreError {
+    Deadlock,
+    AlreadyHeld,
+    TimedOut,
+    Cancelled,
+}
+
+/// The shared part of a [`WwMutex`] (kept alive by a ticket that keeps its
+/// place in the queue).
+pub(crate) struct WwCore {
+    state: AtomicU64,
+    id: u64,
+    class_id: u64,
+    queue: Mutex<Queue>,
+}
+
+impl WwCore {
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn class_id(&self) -> u64 {
+        self.class_id
+    }
+
+    /// The current owner code (0 when unlocked). Lock-free.
+    pub(crate) fn owner(&self) -> u64 {
+        self.state.load(Ordering::Acquire) >> 1
+    }
+
+    /// Fast path: takes a free lock nobody waits for. Lock-free.
+    pub(crate) fn try_fast(&self, code: u64) -> bool {
+        self.state
+            .compare_exchange(0, code << 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Takes the lock for `code` (a stamp, or [`TICKETLESS`]), waiting in
+    /// stamp order. Needs no lock; takes `queue` on the slow path.
+    pub(crate) fn lock(&self, code: u64, who: &Locker<'_>) -> Result<(), CoreError> {
+        if !who.expect_place && self.try_fast(code) {
+            return Ok(());
+        }
+        if code != TICKETLESS && !who.expect_place && self.owner() == code {
+            return Err(CoreError::AlreadyHeld);
+        }
+        let key = if code == TICKETLESS { u64::MAX } else { code };
+        let mut q = lock(&self.queue);
+        let mut mine: Option<u64> = None;
+        if who.expect_place {
+            match q.waiters.iter().find(|w| w.key == key) {
+                Some(w) => mine = Some(w.seq),
+                None if self.owner() == code => return Ok(()),
+                None => {}
+            }
+        }
+        let mut plain: Option<Arc<Parker>> = None;
+        let mut waited_since: Option<Instant> = None;
+        loop {
+            if let Some(seq) = mine {
+                if !q.waiters.iter().any(|w| w.seq == seq) {
+                    // Handed over by the previous owner.
+                    self.clear_waiting(who);
+                    return Ok(());
+                }
+            }
+            let st = self.state.load(Ordering::Acquire);
+            let owner = st >> 1;
+            if owner == 0 {
+                let ahead = match mine {
+                    Some(seq) => q.waiters.iter().position(|w| w.seq == seq).unwrap_or(0),
+                    None => q.waiters.iter().filter(|w| w.key < key).count(),
+                };
+                if ahead == 0 {
+                    if let Some(seq) = mine {
+                        q.waiters.retain(|w| w.seq != seq);
+                    }
+                    let new = code << 1 | if q.waiters.is_empty() { 0 } else { WAITERS };
+                    if self
+                        .state
+                        .compare_exchange(st, new, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        self.clear_waiting(who);
+                        return Ok(());
+                    }
+                    continue;
+                }
+                // Free, but an older waiter is queued: it goes first.
+                self.grant_head(&mut q);
+                continue;
+            }
+            if let Some((ticket, class)) = who.ticket {
+                if ticket.cancelled.load(Ordering::Acquire) {
+                    self.leave(&mut q, mine);
+                    self.clear_waiting(who);
+                    return Err(CoreError::Cancelled);
+                }
+                if who.deadline.is_some_and(|d| Instant::now() >= d) {
+                    self.leave(&mut q, mine);
+                    self.clear_waiting(who);
+                    return Err(CoreError::TimedOut);
+                }
+                let die = who.holds
+                    && match class.algorithm() {
+                        Algorithm::WaitDie => {
+                            (owner < STAMP_LIMIT && owner < code)
+                                || q.waiters.iter().any(|w| w.key < key)
+                        }
+                        Algorithm::WoundWait => ticket.wounded.load(Ordering::Acquire),
+                    };
+                if die {
+                    // Back off, but keep the place in the queue.
+                    match mine {
+                        Some(seq) => {
+                            if let Some(w) = q.waiters.iter_mut().find(|w| w.seq == seq) {
+                                w.holds = false;
+                            }
+                        }
+                        None => {
+                            self.enqueue(&mut q, key, false, Wake::Ticket(Arc::clone(ticket)));
+                        }
+                    }
+                    self.clear_waiting(who);
+                    return Err(CoreError::Deadlock);
+                }
+                if class.algorithm() == Algorithm::WoundWait
+                    && who.holds
+                    && owner < STAMP_LIMIT
+                    && owner > code
+                {
+                    if let Some(victim) = class.ticket_by_stamp(owner) {
+                        if !victim.wounded.swap(true, Ordering::AcqRel) {
+                            log::debug!(
+                                "ticket {code} wounds ticket {owner} on object {}",
+                                self.id
+                            );
+                        }
+                        victim.parker.unpark();
+                    }
+                }
+            } else if who.deadline.is_some_and(|d| Instant::now() >= d) {
+                self.leave(&mut q, mine);
+                return Err(CoreError::TimedOut);
+            }
+            if mine.is_none() {
+                let wake = match who.ticket {
+                    Some((t, _)) => Wake::Ticket(Arc::clone(t)),
+                    None => Wake::Plain(Arc::clone(plain.get_or_insert_with(Default::default))),
+                };
+                mine = Some(self.enqueue(&mut q, key, who.holds, wake));
+                continue;
+            }
+            let since = *waited_since.get_or_insert_with(Instant::now);
+            if let Some((t, _)) = who.ticket {
+                t.set_waiting(Some((self.id, since)));
+            }
+            drop(q);
+            let park_until = crate::debug::park_deadline(since, who.deadline);
+            match who.ticket {
+                Some((t, _)) => t.parker.park(park_until),
+                None => plain.as_deref().map_or((), |p| p.park(park_until)),
+            }
+            if let Some((t, _)) = who.ticket {
+                crate::debug::check_stall(t, self.id, since);
+            }
+            q = lock(&self.queue);
+        }
+    }
+
+    fn clear_waiting(&self, who: &Locker<'_>) {
+        if let Some((t, _)) = who.ticket {
+            t.set_waiting(None);
+        }
+    }
+
+    /// Inserts a waiter in stamp order and sets `WAITERS`. Needs `queue`.
+    fn enqueue(&self, q: &mut MutexGuard<'_, Queue>, key: u64, holds: bool, wake: Wake) -> u64 {
+        q.seq += 1;
+        let seq = q.seq;
+        let at = q.waiters.partition_point(|w| w.key <= key);
+        q.waiters.insert(
+            at,
+            Waiter {
+                key,
+                seq,
+                holds,
+                wake,
+            },
+        );
+        self.state.fetch_or(WAITERS, Ordering::AcqRel);
+        // Younger waiters that hold locks may now have to die: let them look.
+        for w in &q.waiters[at + 1..] {
+            if w.holds {
+                w.wake.parker().unpark();
+            }
+        }
+        seq
+    }
+
+    /// Removes a waiter that gives up; keeps `WAITERS` truthful. Needs `queue`.
+    fn leave(&self, q: &mut MutexGuard<'_, Queue>, mine: Option<u64>) {
+        let Some(seq) = mine else { return };
+        q.waiters.retain(|w| w.seq != seq);
+        if q.waiters.is_empty() {
+            self.state.fetch_and(!WAITERS, Ordering::AcqRel);
+        } else if self.owner() == 0 {
+            self.grant_head(q);
+        }
+    }
+
+    /// Hands the lock to the head waiter (the lock is free or its owner is
+    /// releasing it). Needs `queue` and a non-empty queue.
+    fn grant_head(&self, q: &mut MutexGuard<'_, Queue>) {
+        let head = q.waiters.remove(0);
+        let new = head.code() << 1 | if q.waiters.is_empty() { 0 } else { WAITERS };
+        self.state.store(new, Ordering::Release);
+        head.wake.parker().unpark();
+        // Waiters behind an older owner that hold locks must re-check (die).
+        for w in q.waiters.iter().filter(|w| w.holds) {
+            w.wake.parker().unpark();
+        }
+    }
+
+    /// Releases the lock held by `code`. Takes `queue` only when waiters exist.
+    pub(crate) fn unlock(&self, code: u64) {
+        if self
+            .state
+            .compare_exchange(code << 1, 0, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+        {
+            return;
+        }
+        let mut q = lock(&self.queue);
+        debug_assert_eq!(self.owner(), code, "unlock by a non-owner");
+        if q.waiters.is_empty() {
+            self.state.store(0, Ordering::Release);
+        } else {
+            self.grant_head(&mut q);
+        }
+    }
+
+    /// Gives up a place kept by ticket `stamp` after a back-off: removes its
+    /// queue entry, or releases the lock if it was already handed over.
+    pub(crate) fn forfeit(&self, stamp: u64) {
+        let mut q = lock(&self.queue);
+        if let Some(seq) = q.waiters.iter().find(|w| w.key == stamp).map(|w| w.seq) {
+            self.leave(&mut q, Some(seq));
+        } else if self.owner() == stamp {
+            drop(q);
+            self.unlock(stamp);
+        }
+    }
+}
+
+/// A wound/wait mutex. Lock it with a [`crate::resv::Ticket`] to take many in
+/// any order, or without one ([`WwMutex::lock`]) for a single object.
+pub struct WwMutex {
+    pub(crate) core: Arc<WwCore>,
+}
+
+impl std::fmt::Debug for WwMutex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WwMutex")
+            .field("id", &self.core.id)
+            .field("owner", &self.core.owner())
+            .finish()
+    }
+}
+
+impl WwMutex {
+    /// A new unlocked mutex of `class`. Needs no lock.
+    pub fn new(class: &WwClass) -> WwMutex {
+        WwMutex {
+            core: Arc::new(WwCore {
+                state: AtomicU64::new(0),
+                id: OBJECT_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                class_id: class.id(),
+                queue: Mutex::new(Queue::default()),
+            }),
+        }
+    }
+
+    /// A process-unique id (used in dumps and errors).
+    pub fn id(&self) -> u64 {
+        self.core.id
+    }
+
+    /// Whether somebody holds the lock (a racy snapshot). Lock-free.
+    pub fn is_locked(&self) -> bool {
+        self.core.owner() != 0
+    }
+
+    /// The stamp of the ticket holding the lock, if a ticket holds it.
+    pub fn owner_stamp(&self) -> Option<u64> {
+        let owner = self.core.owner();
+        (owner != 0 && owner < STAMP_LIMIT).then_some(owner)
+    }
+
+    /// Takes the lock without a ticket, waiting behind every queued ticket
+    /// (FIFO among ticket-less lockers). Never backs off.
+    pub fn lock(&self) -> WwMutexGuard<'_> {
+        let who = Locker {
+            ticket: None,
+            holds: false,
+            expect_place: false,
+            deadline: None,
+        };
+        // A ticket-less locker neither dies nor times out without a deadline.
+        let _ = self.core.lock(TICKETLESS, &who);
+        WwMutexGuard { mutex: self }
+    }
+
+    /// Like [`WwMutex::lock`], giving up after `timeout`.
+    pub fn lock_timeout(&self, timeout: Duration) -> Option<WwMutexGuard<'_>> {
+        let who = Locker {
+            ticket: None,
+            holds: false,
+            expect_place: false,
+            deadline: Some(Instant::now() + timeout),
+        };
+        self.core
+            .lock(TICKETLESS, &who)
+            .ok()
+            .map(|()| WwMutexGuard { mutex: self })
+    }
+
+    /// Takes the lock if it is free and nobody waits for it. Lock-free.
+    pub fn try_lock(&self) -> Option<WwMutexGuard<'_>> {
+        self.core
+            .try_fast(TICKETLESS)
+            .then(|| WwMutexGuard { mutex: self })
+    }
+}
+
+/// A ticket-less hold of a [`WwMutex`]; unlocks on drop.
+#[must_use = "dropping the guard unlocks at once"]
+pub struct WwMutexGuard<'m> {
+    mutex: &'m WwMutex,
+}
+
+impl std::fmt::Debug for WwMutexGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WwMutexGuard")
+            .field("object", &self.mutex.id())
+            .finish()
+    }
+}
+
+impl Drop for WwMutexGuard<'_> {
+    fn drop(&mut self) {
+        self.mutex.core.unlock(TICKETLESS);
+    }
+}

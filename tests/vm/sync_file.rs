@@ -1,0 +1,189 @@
+//! sync_file device tests: ports of IGT `sw_sync` (alloc, merge,
+//! merge-same, multi-timeline wait, a closed timeline signals its fences
+//! with an error) and the `SyncFileFence` runtime kind through the shared
+//! reactor. Run inside the test VM (sw_sync from debugfs).
+
+use std::time::{Duration, Instant};
+
+use bufsync::fence::{FenceError, FenceStatus, WaitError};
+use bufsync_backends::sync_file::{merge_to_sync_file, to_sync_file, SyncFile, SyncFileFence};
+use bufsync_backends::testing::SwSyncTimeline;
+use bufsync_backends::Error;
+use bufsync_tests::require;
+
+const LONG: Duration = Duration::from_secs(5);
+
+fn sw_sync() -> bool {
+    SwSyncTimeline::is_available()
+}
+
+/// IGT sw_sync@alloc_timeline / alloc_fence: a fence is pending until the
+/// timeline reaches it; FILE_INFO names the driver and timeline.
+#[test]
+fn alloc() {
+    require!("sw_sync", sw_sync());
+    let tl = SwSyncTimeline::new().unwrap();
+    let f = tl.create_fence(1, "alloc").unwrap();
+    SyncFile::check(f.fd()).unwrap();
+    let info = f.info().unwrap();
+    assert_eq!((info.status, info.fences.len()), (0, 1));
+    assert_eq!(info.fences[0].driver_name, "sw_sync");
+    assert!(!f.is_signaled().unwrap());
+    tl.inc(1).unwrap();
+    assert!(f.is_signaled().unwrap());
+    let info = f.info().unwrap();
+    assert_eq!(info.status, 1);
+    assert_ne!(info.fences[0].timestamp_ns, 0);
+}
+
+/// IGT sw_sync@sync_merge: a merge of fences on two timelines signals once
+/// both have.
+#[test]
+fn merge() {
+    require!("sw_sync", sw_sync());
+    let (a, b) = (
+        SwSyncTimeline::new().unwrap(),
+        SwSyncTimeline::new().unwrap(),
+    );
+    let fa = a.create_fence(1, "a").unwrap();
+    let fb = b.create_fence(2, "b").unwrap();
+    let m = fa.merge(&fb, "merged").unwrap();
+    let info = m.info().unwrap();
+    assert_eq!((info.name.as_str(), info.fences.len()), ("merged", 2));
+    a.inc(1).unwrap();
+    assert!(!m.is_signaled().unwrap());
+    b.inc(2).unwrap();
+    m.wait(LONG).unwrap();
+}
+
+/// IGT sw_sync@sync_merge_same: merging a fence with itself keeps one fence.
+#[test]
+fn merge_same() {
+    require!("sw_sync", sw_sync());
+    let tl = SwSyncTimeline::new().unwrap();
+    let f = tl.create_fence(1, "same").unwrap();
+    let m = f.merge(&f, "same").unwrap();
+    assert_eq!(m.info().unwrap().fences.len(), 1);
+    assert!(!m.is_signaled().unwrap());
+    tl.inc(1).unwrap();
+    assert!(m.is_signaled().unwrap());
+}
+
+/// IGT sw_sync@sync_multi_timeline_wait: a wait on a merge of three
+/// timelines ends only after the last one advances.
+#[test]
+fn multi_timeline_wait() {
+    require!("sw_sync", sw_sync());
+    let tls: Vec<SwSyncTimeline> = (0..3).map(|_| SwSyncTimeline::new().unwrap()).collect();
+    let fences: Vec<SyncFile> = tls
+        .iter()
+        .map(|t| t.create_fence(5, "mt").unwrap())
+        .collect();
+    let m = fences[0]
+        .merge(&fences[1], "m01")
+        .unwrap()
+        .merge(&fences[2], "m012")
+        .unwrap();
+    assert_eq!(m.info().unwrap().fences.len(), 3);
+    assert!(matches!(
+        m.wait(Duration::from_millis(20)),
+        Err(Error::TimedOut { .. })
+    ));
+    for (i, t) in tls.iter().enumerate() {
+        t.inc(5).unwrap();
+        assert_eq!(m.is_signaled().unwrap(), i == 2);
+    }
+    m.wait(LONG).unwrap();
+}
+
+/// A closed sw_sync timeline signals its pending fences with an error, and
+/// that error becomes the runtime fence's error.
+#[test]
+fn closed_timeline_signals_with_error() {
+    require!("sw_sync", sw_sync());
+    let tl = SwSyncTimeline::new().unwrap();
+    let file = tl.create_fence(1, "orphan").unwrap();
+    let fence = SyncFileFence::fence(file.try_clone().unwrap()).unwrap();
+    drop(tl);
+    assert!(file.is_signaled().unwrap());
+    let status = file.info().unwrap().status;
+    assert!(status < 0, "status {status}");
+    assert!(matches!(file.wait(LONG), Err(Error::Io { .. })));
+    assert_eq!(
+        fence.status(),
+        FenceStatus::Error(FenceError::from_errno(status).unwrap())
+    );
+}
+
+/// SyncFileFence through the reactor: a waiter sleeping on the runtime
+/// fence wakes when the kernel fence signals.
+#[test]
+fn sync_file_fence_wakes_through_reactor() {
+    require!("sw_sync", sw_sync());
+    let tl = SwSyncTimeline::new().unwrap();
+    let fence = SyncFileFence::fence(tl.create_fence(1, "reactor").unwrap()).unwrap();
+    assert_eq!(fence.driver_name(), "sw_sync");
+    assert!(!fence.is_signaled());
+    let (tx, rx) = std::sync::mpsc::channel();
+    fence
+        .add_callback(move |f| tx.send(f.status()).unwrap())
+        .unwrap();
+    let waiter = {
+        let fence = fence.clone();
+        std::thread::spawn(move || fence.wait_timeout(LONG))
+    };
+    tl.inc(1).unwrap();
+    assert_eq!(rx.recv_timeout(LONG).unwrap(), FenceStatus::Signaled);
+    waiter.join().unwrap().unwrap();
+    assert!(bufsync_backends::reactor::global().unwrap().pending() < 1000);
+}
+
+/// A foreign fence that never signals: a bounded wait ends with a timeout
+/// error, and an engine deadline signals it with `TimedOut`.
+#[test]
+fn never_signaled_fence_is_bounded() {
+    require!("sw_sync", sw_sync());
+    let tl = SwSyncTimeline::new().unwrap();
+    let file = tl.create_fence(1, "never").unwrap();
+    let fence =
+        SyncFileFence::fence_with_deadline(file, Some(Instant::now() + Duration::from_millis(200)))
+            .unwrap();
+    assert_eq!(
+        fence.wait_timeout(Duration::from_millis(20)),
+        Err(WaitError::TimedOut)
+    );
+    assert_eq!(
+        fence.wait_timeout(LONG),
+        Err(WaitError::Fence(FenceError::TimedOut))
+    );
+}
+
+/// Export: a runtime fence with a sync_file form gives one (merged for
+/// several); a pending software fence has none (typed error).
+#[test]
+fn export_runtime_fences_as_sync_file() {
+    require!("sw_sync", sw_sync());
+    let (a, b) = (
+        SwSyncTimeline::new().unwrap(),
+        SwSyncTimeline::new().unwrap(),
+    );
+    let fa = SyncFileFence::fence(a.create_fence(1, "a").unwrap()).unwrap();
+    let fb = SyncFileFence::fence(b.create_fence(1, "b").unwrap()).unwrap();
+    let done = bufsync::fence::Fence::signaled(1, 1);
+    let merged = merge_to_sync_file([&fa, &done, &fb], "export")
+        .unwrap()
+        .expect("pending parts");
+    assert_eq!(merged.info().unwrap().fences.len(), 2);
+    assert!(to_sync_file(&done).unwrap().is_none());
+    let soft = bufsync::fence::Fence::software(bufsync::fence::alloc_contexts(1), 1);
+    assert!(matches!(to_sync_file(&soft), Err(Error::NoSyncFile { .. })));
+    a.inc(1).unwrap();
+    b.inc(1).unwrap();
+    merged.wait(LONG).unwrap();
+    // SET_DEADLINE: accepted on 6.12 (or reported unsupported).
+    let c = a.create_fence(2, "deadline").unwrap();
+    match c.set_deadline(Instant::now() + Duration::from_millis(5)) {
+        Ok(()) | Err(Error::Unsupported { .. }) => {}
+        Err(e) => panic!("SYNC_IOC_SET_DEADLINE: {e}"),
+    }
+}
