@@ -477,6 +477,33 @@ fn gpu_writes_seqno_into_dmabuf_word() {
 }
 
 #[test]
+fn gpu_seqno_fence_on_memfd() {
+    ctx_or_skip!(ctx);
+    let fd = memfd(4096);
+    let writer = SeqnoWriter::for_fd(&ctx, fd.as_fd(), 128).unwrap();
+    let gate = TimelineSemaphore::new(&ctx, 0).unwrap();
+    let sub = Submitter::new(&ctx).unwrap();
+    for seqno in 1..=3u32 {
+        let fence = writer.fence(seqno).unwrap();
+        assert!(!fence.is_signaled());
+        let dep = gate.point(u64::from(seqno));
+        let s = sub
+            .submit(&[Wait::Fence(&dep)], |dev, cmd| {
+                writer.record(dev, cmd, seqno);
+                Ok(())
+            })
+            .unwrap();
+        assert!(!fence.is_signaled(), "seqno {seqno} before its dependency");
+        gate.signal(u64::from(seqno)).unwrap();
+        // The runtime learns of it from the word the GPU wrote.
+        fence.wait().unwrap();
+        assert_eq!(writer.word().unwrap().load(), u64::from(seqno));
+        wait_fence(&s.fence, None).unwrap();
+    }
+    assert!(SeqnoWriter::for_fd(&ctx, fd.as_fd(), 4096).is_err());
+}
+
+#[test]
 fn checked_in_spirv_is_fresh() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let shaders = root.join("shaders");

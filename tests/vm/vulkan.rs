@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bufsync::fence::FenceError;
 use bufsync_backends::dmabuf::{Access, DmaBuf};
+use bufsync_backends::sync_file::SyncFileFence;
 use bufsync_backends::testing::VgemBuffer;
 use bufsync_backends::vulkan::ash::vk;
 use bufsync_backends::vulkan::{
@@ -239,19 +240,16 @@ fn gpu_waits_on_pending_vgem_sync_file() {
 }
 
 #[test]
-fn gpu_written_seqno_word() {
+fn gpu_written_seqno_fence() {
     exporting_lavapipe!(ctx);
-    let usage = vk::BufferUsageFlags::TRANSFER_DST;
-    let (buf, dmabuf) = ExternalBuffer::export_dmabuf(&ctx, 4096, usage, None).unwrap();
-    let writer = SeqnoWriter::new(Arc::new(buf), 64).unwrap();
-    let word = |d: &DmaBuf| {
-        let b = read_dmabuf(d);
-        u32::from_ne_bytes([b[64], b[65], b[66], b[67]])
-    };
+    let (_buf, dmabuf) =
+        ExternalBuffer::export_dmabuf(&ctx, 4096, vk::BufferUsageFlags::TRANSFER_DST, None)
+            .unwrap();
+    let writer = SeqnoWriter::for_dmabuf(&ctx, &dmabuf, 64).unwrap();
     let gate = TimelineSemaphore::new(&ctx, 0).unwrap();
     let sub = Submitter::new(&ctx).unwrap();
-    let mut last = None;
     for seqno in 1..=3u32 {
+        let fence = writer.fence(seqno).unwrap();
         let dep = gate.point(u64::from(seqno));
         let s = sub
             .submit(&[Wait::Fence(&dep)], |dev, cmd| {
@@ -260,11 +258,35 @@ fn gpu_written_seqno_word() {
             })
             .unwrap();
         // Written by the GPU only once its dependency signals.
-        assert_eq!(word(&dmabuf), seqno - 1);
+        assert!(!fence.is_signaled());
+        assert_eq!(writer.word().unwrap().load(), u64::from(seqno - 1));
         gate.signal(u64::from(seqno)).unwrap();
+        fence.wait().unwrap();
+        let b = read_dmabuf(&dmabuf);
+        assert_eq!(u32::from_ne_bytes([b[64], b[65], b[66], b[67]]), seqno);
         wait_fence(&s.fence, None).unwrap();
-        assert_eq!(word(&dmabuf), seqno);
-        last = Some(s);
     }
-    drop(last);
+}
+
+#[test]
+fn sync_file_fence_is_waited_on_the_gpu() {
+    let _serial = serial();
+    require!("vgem", has_driver("vgem"));
+    let ctx = lavapipe();
+    require!("lavapipe (Vulkan)", ctx.is_some());
+    let ctx = ctx.unwrap();
+    require!("SYNC_FD semaphore import", ctx.caps().sync_file_in());
+    let vgem = VgemBuffer::device().unwrap();
+    let bo = VgemBuffer::create(&vgem, 16, 16).unwrap();
+    let dmabuf = bo.export().unwrap();
+    let vfence = bo.attach_fence(true).unwrap();
+    let runtime = SyncFileFence::fence(dmabuf.export_sync_file(Access::Read).unwrap()).unwrap();
+    let sub = Submitter::new(&ctx).unwrap();
+    assert_eq!(sub.classify(&Wait::Fence(&runtime)), WaitPath::SyncFileHw);
+    let s = sub.submit(&[Wait::Fence(&runtime)], |_, _| Ok(())).unwrap();
+    assert_eq!(s.report.sync_file_hw, 1, "{:?}", s.report);
+    assert!(!s.fence.is_signaled());
+    vfence.signal().unwrap();
+    wait_fence(&s.fence, None).unwrap();
+    runtime.wait().unwrap();
 }

@@ -30,7 +30,8 @@ pub use memory::{
 };
 pub use renderer::{
     check_frame, decode_frame_number, pattern_pixel, FrameMismatch, PatternRenderer, RenderTarget,
+    STRIP_ROWS,
 };
 pub use seqno_writer::SeqnoWriter;
 pub use submit::{SubmitReport, Submitted, Submitter, Wait, WaitPath};
-pub use timeline::{wait_fence, TimelinePoint, TimelineSemaphore};
+pub use timeline::{to_sync_file, wait_fence, TimelinePoint, TimelineSemaphore};

@@ -7,18 +7,24 @@
 //! Locking: none; the writer is immutable and records into the caller's
 //! command buffer.
 
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::Arc;
 
 use ash::vk;
+use bufsync::fence::Fence;
 
+use super::context::VulkanContext;
 use super::error::{Result, VulkanError};
-use super::memory::ExternalBuffer;
+use super::memory::{fd_size, ExternalBuffer};
+use crate::dmabuf::DmaBuf;
+use crate::seqno::{SeqnoMemory, SeqnoWidth, SeqnoWord};
 
 /// Writes seqnos into one word of a dma-buf-backed buffer.
 #[derive(Debug, Clone)]
 pub struct SeqnoWriter {
     buffer: Arc<ExternalBuffer>,
     offset: u64,
+    word: Option<Arc<SeqnoWord>>,
 }
 
 impl SeqnoWriter {
@@ -35,7 +41,64 @@ impl SeqnoWriter {
                 buffer.size()
             )));
         }
-        Ok(SeqnoWriter { buffer, offset })
+        Ok(SeqnoWriter {
+            buffer,
+            offset,
+            word: None,
+        })
+    }
+
+    /// Imports the 4-byte word at `offset` of the file `fd` (a dma-buf, or a
+    /// memfd on lavapipe) for the GPU and maps the whole file for the CPU:
+    /// [`SeqnoWriter::fence`] then gives real hardware seqno fences. The
+    /// mapping must be coherent with the GPU's writes (true for lavapipe and
+    /// for the coherent memory seqno fences have always needed).
+    pub fn for_fd(ctx: &Arc<VulkanContext>, fd: BorrowedFd<'_>, offset: u64) -> Result<Self> {
+        let size = fd_size(fd)?;
+        let len =
+            usize::try_from(size).map_err(|_| VulkanError::Invalid(format!("size {size}")))?;
+        let map = memmap2::MmapOptions::new()
+            .len(len)
+            .map_raw(fd.as_raw_fd())
+            .map_err(|e| VulkanError::Os {
+                call: "mmap",
+                errno: e.raw_os_error().unwrap_or(0),
+            })?;
+        Self::with_memory(ctx, fd, offset, SeqnoMemory::from_mmap(map))
+    }
+
+    /// [`SeqnoWriter::for_fd`] for a [`DmaBuf`], mapped through the dma-buf
+    /// backend.
+    pub fn for_dmabuf(ctx: &Arc<VulkanContext>, dmabuf: &DmaBuf, offset: u64) -> Result<Self> {
+        let mem = SeqnoMemory::from_dmabuf(dmabuf)?;
+        Self::with_memory(ctx, dmabuf.fd(), offset, mem)
+    }
+
+    fn with_memory(
+        ctx: &Arc<VulkanContext>,
+        fd: BorrowedFd<'_>,
+        offset: u64,
+        mem: Arc<SeqnoMemory>,
+    ) -> Result<Self> {
+        let at = usize::try_from(offset)
+            .map_err(|_| VulkanError::Invalid(format!("offset {offset}")))?;
+        let word = mem.word(at, SeqnoWidth::U32)?;
+        let buffer =
+            ExternalBuffer::import(ctx, fd, 0, fd_size(fd)?, vk::BufferUsageFlags::TRANSFER_DST)?;
+        let mut me = Self::new(Arc::new(buffer), offset)?;
+        me.word = Some(word);
+        Ok(me)
+    }
+
+    /// The CPU view of the word, when the writer was made with one.
+    pub fn word(&self) -> Option<&Arc<SeqnoWord>> {
+        self.word.as_ref()
+    }
+
+    /// A runtime [`SeqnoFence`](crate::seqno::SeqnoFence) signaled when the
+    /// GPU has written `seqno` (or a later one) into the word.
+    pub fn fence(&self, seqno: u32) -> Option<Fence> {
+        self.word.as_ref().map(|w| w.fence(u64::from(seqno)))
     }
 
     /// The buffer written to.

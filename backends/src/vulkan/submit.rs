@@ -172,6 +172,8 @@ impl Submitter {
                     .is_some_and(|p| p.same_device(&self.ctx))
                 {
                     WaitPath::TimelineHw
+                } else if self.ctx.caps().sync_file_in() && has_sync_file_form(f) {
+                    WaitPath::SyncFileHw
                 } else {
                     WaitPath::Software
                 }
@@ -233,6 +235,15 @@ impl Submitter {
                         errno: e.raw_os_error().unwrap_or(0),
                     })?);
                 }
+                (Wait::Fence(f), WaitPath::SyncFileHw) => match super::timeline::to_sync_file(f) {
+                    Ok(Some(sf)) => hw_sync.push(sf.into_fd()),
+                    Ok(None) => path = WaitPath::Signaled,
+                    Err(e) => {
+                        log::debug!("vulkan: no sync_file form ({e}); waiting in software");
+                        path = WaitPath::Software;
+                        f.wait().map_err(VulkanError::Fence)?;
+                    }
+                },
                 (Wait::Fence(f), WaitPath::Software) => {
                     f.wait().map_err(VulkanError::Fence)?;
                 }
@@ -271,8 +282,10 @@ impl Submitter {
             Ok((value, sync_file)) => {
                 flight.value = value;
                 st.in_flight.push_back(flight);
+                let form = sync_file.as_ref().and_then(|s| s.try_clone().ok());
+                let fence = self.timeline.point_with_sync_file(value, form);
                 Ok(Submitted {
-                    fence: self.timeline.point(value),
+                    fence,
                     value,
                     sync_file,
                     report,
@@ -531,6 +544,15 @@ impl Drop for Submitter {
         // SAFETY: no command buffer of the pool is pending any more.
         unsafe { self.ctx.device().destroy_command_pool(st.pool, None) };
     }
+}
+
+/// Whether a foreign fence can be turned into a sync_file (a sync_file
+/// fence, a syncobj point, or another device's render-done point with one).
+fn has_sync_file_form(f: &Fence) -> bool {
+    f.kind_as::<crate::sync_file::SyncFileFence>().is_some()
+        || f.kind_as::<crate::drm::SyncobjPoint>().is_some()
+        || f.kind_as::<TimelinePoint>()
+            .is_some_and(|p| p.sync_file().is_some())
 }
 
 fn create_exportable_binary(dev: &ash::Device) -> Result<vk::Semaphore> {

@@ -24,6 +24,7 @@ use bufsync::fence::{alloc_contexts, Fence, FenceError, FenceKind};
 
 use super::context::VulkanContext;
 use super::error::{Result, VulkanError};
+use crate::sync_file::SyncFile;
 
 /// Creates a timeline semaphore with `initial` as its counter.
 pub(crate) fn create_timeline_semaphore(dev: &ash::Device, initial: u64) -> Result<vk::Semaphore> {
@@ -155,9 +156,20 @@ impl TimelineSemaphore {
 
     /// A runtime fence for the point `value` of this timeline.
     pub fn point(self: &Arc<Self>, value: u64) -> Fence {
+        self.point_with_sync_file(value, None)
+    }
+
+    /// A runtime fence for the point `value`, carrying a pending sync_file
+    /// of the same completion (see [`TimelinePoint::sync_file`]).
+    pub fn point_with_sync_file(
+        self: &Arc<Self>,
+        value: u64,
+        sync_file: Option<SyncFile>,
+    ) -> Fence {
         let kind = Arc::new(TimelinePoint {
             sem: self.clone(),
             value,
+            sync_file,
         });
         Fence::new(kind, self.context, value)
     }
@@ -177,6 +189,7 @@ impl Drop for TimelineSemaphore {
 pub struct TimelinePoint {
     sem: Arc<TimelineSemaphore>,
     value: u64,
+    sync_file: Option<SyncFile>,
 }
 
 impl TimelinePoint {
@@ -188,6 +201,12 @@ impl TimelinePoint {
     /// The point's value.
     pub fn value(&self) -> u64 {
         self.value
+    }
+
+    /// The sync_file form of this point: present for render-done fences of
+    /// devices whose SYNC_FD export hands out pending fences.
+    pub fn sync_file(&self) -> Option<&SyncFile> {
+        self.sync_file.as_ref()
     }
 
     /// Whether this point lives on `ctx`'s device (it can be waited on the GPU).
@@ -225,6 +244,18 @@ pub fn wait_fence(fence: &Fence, timeout: Option<Duration>) -> Result<(), FenceE
             bufsync::fence::WaitError::Cancelled => FenceError::Cancelled,
         }),
     }
+}
+
+/// The sync_file form of any runtime fence: a Vulkan render-done point's
+/// exported sync_file, else what [`crate::sync_file::to_sync_file`] gives
+/// (`Ok(None)`: signaled cleanly; `Err(NoSyncFile)`: wait in software).
+pub fn to_sync_file(fence: &Fence) -> crate::Result<Option<SyncFile>> {
+    if let Some(p) = fence.kind_as::<TimelinePoint>() {
+        if let Some(sf) = p.sync_file() {
+            return sf.try_clone().map(Some);
+        }
+    }
+    crate::sync_file::to_sync_file(fence)
 }
 
 impl FenceKind for TimelinePoint {
