@@ -96,6 +96,34 @@ fn bench_signal() -> Row {
     }
 }
 
+/// The clock read every signal pays for its timestamp, next to a bare RMW.
+fn bench_clock() -> Row {
+    const N: u64 = 2_000_000;
+    let v = best(5, || {
+        ns_per_op(N, || {
+            for _ in 0..N {
+                black_box(Instant::now());
+            }
+        })
+    });
+    let word = AtomicU64::new(0);
+    let b = best(5, || {
+        ns_per_op(N, || {
+            for _ in 0..N {
+                black_box(black_box(&word).fetch_or(1, Ordering::AcqRel));
+            }
+        })
+    });
+    Row {
+        name: "  of which: clock (Instant::now)",
+        value: v,
+        unit: "ns",
+        goal: "(report)",
+        baseline_name: "AtomicU64 fetch_or AcqRel",
+        baseline: b,
+    }
+}
+
 fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let i = ((v.len() as f64 - 1.0) * p).round() as usize;
@@ -343,7 +371,7 @@ fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` runs a quick smoke pass.
     let quick = !std::env::args().any(|a| a == "--bench");
     let started = Instant::now();
-    let mut rows = vec![bench_is_signaled(), bench_signal()];
+    let mut rows = vec![bench_is_signaled(), bench_signal(), bench_clock()];
     if !quick {
         rows.extend(bench_wake());
     }
