@@ -157,9 +157,19 @@ pub fn run(cfg: &FlowConfig) -> Result<PathReport, FlowError> {
             (Box::new(r), f)
         }
     };
-    let fbs: Vec<Framebuffer> = frames.iter().map(|f| scanout.import(f)).collect::<Result<_, _>>()?;
+    let fbs: Vec<Framebuffer> = frames
+        .iter()
+        .map(|f| scanout.import(f))
+        .collect::<Result<_, _>>()?;
     let mut rep = PathReport::new(cfg.path, renderer.name(), scanout.display());
-    let capture_layout = ImageLayout::linear(w, h, crate::render::vgem::XRGB8888, 0, u64::from(w) * 4, u64::from(w) * 4 * u64::from(h));
+    let capture_layout = ImageLayout::linear(
+        w,
+        h,
+        crate::render::vgem::XRGB8888,
+        0,
+        u64::from(w) * 4,
+        u64::from(w) * 4 * u64::from(h),
+    );
     let mut pixels = Vec::new();
     let mut ticket = Ticket::reservation();
     let mut shown: Vec<Shown> = Vec::new();
@@ -192,7 +202,10 @@ pub fn run(cfg: &FlowConfig) -> Result<PathReport, FlowError> {
         // 3: reserve for scanout (this frame and the previous front).
         let t = Instant::now();
         let read_objs: Vec<_> = std::iter::once((frames[i].reservation(), Access::Read))
-            .chain(prev.filter(|&p| p != i).map(|p| (frames[p].reservation(), Access::Read)))
+            .chain(
+                prev.filter(|&p| p != i)
+                    .map(|p| (frames[p].reservation(), Access::Read)),
+            )
             .collect();
         let mut reserved = ticket.reserve(&read_objs, 1)?;
         let _ = reserved.wait_set();
@@ -242,15 +255,36 @@ pub fn run(cfg: &FlowConfig) -> Result<PathReport, FlowError> {
         // Check the capture of the flip before (pipelined by one frame).
         if let Some(s) = shown.last_mut() {
             if let Some(cap) = s.capture.take() {
-                check_capture(&scanout, &cap, s.n, &capture_layout, &mut pixels, cfg, &mut rep)?;
+                check_capture(
+                    &scanout,
+                    &cap,
+                    s.n,
+                    &capture_layout,
+                    &mut pixels,
+                    cfg,
+                    &mut rep,
+                )?;
             }
         }
-        shown.push(Shown { n, render: rendered.fence.clone(), out, capture: flip.capture });
+        shown.push(Shown {
+            n,
+            render: rendered.fence.clone(),
+            out,
+            capture: flip.capture,
+        });
     }
     renderer.flush()?;
     if let Some(s) = shown.last_mut() {
         if let Some(cap) = s.capture.take() {
-            check_capture(&scanout, &cap, s.n, &capture_layout, &mut pixels, cfg, &mut rep)?;
+            check_capture(
+                &scanout,
+                &cap,
+                s.n,
+                &capture_layout,
+                &mut pixels,
+                cfg,
+                &mut rep,
+            )?;
         }
     }
     scanout.settle()?;

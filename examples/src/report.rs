@@ -115,12 +115,34 @@ pub fn table(reports: &[PathReport]) -> String {
     let _ = writeln!(
         t,
         "{:<9} {:<28} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8} {:>9}",
-        "path", "renderer", "frames", "presented", "render", "cpu-wait", "latency", "latency", "runtime", "rate", "captured", "bad"
+        "path",
+        "renderer",
+        "frames",
+        "presented",
+        "render",
+        "cpu-wait",
+        "latency",
+        "latency",
+        "runtime",
+        "rate",
+        "captured",
+        "bad"
     );
     let _ = writeln!(
         t,
         "{:<9} {:<28} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8} {:>9}",
-        "", "", "", "", "ms/frame", "ms/frame", "p50 ms", "p99 ms", "µs/frame", "fps/refresh", "", "frames"
+        "",
+        "",
+        "",
+        "",
+        "ms/frame",
+        "ms/frame",
+        "p50 ms",
+        "p99 ms",
+        "µs/frame",
+        "fps/refresh",
+        "",
+        "frames"
     );
     for r in reports {
         let n = r.frames_rendered.max(1);
@@ -168,7 +190,10 @@ pub fn save_png(path: &Path, width: u32, height: u32, xrgb: &[u8]) -> io::Result
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
     let mut w = enc.write_header().map_err(io::Error::other)?;
-    let rgb: Vec<u8> = xrgb.chunks_exact(4).flat_map(|p| [p[2], p[1], p[0]]).collect();
+    let rgb: Vec<u8> = xrgb
+        .chunks_exact(4)
+        .flat_map(|p| [p[2], p[1], p[0]])
+        .collect();
     w.write_image_data(&rgb).map_err(io::Error::other)?;
     w.finish().map_err(io::Error::other)
 }

@@ -62,7 +62,13 @@ impl Scanout {
         } else {
             Display::open_by_driver(display)?
         };
-        let mut me = Scanout { display, captures: Vec::new(), next_capture: 0, routed_to_writeback: false, _vgem: None };
+        let mut me = Scanout {
+            display,
+            captures: Vec::new(),
+            next_capture: 0,
+            routed_to_writeback: false,
+            _vgem: None,
+        };
         if capture {
             me.setup_captures()?;
         }
@@ -71,13 +77,17 @@ impl Scanout {
 
     fn setup_captures(&mut self) -> Result<(), KmsError> {
         if self.display.output().writeback.is_none() || self.display.props().writeback.is_none() {
-            return Err(KmsError::NoOutput { what: format!("no writeback connector on {}", self.display.driver()) });
+            return Err(KmsError::NoOutput {
+                what: format!("no writeback connector on {}", self.display.driver()),
+            });
         }
         let vgem = VgemBuffer::device()?;
         let (w, h) = self.display.size();
         for _ in 0..2 {
             let buffer = VgemBuffer::create(&vgem, w, h)?;
-            let fb = self.display.import_framebuffer(&buffer.dumb().export(XRGB8888)?)?;
+            let fb = self
+                .display
+                .import_framebuffer(&buffer.dumb().export(XRGB8888)?)?;
             self.captures.push(CaptureSlot { buffer, fb });
         }
         self._vgem = Some(vgem);
@@ -102,7 +112,11 @@ impl Scanout {
     /// Flips to `fb`, waiting for `in_fence` in the kernel if given, and
     /// returns the out-fence (and the capture in capture mode). Waits
     /// (bounded) for the previous flip's event first.
-    pub fn flip(&mut self, fb: &Framebuffer, in_fence: Option<BorrowedFd<'_>>) -> Result<Flip, KmsError> {
+    pub fn flip(
+        &mut self,
+        fb: &Framebuffer,
+        in_fence: Option<BorrowedFd<'_>>,
+    ) -> Result<Flip, KmsError> {
         let mut req = FlipRequest::new(fb);
         req.in_fence = in_fence;
         req.want_out_fence = true;
@@ -116,29 +130,48 @@ impl Scanout {
                 object: self.display.output().crtc,
                 name: "OUT_FENCE_PTR",
             })?;
-            return Ok(Flip { out_fence, capture: None });
+            return Ok(Flip {
+                out_fence,
+                capture: None,
+            });
         }
         req.nonblock = true;
         self.display.wait_flip(FLIP_TIMEOUT)?;
         let (mut atomic, mut flags) = self.display.flip_request(&req)?;
         let out = self.display.output().clone();
         let props = self.display.props().clone();
-        let wb = props.writeback.as_ref().expect("capture mode has writeback");
+        let wb = props
+            .writeback
+            .as_ref()
+            .expect("capture mode has writeback");
         let wb_conn = out.writeback.expect("capture mode has writeback");
         if !self.routed_to_writeback {
-            atomic.set(out.connector, props.connector_crtc_id, 0).set(wb_conn, wb.crtc_id, u64::from(out.crtc));
+            atomic.set(out.connector, props.connector_crtc_id, 0).set(
+                wb_conn,
+                wb.crtc_id,
+                u64::from(out.crtc),
+            );
             flags.allow_modeset = true;
         }
         let slot = self.next_capture;
         self.next_capture = (slot + 1) % self.captures.len();
-        atomic.set(wb_conn, wb.fb_id, u64::from(self.captures[slot].fb.id())).out_fence(wb_conn, wb.out_fence_ptr);
+        atomic
+            .set(wb_conn, wb.fb_id, u64::from(self.captures[slot].fb.id()))
+            .out_fence(wb_conn, wb.out_fence_ptr);
         let mut outcome = self.display.commit_atomic(&atomic, flags)?;
         self.routed_to_writeback = true;
-        let out_fence = outcome.take(out.crtc).ok_or(KmsError::MissingProperty { object: out.crtc, name: "OUT_FENCE_PTR" })?;
-        let fence = outcome
-            .take(wb_conn)
-            .ok_or(KmsError::MissingProperty { object: wb_conn, name: "WRITEBACK_OUT_FENCE_PTR" })?;
-        Ok(Flip { out_fence, capture: Some(PendingCapture { slot, fence }) })
+        let out_fence = outcome.take(out.crtc).ok_or(KmsError::MissingProperty {
+            object: out.crtc,
+            name: "OUT_FENCE_PTR",
+        })?;
+        let fence = outcome.take(wb_conn).ok_or(KmsError::MissingProperty {
+            object: wb_conn,
+            name: "WRITEBACK_OUT_FENCE_PTR",
+        })?;
+        Ok(Flip {
+            out_fence,
+            capture: Some(PendingCapture { slot, fence }),
+        })
     }
 
     /// Waits for a capture and copies its pixels (XRGB8888, rows of

@@ -15,7 +15,11 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 }
 
 /// Takes `first` then `second` with `t`, resolving back-offs; returns guards.
-fn lock_both<'m>(t: &'m Ticket, first: &'m WwMutex, second: &'m WwMutex) -> (WwGuard<'m, 'm>, WwGuard<'m, 'm>) {
+fn lock_both<'m>(
+    t: &'m Ticket,
+    first: &'m WwMutex,
+    second: &'m WwMutex,
+) -> (WwGuard<'m, 'm>, WwGuard<'m, 'm>) {
     let mut g1 = t.lock(first).unwrap();
     let (mut a, mut b) = (first, second);
     loop {

@@ -121,7 +121,10 @@ impl DumbMap<'_> {
         match offset.checked_add(len) {
             Some(end) if end <= self.map.len() => Ok(()),
             _ => Err(Error::InvalidArgument {
-                what: format!("range {offset}+{len} outside a {} byte buffer", self.map.len()),
+                what: format!(
+                    "range {offset}+{len} outside a {} byte buffer",
+                    self.map.len()
+                ),
             }),
         }
     }
@@ -134,7 +137,11 @@ impl DumbMap<'_> {
         // concurrent writer can only race on the pixels, never on memory
         // safety of this process (plain bytes, no references handed out).
         unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), self.map.as_mut_ptr().add(offset), data.len());
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.map.as_mut_ptr().add(offset),
+                data.len(),
+            );
         }
         Ok(())
     }
@@ -145,7 +152,11 @@ impl DumbMap<'_> {
         // SAFETY: as in `write_at`: a checked range of a live mapping,
         // copied as plain bytes.
         unsafe {
-            std::ptr::copy_nonoverlapping(self.map.as_ptr().add(offset), out.as_mut_ptr(), out.len());
+            std::ptr::copy_nonoverlapping(
+                self.map.as_ptr().add(offset),
+                out.as_mut_ptr(),
+                out.len(),
+            );
         }
         Ok(())
     }

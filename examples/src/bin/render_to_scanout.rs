@@ -145,7 +145,10 @@ fn main() -> ExitCode {
     print!("{}", report::table(&reports));
     let pngs: usize = reports.iter().map(|r| r.pngs.len()).sum();
     if pngs > 0 {
-        println!("{pngs} captured frames saved as PNG under {}", args.out.display());
+        println!(
+            "{pngs} captured frames saved as PNG under {}",
+            args.out.display()
+        );
     }
     let checked: u32 = reports.iter().map(|r| r.captured).sum();
     if failed {

@@ -108,7 +108,12 @@ impl Renderer for VgemRenderer {
         let sync = self.job_dmabuf.export_sync_file(Access::Write)?;
         let render_done = SyncFileFence::fence(sync)?;
         self.pending = Some(Job { index, n, fence });
-        Ok(Rendered { fence: render_done, software_waits, hardware_waits: 0, wait_time })
+        Ok(Rendered {
+            fence: render_done,
+            software_waits,
+            hardware_waits: 0,
+            wait_time,
+        })
     }
 
     fn flush(&mut self) -> Result<(), RenderError> {

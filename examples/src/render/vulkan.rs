@@ -51,7 +51,15 @@ impl VulkanRenderer {
             targets.push(pattern.target(Arc::new(buffer), &layout)?);
             frames.push(dmabuf);
         }
-        Ok((VulkanRenderer { ctx, submitter, pattern, targets }, frames))
+        Ok((
+            VulkanRenderer {
+                ctx,
+                submitter,
+                pattern,
+                targets,
+            },
+            frames,
+        ))
     }
 
     /// The device's capabilities (for the demo's header).
@@ -75,7 +83,11 @@ impl Renderer for VulkanRenderer {
             Ok(())
         })?;
         let r = submitted.report;
-        let wait_time = if r.software > 0 { t.elapsed() } else { Duration::ZERO };
+        let wait_time = if r.software > 0 {
+            t.elapsed()
+        } else {
+            Duration::ZERO
+        };
         self.submitter.retire();
         Ok(Rendered {
             fence: submitted.fence,
