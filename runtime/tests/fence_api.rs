@@ -336,3 +336,16 @@ fn fence_is_send_sync_and_cheap_to_clone() {
     assert_send_sync::<CancelToken>();
     assert_eq!(std::mem::size_of::<Fence>(), std::mem::size_of::<usize>());
 }
+
+#[test]
+fn engine_default_timeout_bounds_polled_fences() {
+    let e = engine::Engine::new();
+    e.set_default_timeout(Duration::from_millis(1));
+    assert_eq!(e.default_timeout(), Duration::from_millis(1));
+    let word = Arc::new(AtomicU64::new(0));
+    let stuck = seqno_fence(&word, alloc_contexts(1), 1, false);
+    let t0 = Instant::now();
+    e.watch_polled(&stuck, None);
+    e.run_once(t0 + Duration::from_secs(1));
+    assert_eq!(stuck.status(), FenceStatus::Error(FenceError::TimedOut));
+}
