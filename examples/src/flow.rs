@@ -207,8 +207,9 @@ pub fn run(cfg: &FlowConfig) -> Result<PathReport, FlowError> {
                     .map(|p| (frames[p].reservation(), Access::Read)),
             )
             .collect();
-        let mut reserved = ticket.reserve(&read_objs, 1)?;
-        let _ = reserved.wait_set();
+        // The reader's wait-set is the render fence; each path below hands
+        // it to the display (or waits for it) explicitly.
+        let reserved = ticket.reserve(&read_objs, 1)?;
         book += t.elapsed();
 
         let sync = match to_sync_file(&rendered.fence) {
@@ -253,19 +254,14 @@ pub fn run(cfg: &FlowConfig) -> Result<PathReport, FlowError> {
         prev = Some(i);
 
         // Check the capture of the flip before (pipelined by one frame).
-        if let Some(s) = shown.last_mut() {
-            if let Some(cap) = s.capture.take() {
-                check_capture(
-                    &scanout,
-                    &cap,
-                    s.n,
-                    &capture_layout,
-                    &mut pixels,
-                    cfg,
-                    &mut rep,
-                )?;
-            }
-        }
+        check_last_capture(
+            &mut shown,
+            &scanout,
+            &capture_layout,
+            &mut pixels,
+            cfg,
+            &mut rep,
+        )?;
         shown.push(Shown {
             n,
             render: rendered.fence.clone(),
@@ -274,19 +270,14 @@ pub fn run(cfg: &FlowConfig) -> Result<PathReport, FlowError> {
         });
     }
     renderer.flush()?;
-    if let Some(s) = shown.last_mut() {
-        if let Some(cap) = s.capture.take() {
-            check_capture(
-                &scanout,
-                &cap,
-                s.n,
-                &capture_layout,
-                &mut pixels,
-                cfg,
-                &mut rep,
-            )?;
-        }
-    }
+    check_last_capture(
+        &mut shown,
+        &scanout,
+        &capture_layout,
+        &mut pixels,
+        cfg,
+        &mut rep,
+    )?;
     scanout.settle()?;
     for s in &shown {
         match s.out.wait_timeout(WAIT) {
@@ -299,6 +290,24 @@ pub fn run(cfg: &FlowConfig) -> Result<PathReport, FlowError> {
     }
     rep.elapsed = start.elapsed();
     Ok(rep)
+}
+
+/// Checks the capture of the most recent flip, if it has one not yet checked.
+fn check_last_capture(
+    shown: &mut [Shown],
+    scanout: &Scanout,
+    layout: &ImageLayout,
+    pixels: &mut Vec<u8>,
+    cfg: &FlowConfig,
+    rep: &mut PathReport,
+) -> Result<(), FlowError> {
+    match shown.last_mut() {
+        Some(s) => match s.capture.take() {
+            Some(cap) => check_capture(scanout, &cap, s.n, layout, pixels, cfg, rep),
+            None => Ok(()),
+        },
+        None => Ok(()),
+    }
 }
 
 fn check_capture(
