@@ -268,6 +268,7 @@ impl Drop for Attachment<'_> {
     }
 }
 
+#[cfg(not(loom))]
 impl Default for Exported {
     fn default() -> Self {
         Exported::new()
