@@ -144,7 +144,12 @@ pub struct Ticket {
     done: Cell<bool>,
     contended: RefCell<Option<Arc<WwCore>>>,
     deadline: Cell<Option<Instant>>,
-    rng: Cell<u64>,
+    /// Deadlock injection: locks left before the next one, and the gap.
+    inject_left: Cell<u64>,
+    inject_gap: Cell<u64>,
+    /// The stamp was taken by `new` / `restart` and not used yet.
+    fresh: Cell<bool>,
+    backoffs: Cell<u64>,
     pub(crate) exec: crate::resv::exec::Scratch,
 }
 
@@ -184,7 +189,10 @@ impl Ticket {
             done: Cell::new(false),
             contended: RefCell::new(None),
             deadline: Cell::new(None),
-            rng: Cell::new(stamp.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
+            inject_left: Cell::new(0),
+            inject_gap: Cell::new(0),
+            fresh: Cell::new(true),
+            backoffs: Cell::new(0),
             exec: Default::default(),
         }
     }
@@ -237,8 +245,22 @@ impl Ticket {
     /// `&mut self` guarantees no guard is alive.
     pub fn restart(&mut self) {
         self.begin();
+        self.fresh.set(true);
         self.shared.cancelled.store(false, Ordering::Release);
         self.deadline.set(None);
+    }
+
+    /// Starts the acquire sequence of [`Ticket::reserve`]: keeps the stamp
+    /// of `new` / `restart` if unused, else takes a fresh one.
+    pub(crate) fn begin_sequence(&mut self) {
+        if !self.fresh.replace(false) {
+            self.begin();
+        }
+    }
+
+    /// How many times this ticket has backed off (`Deadlock`), in total.
+    pub fn backoffs(&self) -> u64 {
+        self.backoffs.get()
     }
 
     /// A fresh stamp, no wound, no kept place; keeps timeout and cancel.
@@ -252,6 +274,7 @@ impl Ticket {
             .stamp
             .store(self.class.take_stamp(), Ordering::Relaxed);
         self.done.set(false);
+        self.inject_gap.set(0);
     }
 
     /// Locks `mutex` (`ww_mutex_lock`): waits, or returns `Deadlock` (back
@@ -327,6 +350,7 @@ impl Ticket {
     /// reservation flow. Does not touch the debug hold list.
     pub(crate) fn lock_core(&self, core: &Arc<WwCore>, slow: bool) -> Result<(), WwError> {
         self.check(core, slow)?;
+        self.fresh.set(false);
         let object = core.id();
         let stamp = self.stamp();
         let pending = self.contended.borrow_mut().take();
@@ -339,8 +363,10 @@ impl Ticket {
             None => false,
         };
         let holds = self.acquired.get() > 0;
-        if !holds {
-            // A ticket holding nothing can't be in a cycle: the wound heals.
+        if !holds && !expect_place {
+            // Holding nothing (not even a lock handed to a kept place), the
+            // ticket is in no cycle: the wound heals. With a kept place the
+            // wound may come from a waiter on that lock and must stay.
             self.shared.wounded.store(false, Ordering::Release);
         }
         let who = Locker {
@@ -353,6 +379,8 @@ impl Ticket {
             Ok(()) => {
                 if holds && self.inject() {
                     core.unlock(stamp);
+                    // No place is kept: every wound is answered by the back-off.
+                    self.shared.wounded.store(false, Ordering::Release);
                     return Err(self.backed_off(core));
                 }
                 self.acquired.set(self.acquired.get() + 1);
@@ -366,23 +394,34 @@ impl Ticket {
     }
 
     fn backed_off(&self, core: &Arc<WwCore>) -> WwError {
+        self.backoffs.set(self.backoffs.get() + 1);
         *self.contended.borrow_mut() = Some(Arc::clone(core));
         lock(&self.shared.debug).backoffs += 1;
         WwError::Deadlock { object: core.id() }
     }
 
-    /// Whether the deadlock-injection test mode fires now.
+    /// Whether the deadlock-injection test mode fires now. As the kernel's
+    /// `ww_mutex_deadlock_injection`, the gap between injections grows
+    /// (x3.5) within one acquire sequence, so every sequence finishes.
     fn inject(&self) -> bool {
         let every = self.class.inject_every();
         if every == 0 {
             return false;
         }
-        let mut x = self.rng.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng.set(x);
-        x % every == 0
+        if self.inject_gap.get() == 0 {
+            self.inject_gap.set(every);
+            self.inject_left.set(self.stamp() % every);
+        }
+        let left = self.inject_left.get();
+        if left > 0 {
+            self.inject_left.set(left - 1);
+            return false;
+        }
+        let gap = self.inject_gap.get();
+        let next = gap.saturating_mul(3).saturating_add(gap / 2).max(2);
+        self.inject_gap.set(next);
+        self.inject_left.set(next);
+        true
     }
 
     /// Releases a lock taken by [`Ticket::lock_core`].

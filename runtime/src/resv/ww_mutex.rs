@@ -194,6 +194,11 @@ impl WwCore {
                         Algorithm::WoundWait => ticket.wounded.load(Ordering::Acquire),
                     };
                 if die {
+                    // The back-off answers every wound so far. Cleared under
+                    // `queue`, so a wound for the kept place (which needs
+                    // `queue` to see this ticket own the lock) comes later
+                    // and stays.
+                    ticket.wounded.store(false, Ordering::Release);
                     // Back off, but keep the place in the queue.
                     match mine {
                         Some(seq) => {
