@@ -204,7 +204,7 @@ fn baseline() -> Run {
     .0
 }
 
-fn ours(algo: Algorithm) -> Run {
+fn ours(algo: Algorithm, commit: bool) -> Run {
     let class = WwClass::new("bench", algo);
     let objs: Arc<Vec<Reservation>> = Arc::new(
         (0..OBJECTS)
@@ -243,7 +243,11 @@ fn ours(algo: Algorithm) -> Run {
                     )
                 });
                 let r = t.reserve(&list, 1).unwrap();
-                r.commit(&fence);
+                if commit {
+                    r.commit(&fence);
+                } else {
+                    r.backoff();
+                }
                 inflight[n].store(u64::MAX, Ordering::SeqCst);
                 let b = t.backoffs();
                 let retries = b - last_backoffs;
@@ -275,12 +279,22 @@ fn main() {
         u8::from(!base.finished)
     );
     let mut fairness = Vec::new();
-    for algo in [Algorithm::WaitDie, Algorithm::WoundWait] {
-        let r = ours(algo);
+    for (algo, commit) in [
+        (Algorithm::WaitDie, false),
+        (Algorithm::WaitDie, true),
+        (Algorithm::WoundWait, false),
+        (Algorithm::WoundWait, true),
+    ] {
+        let r = ours(algo, commit);
         let tput = r.ops as f64 / r.secs;
         println!(
-            "| bufsync {} (reserve + commit) | {:.0} | {:.2}x | {:.1} | {} | {:.3} | {} |",
+            "| bufsync {} ({}) | {:.0} | {:.2}x | {:.1} | {} | {:.3} | {} |",
             algo.name(),
+            if commit {
+                "reserve + commit"
+            } else {
+                "reserve + back-off, locks only"
+            },
             tput,
             tput / base_tput,
             r.p99_us,
@@ -288,7 +302,9 @@ fn main() {
             r.backoffs as f64 / r.ops.max(1) as f64,
             u8::from(!r.finished)
         );
-        fairness.push((algo, r.max_retries, r.oldest_max_wait_us));
+        if commit {
+            fairness.push((algo, r.max_retries, r.oldest_max_wait_us));
+        }
     }
     println!("\n## Fairness\n");
     println!("| algorithm | most back-offs of one reservation | longest wait of a reservation oldest at its start (us) |");

@@ -11,6 +11,8 @@
 //!   ww lock: they clone the pointer and read a consistent snapshot.
 //! - A writer edits the list in place when no reader holds a snapshot
 //!   (`Arc::get_mut`); otherwise it copies (the only allocation in steady state).
+//! - `spare` (free capacity) and `reserved` are atomics written only by the
+//!   ww lock holder, so `reserve_fences` with room to spare takes no mutex.
 
 use std::sync::Arc as StdArc;
 use std::time::{Duration, Instant};
@@ -20,7 +22,7 @@ use crate::resv::class::WwClass;
 use crate::resv::parker::lock;
 use crate::resv::ticket::{Ticket, WwError, WwGuard};
 use crate::resv::ww_mutex::{WwMutex, WwMutexGuard};
-use crate::sync::Mutex;
+use crate::sync::{AtomicUsize, Mutex, Ordering};
 
 /// How a fence uses a buffer (`enum dma_resv_usage`). Ordered: a query for
 /// usage `U` returns every fence with usage `<= U`.
@@ -94,7 +96,6 @@ struct Slot {
 #[derive(Default)]
 struct Slots {
     list: StdArc<Vec<Slot>>,
-    reserved: usize,
 }
 
 /// A reservation object: embed it in any buffer struct
@@ -102,6 +103,10 @@ struct Slots {
 pub struct Reservation {
     pub(crate) lock: WwMutex,
     slots: Mutex<Slots>,
+    /// Free capacity of the list and slots reserved: written only by the ww
+    /// lock holder (the lock orders them; no other lock needed).
+    spare: AtomicUsize,
+    reserved: AtomicUsize,
 }
 
 impl std::fmt::Debug for Reservation {
@@ -132,6 +137,8 @@ impl Reservation {
         Reservation {
             lock: WwMutex::new(class),
             slots: Mutex::new(Slots::default()),
+            spare: AtomicUsize::new(0),
+            reserved: AtomicUsize::new(0),
         }
     }
 
@@ -200,6 +207,10 @@ impl Reservation {
 
     /// Makes room for `n` more fences. Caller holds the ww lock.
     pub(crate) fn reserve_locked(&self, n: usize) -> Result<(), ResvError> {
+        if self.spare.load(Ordering::Relaxed) >= n {
+            self.reserved.store(n, Ordering::Relaxed);
+            return Ok(());
+        }
         let mut s = lock(&self.slots);
         let object = self.id();
         let oom = |_| ResvError::NoMemory { object, wanted: n };
@@ -212,7 +223,9 @@ impl Reservation {
                 s.list = StdArc::new(v);
             }
         }
-        s.reserved = n;
+        self.spare
+            .store(s.list.capacity() - s.list.len(), Ordering::Relaxed);
+        self.reserved.store(n, Ordering::Relaxed);
         Ok(())
     }
 
@@ -221,11 +234,13 @@ impl Reservation {
     /// context with a usage `>=` this one; drops other signaled fences; else
     /// takes a reserved slot. Caller holds the ww lock.
     pub(crate) fn add_locked(&self, fence: &Fence, usage: Usage) {
-        let mut s = lock(&self.slots);
-        if s.reserved == 0 {
+        let reserved = self.reserved.load(Ordering::Relaxed);
+        if reserved == 0 {
             log::warn!("add_fence on object {} without a reserved slot", self.id());
         }
-        s.reserved = s.reserved.saturating_sub(1);
+        self.reserved
+            .store(reserved.saturating_sub(1), Ordering::Relaxed);
+        let mut s = lock(&self.slots);
         // Copies only when a reader holds the old snapshot.
         let v = StdArc::make_mut(&mut s.list);
         let mut placed = false;
@@ -253,6 +268,7 @@ impl Reservation {
                 usage,
             });
         }
+        self.spare.store(v.capacity() - v.len(), Ordering::Relaxed);
     }
 
     /// Adds the unsignaled fences with usage `<= usage` to `set`. Caller

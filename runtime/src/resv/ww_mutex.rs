@@ -119,10 +119,30 @@ impl WwCore {
             .is_ok()
     }
 
+    /// Optimistic spinning: polls a briefly held lock before queueing. Only
+    /// takes it through the fast path, so it never overtakes a queued waiter.
+    fn spin_fast(&self, code: u64) -> bool {
+        const SPINS: u32 = if cfg!(loom) { 0 } else { 100 };
+        for _ in 0..SPINS {
+            let st = self.state.load(Ordering::Relaxed);
+            if st & WAITERS != 0 || st >> 1 == code {
+                return false;
+            }
+            if st == 0 && self.try_fast(code) {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        false
+    }
+
     /// Takes the lock for `code` (a stamp, or [`TICKETLESS`]), waiting in
     /// stamp order. Needs no lock; takes `queue` on the slow path.
     pub(crate) fn lock(&self, code: u64, who: &Locker<'_>) -> Result<(), CoreError> {
         if !who.expect_place && self.try_fast(code) {
+            return Ok(());
+        }
+        if !who.expect_place && self.spin_fast(code) {
             return Ok(());
         }
         if code != TICKETLESS && !who.expect_place && self.owner() == code {
