@@ -72,8 +72,9 @@ impl Ticket {
     /// buffer gets `fences_per_obj` (at least one) fence slots reserved.
     ///
     /// Starts a new acquire sequence: the stamp of `Ticket::new` /
-    /// `Ticket::restart` if still unused, else a fresh one (the timeout and
-    /// cancel state set on the ticket stay). Returns `Lock(TimedOut | Cancelled |
+    /// `Ticket::restart` if still unused, else a fresh one. A timeout set
+    /// with [`Ticket::set_timeout`] bounds each call afresh; a cancel stays
+    /// until [`Ticket::restart`]. Returns `Lock(TimedOut | Cancelled |
     /// Misuse)` or `NoMemory` with nothing held.
     pub fn reserve<'t, 'a, R: AsReservation>(
         &'t mut self,

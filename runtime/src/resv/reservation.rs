@@ -71,12 +71,6 @@ pub enum ResvError {
     /// A fence wait failed.
     #[error(transparent)]
     Wait(#[from] WaitError),
-    /// The buffer was evicted: back off as on `Deadlock` and retry later.
-    #[error("object {object} was evicted")]
-    Evicted {
-        /// The object.
-        object: u64,
-    },
     /// An index past the end of the reserved list.
     #[error("no entry {index} in a list of {len}")]
     NoSuchEntry {

@@ -143,6 +143,7 @@ pub struct Ticket {
     acquired: Cell<usize>,
     done: Cell<bool>,
     contended: RefCell<Option<Arc<WwCore>>>,
+    timeout: Cell<Option<Duration>>,
     deadline: Cell<Option<Instant>>,
     /// Deadlock injection: locks left before the next one, and the gap.
     inject_left: Cell<u64>,
@@ -188,6 +189,7 @@ impl Ticket {
             acquired: Cell::new(0),
             done: Cell::new(false),
             contended: RefCell::new(None),
+            timeout: Cell::new(None),
             deadline: Cell::new(None),
             inject_left: Cell::new(0),
             inject_gap: Cell::new(0),
@@ -228,9 +230,11 @@ impl Ticket {
         CancelHandle(Arc::clone(&self.shared))
     }
 
-    /// Bounds every later wait: after `timeout` from now, waits return
-    /// `TimedOut`. `None` waits forever.
+    /// Bounds waiting: locks of this acquire sequence return `TimedOut` once
+    /// `timeout` has passed from now; each later [`Ticket::reserve`] gets the
+    /// same bound again from its start. `None` waits forever.
     pub fn set_timeout(&self, timeout: Option<Duration>) {
+        self.timeout.set(timeout);
         self.deadline.set(timeout.map(|t| Instant::now() + t));
     }
 
@@ -241,12 +245,14 @@ impl Ticket {
     }
 
     /// Starts a new acquire sequence (`ww_acquire_fini` + `ww_acquire_init`):
-    /// a fresh stamp, no wound, no cancel, no kept place. Must hold no lock;
+    /// a fresh stamp, no wound, no cancel, no timeout, no kept place. Must
+    /// hold no lock;
     /// `&mut self` guarantees no guard is alive.
     pub fn restart(&mut self) {
         self.begin();
         self.fresh.set(true);
         self.shared.cancelled.store(false, Ordering::Release);
+        self.timeout.set(None);
         self.deadline.set(None);
     }
 
@@ -255,6 +261,9 @@ impl Ticket {
     pub(crate) fn begin_sequence(&mut self) {
         if !self.fresh.replace(false) {
             self.begin();
+        }
+        if let Some(t) = self.timeout.get() {
+            self.deadline.set(Some(Instant::now() + t));
         }
     }
 

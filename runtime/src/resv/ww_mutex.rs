@@ -95,6 +95,9 @@ pub(crate) struct WwCore {
     state: AtomicU64,
     id: u64,
     class_id: u64,
+    /// Wait-die waiters that hold locks must re-check when the queue or the
+    /// owner changes; wound-wait waiters need not.
+    wait_die: bool,
     queue: Mutex<Queue>,
 }
 
@@ -160,6 +163,7 @@ impl WwCore {
         }
         let mut plain: Option<Arc<Parker>> = None;
         let mut waited_since: Option<Instant> = None;
+        let mut wounded_owner = 0;
         loop {
             if let Some(seq) = mine {
                 if !q.waiters.iter().any(|w| w.seq == seq) {
@@ -237,7 +241,10 @@ impl WwCore {
                     && who.holds
                     && owner < STAMP_LIMIT
                     && owner > code
+                    && wounded_owner != owner
                 {
+                    // Once per owner: the lookup takes the class's list.
+                    wounded_owner = owner;
                     if let Some(victim) = class.ticket_by_stamp(owner) {
                         if !victim.wounded.swap(true, Ordering::AcqRel) {
                             log::debug!(
@@ -299,8 +306,8 @@ impl WwCore {
         );
         self.state.fetch_or(WAITERS, Ordering::AcqRel);
         // Younger waiters that hold locks may now have to die: let them look.
-        for w in &q.waiters[at + 1..] {
-            if w.holds {
+        if self.wait_die {
+            for w in q.waiters[at + 1..].iter().filter(|w| w.holds) {
                 w.wake.parker().unpark();
             }
         }
@@ -326,8 +333,10 @@ impl WwCore {
         self.state.store(new, Ordering::Release);
         head.wake.parker().unpark();
         // Waiters behind an older owner that hold locks must re-check (die).
-        for w in q.waiters.iter().filter(|w| w.holds) {
-            w.wake.parker().unpark();
+        if self.wait_die {
+            for w in q.waiters.iter().filter(|w| w.holds) {
+                w.wake.parker().unpark();
+            }
         }
     }
 
@@ -385,6 +394,7 @@ impl WwMutex {
                 state: AtomicU64::new(0),
                 id: OBJECT_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 class_id: class.id(),
+                wait_die: class.algorithm() == Algorithm::WaitDie,
                 queue: Mutex::new(Queue::default()),
             }),
         }
