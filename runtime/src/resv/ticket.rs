@@ -143,6 +143,9 @@ pub struct Ticket {
     acquired: Cell<usize>,
     done: Cell<bool>,
     contended: RefCell<Option<Arc<WwCore>>>,
+    /// Debug builds: the locks held, so a drop with leaked guards can back off.
+    #[cfg(debug_assertions)]
+    held: RefCell<Vec<Arc<WwCore>>>,
     timeout: Cell<Option<Duration>>,
     deadline: Cell<Option<Instant>>,
     /// Deadlock injection: locks left before the next one, and the gap.
@@ -189,6 +192,8 @@ impl Ticket {
             acquired: Cell::new(0),
             done: Cell::new(false),
             contended: RefCell::new(None),
+            #[cfg(debug_assertions)]
+            held: RefCell::new(Vec::new()),
             timeout: Cell::new(None),
             deadline: Cell::new(None),
             inject_left: Cell::new(0),
@@ -315,7 +320,7 @@ impl Ticket {
         if !mutex.core.try_fast(self.stamp()) {
             return Ok(None);
         }
-        self.acquired.set(self.acquired.get() + 1);
+        self.count_lock(&mutex.core);
         self.record_hold(mutex.id(), true);
         Ok(Some(WwGuard {
             mutex,
@@ -392,7 +397,7 @@ impl Ticket {
                     self.shared.wounded.store(false, Ordering::Release);
                     return Err(self.backed_off(core));
                 }
-                self.acquired.set(self.acquired.get() + 1);
+                self.count_lock(core);
                 Ok(())
             }
             Err(CoreError::Deadlock) => Err(self.backed_off(core)),
@@ -433,10 +438,26 @@ impl Ticket {
         true
     }
 
+    /// Counts a lock just taken (and, in debug builds, remembers it).
+    fn count_lock(&self, core: &Arc<WwCore>) {
+        self.acquired.set(self.acquired.get() + 1);
+        #[cfg(debug_assertions)]
+        self.held.borrow_mut().push(Arc::clone(core));
+        #[cfg(not(debug_assertions))]
+        let _ = core;
+    }
+
     /// Releases a lock taken by [`Ticket::lock_core`].
     pub(crate) fn unlock_core(&self, core: &WwCore) {
         core.unlock(self.stamp());
         self.acquired.set(self.acquired.get() - 1);
+        #[cfg(debug_assertions)]
+        {
+            let mut held = self.held.borrow_mut();
+            if let Some(i) = held.iter().rposition(|c| std::ptr::eq(&**c, core)) {
+                held.swap_remove(i);
+            }
+        }
     }
 
     /// Gives up the place kept after a back-off, if any.
@@ -474,6 +495,12 @@ impl Drop for Ticket {
                 self.class.name(),
                 self.acquired.get()
             );
+            // Debug builds know the locks: back off. Release builds leave
+            // them held, as a leaked std `MutexGuard` does.
+            #[cfg(debug_assertions)]
+            for core in self.held.take().into_iter().rev() {
+                core.unlock(self.stamp());
+            }
         }
         lock(&self.class.tickets).retain(|t| !Arc::ptr_eq(t, &self.shared));
     }
