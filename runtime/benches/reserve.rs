@@ -264,6 +264,10 @@ fn ours(algo: Algorithm, commit: bool) -> Run {
 
 fn main() {
     uncontended();
+    // `RESERVE_BENCH=uncontended` stops here (for profiling).
+    if std::env::var("RESERVE_BENCH").as_deref() == Ok("uncontended") {
+        return;
+    }
     let base = baseline();
     println!(
         "\n## Contended: {OBJECTS} objects, {THREADS} threads, random subsets of {SUBSET} in random order ({} s runs)\n",

@@ -11,6 +11,8 @@
 //!   ww lock: they clone the pointer and read a consistent snapshot.
 //! - A writer edits the list in place when no reader holds a snapshot
 //!   (`Arc::get_mut`); otherwise it copies (the only allocation in steady state).
+//! - No fence hook or callback runs under `slots`: code holding it reads the
+//!   signaled flag only (`test_signaled_flag`), never polls a fence.
 //! - `spare` (free capacity) and `reserved` are atomics written only by the
 //!   ww lock holder, so `reserve_fences` with room to spare takes no mutex.
 
@@ -239,7 +241,7 @@ impl Reservation {
         let v = StdArc::make_mut(&mut s.list);
         let mut placed = false;
         v.retain_mut(|slot| {
-            let replaceable = slot.fence.is_signaled()
+            let replaceable = slot.fence.test_signaled_flag()
                 || (slot.fence.context() == fence.context()
                     && slot.usage >= usage
                     && !slot.fence.is_later(fence));
@@ -249,7 +251,7 @@ impl Reservation {
             if placed {
                 // Later replaceable slots are either signaled (prune) or an
                 // older fence of this context kept for a weaker usage.
-                return !slot.fence.is_signaled();
+                return !slot.fence.test_signaled_flag();
             }
             placed = true;
             slot.fence = fence.clone();
@@ -270,7 +272,7 @@ impl Reservation {
     pub(crate) fn collect_into(&self, usage: Usage, set: &mut FenceSet) {
         let s = lock(&self.slots);
         for slot in s.list.iter() {
-            if slot.usage <= usage && !slot.fence.is_signaled() {
+            if slot.usage <= usage && !slot.fence.test_signaled_flag() {
                 set.add(&slot.fence);
             }
         }
