@@ -3,6 +3,7 @@
 //! most 16 bytes.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bufsync::fence::FenceContext;
@@ -13,13 +14,12 @@ struct Counting;
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
-    /// Only the measuring thread counts: libtest runs the other test (and
-    /// its own bookkeeping) on other threads at the same time.
-    static COUNTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Only the measuring thread counts (the harness runs tests in parallel).
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
 }
 
 fn count() {
-    if COUNTING.with(|c| c.get()) {
+    if COUNTING.with(Cell::get) {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
     }
 }

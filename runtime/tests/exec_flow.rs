@@ -246,3 +246,48 @@ fn contended_threads_lose_no_fence() {
         }
     }
 }
+
+#[test]
+fn bounded_and_cancelled_reservations_hold_nothing() {
+    use std::time::Duration;
+    let (o1, o2) = (gem(), gem());
+    let held = o2.resv.lock_alone();
+    let mut t = Ticket::reservation();
+    t.set_timeout(Some(Duration::from_millis(5)));
+    let list = [(&o1, Access::Write), (&o2, Access::Write)];
+    let e = t.reserve(&list, 1).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            bufsync::resv::ResvError::Lock(bufsync::resv::WwError::TimedOut { .. })
+        ),
+        "{e}"
+    );
+    assert!(
+        !o1.resv.ww_mutex().is_locked(),
+        "a timed-out reservation kept a lock"
+    );
+    drop(held);
+    // The bound applies afresh to each reservation.
+    t.reserve(&list, 1).unwrap().backoff();
+    let held = o2.resv.lock_alone();
+    t.set_timeout(None);
+    let cancel = t.cancel_handle();
+    let canceller = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(5));
+        cancel.cancel();
+    });
+    let e = t.reserve(&list, 1).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            bufsync::resv::ResvError::Lock(bufsync::resv::WwError::Cancelled { .. })
+        ),
+        "{e}"
+    );
+    assert!(!o1.resv.ww_mutex().is_locked());
+    canceller.join().unwrap();
+    drop(held);
+    t.restart();
+    t.reserve(&list, 1).unwrap().backoff();
+}

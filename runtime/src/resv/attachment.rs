@@ -102,6 +102,13 @@ impl AsReservation for Exported {
     }
 }
 
+#[cfg(not(loom))]
+impl Default for Exported {
+    fn default() -> Self {
+        Exported::new()
+    }
+}
+
 impl Exported {
     /// An exported buffer with a reservation of the reservation class.
     #[cfg(not(loom))]

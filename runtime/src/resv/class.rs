@@ -103,9 +103,10 @@ impl WwClass {
         self.next_stamp.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Test mode (the kernel's `CONFIG_DEBUG_WW_MUTEX_SLOWPATH`): about one
-    /// successful lock in `n` taken by a ticket that already holds a lock
-    /// returns `Deadlock` instead, to exercise back-off paths. `0` turns it off.
+    /// Test mode (the kernel's `CONFIG_DEBUG_WW_MUTEX_SLOWPATH`): a lock taken
+    /// by a ticket that already holds one returns `Deadlock` instead, first
+    /// within `n` locks of an acquire sequence, then at gaps growing x3.5 (so
+    /// every sequence finishes), to exercise back-off paths. `0` turns it off.
     pub fn inject_deadlock_every(&self, n: u64) {
         self.inject_every.store(n, Ordering::Relaxed);
     }

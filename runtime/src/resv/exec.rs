@@ -71,15 +71,17 @@ impl Ticket {
     /// twice is locked once, with write access if any entry writes. Each
     /// buffer gets `fences_per_obj` (at least one) fence slots reserved.
     ///
-    /// Starts a new acquire sequence (fresh stamp; the timeout and cancel
-    /// state set on the ticket stay). Returns `Lock(TimedOut | Cancelled |
+    /// Starts a new acquire sequence: the stamp of `Ticket::new` /
+    /// `Ticket::restart` if still unused, else a fresh one. A timeout set
+    /// with [`Ticket::set_timeout`] bounds each call afresh; a cancel stays
+    /// until [`Ticket::restart`]. Returns `Lock(TimedOut | Cancelled |
     /// Misuse)` or `NoMemory` with nothing held.
     pub fn reserve<'t, 'a, R: AsReservation>(
         &'t mut self,
         objs: &'a [(R, Access)],
         fences_per_obj: usize,
     ) -> Result<Reserved<'t, 'a, R>, ResvError> {
-        self.begin();
+        self.begin_sequence();
         let slots = fences_per_obj.max(1);
         let mut states = std::mem::take(&mut self.exec.states);
         states.clear();

@@ -11,6 +11,10 @@
 //!   ww lock: they clone the pointer and read a consistent snapshot.
 //! - A writer edits the list in place when no reader holds a snapshot
 //!   (`Arc::get_mut`); otherwise it copies (the only allocation in steady state).
+//! - No fence hook or callback runs under `slots`: code holding it reads the
+//!   signaled flag only (`test_signaled_flag`), never polls a fence.
+//! - `spare` (free capacity) and `reserved` are atomics written only by the
+//!   ww lock holder, so `reserve_fences` with room to spare takes no mutex.
 
 use std::sync::Arc as StdArc;
 use std::time::{Duration, Instant};
@@ -20,7 +24,7 @@ use crate::resv::class::WwClass;
 use crate::resv::parker::lock;
 use crate::resv::ticket::{Ticket, WwError, WwGuard};
 use crate::resv::ww_mutex::{WwMutex, WwMutexGuard};
-use crate::sync::Mutex;
+use crate::sync::{AtomicUsize, Mutex, Ordering};
 
 /// How a fence uses a buffer (`enum dma_resv_usage`). Ordered: a query for
 /// usage `U` returns every fence with usage `<= U`.
@@ -69,12 +73,6 @@ pub enum ResvError {
     /// A fence wait failed.
     #[error(transparent)]
     Wait(#[from] WaitError),
-    /// The buffer was evicted: back off as on `Deadlock` and retry later.
-    #[error("object {object} was evicted")]
-    Evicted {
-        /// The object.
-        object: u64,
-    },
     /// An index past the end of the reserved list.
     #[error("no entry {index} in a list of {len}")]
     NoSuchEntry {
@@ -94,7 +92,6 @@ struct Slot {
 #[derive(Default)]
 struct Slots {
     list: StdArc<Vec<Slot>>,
-    reserved: usize,
 }
 
 /// A reservation object: embed it in any buffer struct
@@ -102,6 +99,10 @@ struct Slots {
 pub struct Reservation {
     pub(crate) lock: WwMutex,
     slots: Mutex<Slots>,
+    /// Free capacity of the list and slots reserved: written only by the ww
+    /// lock holder (the lock orders them; no other lock needed).
+    spare: AtomicUsize,
+    reserved: AtomicUsize,
 }
 
 impl std::fmt::Debug for Reservation {
@@ -132,6 +133,8 @@ impl Reservation {
         Reservation {
             lock: WwMutex::new(class),
             slots: Mutex::new(Slots::default()),
+            spare: AtomicUsize::new(0),
+            reserved: AtomicUsize::new(0),
         }
     }
 
@@ -200,6 +203,10 @@ impl Reservation {
 
     /// Makes room for `n` more fences. Caller holds the ww lock.
     pub(crate) fn reserve_locked(&self, n: usize) -> Result<(), ResvError> {
+        if self.spare.load(Ordering::Relaxed) >= n {
+            self.reserved.store(n, Ordering::Relaxed);
+            return Ok(());
+        }
         let mut s = lock(&self.slots);
         let object = self.id();
         let oom = |_| ResvError::NoMemory { object, wanted: n };
@@ -212,7 +219,9 @@ impl Reservation {
                 s.list = StdArc::new(v);
             }
         }
-        s.reserved = n;
+        self.spare
+            .store(s.list.capacity() - s.list.len(), Ordering::Relaxed);
+        self.reserved.store(n, Ordering::Relaxed);
         Ok(())
     }
 
@@ -221,16 +230,18 @@ impl Reservation {
     /// context with a usage `>=` this one; drops other signaled fences; else
     /// takes a reserved slot. Caller holds the ww lock.
     pub(crate) fn add_locked(&self, fence: &Fence, usage: Usage) {
-        let mut s = lock(&self.slots);
-        if s.reserved == 0 {
+        let reserved = self.reserved.load(Ordering::Relaxed);
+        if reserved == 0 {
             log::warn!("add_fence on object {} without a reserved slot", self.id());
         }
-        s.reserved = s.reserved.saturating_sub(1);
+        self.reserved
+            .store(reserved.saturating_sub(1), Ordering::Relaxed);
+        let mut s = lock(&self.slots);
         // Copies only when a reader holds the old snapshot.
         let v = StdArc::make_mut(&mut s.list);
         let mut placed = false;
         v.retain_mut(|slot| {
-            let replaceable = slot.fence.is_signaled()
+            let replaceable = slot.fence.test_signaled_flag()
                 || (slot.fence.context() == fence.context()
                     && slot.usage >= usage
                     && !slot.fence.is_later(fence));
@@ -240,7 +251,7 @@ impl Reservation {
             if placed {
                 // Later replaceable slots are either signaled (prune) or an
                 // older fence of this context kept for a weaker usage.
-                return !slot.fence.is_signaled();
+                return !slot.fence.test_signaled_flag();
             }
             placed = true;
             slot.fence = fence.clone();
@@ -253,6 +264,7 @@ impl Reservation {
                 usage,
             });
         }
+        self.spare.store(v.capacity() - v.len(), Ordering::Relaxed);
     }
 
     /// Adds the unsignaled fences with usage `<= usage` to `set`. Caller
@@ -260,7 +272,7 @@ impl Reservation {
     pub(crate) fn collect_into(&self, usage: Usage, set: &mut FenceSet) {
         let s = lock(&self.slots);
         for slot in s.list.iter() {
-            if slot.usage <= usage && !slot.fence.is_signaled() {
+            if slot.usage <= usage && !slot.fence.test_signaled_flag() {
                 set.add(&slot.fence);
             }
         }

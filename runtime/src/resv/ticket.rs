@@ -143,8 +143,17 @@ pub struct Ticket {
     acquired: Cell<usize>,
     done: Cell<bool>,
     contended: RefCell<Option<Arc<WwCore>>>,
+    /// Debug builds: the locks held, so a drop with leaked guards can back off.
+    #[cfg(debug_assertions)]
+    held: RefCell<Vec<Arc<WwCore>>>,
+    timeout: Cell<Option<Duration>>,
     deadline: Cell<Option<Instant>>,
-    rng: Cell<u64>,
+    /// Deadlock injection: locks left before the next one, and the gap.
+    inject_left: Cell<u64>,
+    inject_gap: Cell<u64>,
+    /// The stamp was taken by `new` / `restart` and not used yet.
+    fresh: Cell<bool>,
+    backoffs: Cell<u64>,
     pub(crate) exec: crate::resv::exec::Scratch,
 }
 
@@ -183,8 +192,14 @@ impl Ticket {
             acquired: Cell::new(0),
             done: Cell::new(false),
             contended: RefCell::new(None),
+            #[cfg(debug_assertions)]
+            held: RefCell::new(Vec::new()),
+            timeout: Cell::new(None),
             deadline: Cell::new(None),
-            rng: Cell::new(stamp.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
+            inject_left: Cell::new(0),
+            inject_gap: Cell::new(0),
+            fresh: Cell::new(true),
+            backoffs: Cell::new(0),
             exec: Default::default(),
         }
     }
@@ -220,9 +235,11 @@ impl Ticket {
         CancelHandle(Arc::clone(&self.shared))
     }
 
-    /// Bounds every later wait: after `timeout` from now, waits return
-    /// `TimedOut`. `None` waits forever.
+    /// Bounds waiting: locks of this acquire sequence return `TimedOut` once
+    /// `timeout` has passed from now; each later [`Ticket::reserve`] gets the
+    /// same bound again from its start. `None` waits forever.
     pub fn set_timeout(&self, timeout: Option<Duration>) {
+        self.timeout.set(timeout);
         self.deadline.set(timeout.map(|t| Instant::now() + t));
     }
 
@@ -233,12 +250,31 @@ impl Ticket {
     }
 
     /// Starts a new acquire sequence (`ww_acquire_fini` + `ww_acquire_init`):
-    /// a fresh stamp, no wound, no cancel, no kept place. Must hold no lock;
+    /// a fresh stamp, no wound, no cancel, no timeout, no kept place. Must
+    /// hold no lock;
     /// `&mut self` guarantees no guard is alive.
     pub fn restart(&mut self) {
         self.begin();
+        self.fresh.set(true);
         self.shared.cancelled.store(false, Ordering::Release);
+        self.timeout.set(None);
         self.deadline.set(None);
+    }
+
+    /// Starts the acquire sequence of [`Ticket::reserve`]: keeps the stamp
+    /// of `new` / `restart` if unused, else takes a fresh one.
+    pub(crate) fn begin_sequence(&mut self) {
+        if !self.fresh.replace(false) {
+            self.begin();
+        }
+        if let Some(t) = self.timeout.get() {
+            self.deadline.set(Some(Instant::now() + t));
+        }
+    }
+
+    /// How many times this ticket has backed off (`Deadlock`), in total.
+    pub fn backoffs(&self) -> u64 {
+        self.backoffs.get()
     }
 
     /// A fresh stamp, no wound, no kept place; keeps timeout and cancel.
@@ -252,6 +288,7 @@ impl Ticket {
             .stamp
             .store(self.class.take_stamp(), Ordering::Relaxed);
         self.done.set(false);
+        self.inject_gap.set(0);
     }
 
     /// Locks `mutex` (`ww_mutex_lock`): waits, or returns `Deadlock` (back
@@ -283,7 +320,7 @@ impl Ticket {
         if !mutex.core.try_fast(self.stamp()) {
             return Ok(None);
         }
-        self.acquired.set(self.acquired.get() + 1);
+        self.count_lock(&mutex.core);
         self.record_hold(mutex.id(), true);
         Ok(Some(WwGuard {
             mutex,
@@ -327,6 +364,7 @@ impl Ticket {
     /// reservation flow. Does not touch the debug hold list.
     pub(crate) fn lock_core(&self, core: &Arc<WwCore>, slow: bool) -> Result<(), WwError> {
         self.check(core, slow)?;
+        self.fresh.set(false);
         let object = core.id();
         let stamp = self.stamp();
         let pending = self.contended.borrow_mut().take();
@@ -339,8 +377,10 @@ impl Ticket {
             None => false,
         };
         let holds = self.acquired.get() > 0;
-        if !holds {
-            // A ticket holding nothing can't be in a cycle: the wound heals.
+        if !holds && !expect_place {
+            // Holding nothing (not even a lock handed to a kept place), the
+            // ticket is in no cycle: the wound heals. With a kept place the
+            // wound may come from a waiter on that lock and must stay.
             self.shared.wounded.store(false, Ordering::Release);
         }
         let who = Locker {
@@ -353,9 +393,11 @@ impl Ticket {
             Ok(()) => {
                 if holds && self.inject() {
                     core.unlock(stamp);
+                    // No place is kept: every wound is answered by the back-off.
+                    self.shared.wounded.store(false, Ordering::Release);
                     return Err(self.backed_off(core));
                 }
-                self.acquired.set(self.acquired.get() + 1);
+                self.count_lock(core);
                 Ok(())
             }
             Err(CoreError::Deadlock) => Err(self.backed_off(core)),
@@ -366,29 +408,56 @@ impl Ticket {
     }
 
     fn backed_off(&self, core: &Arc<WwCore>) -> WwError {
+        self.backoffs.set(self.backoffs.get() + 1);
         *self.contended.borrow_mut() = Some(Arc::clone(core));
         lock(&self.shared.debug).backoffs += 1;
         WwError::Deadlock { object: core.id() }
     }
 
-    /// Whether the deadlock-injection test mode fires now.
+    /// Whether the deadlock-injection test mode fires now. As the kernel's
+    /// `ww_mutex_deadlock_injection`, the gap between injections grows
+    /// (x3.5) within one acquire sequence, so every sequence finishes.
     fn inject(&self) -> bool {
         let every = self.class.inject_every();
         if every == 0 {
             return false;
         }
-        let mut x = self.rng.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng.set(x);
-        x % every == 0
+        if self.inject_gap.get() == 0 {
+            self.inject_gap.set(every);
+            self.inject_left.set(self.stamp() % every);
+        }
+        let left = self.inject_left.get();
+        if left > 0 {
+            self.inject_left.set(left - 1);
+            return false;
+        }
+        let gap = self.inject_gap.get();
+        let next = gap.saturating_mul(3).saturating_add(gap / 2).max(2);
+        self.inject_gap.set(next);
+        self.inject_left.set(next);
+        true
+    }
+
+    /// Counts a lock just taken (and, in debug builds, remembers it).
+    fn count_lock(&self, core: &Arc<WwCore>) {
+        self.acquired.set(self.acquired.get() + 1);
+        #[cfg(debug_assertions)]
+        self.held.borrow_mut().push(Arc::clone(core));
+        #[cfg(not(debug_assertions))]
+        let _ = core;
     }
 
     /// Releases a lock taken by [`Ticket::lock_core`].
     pub(crate) fn unlock_core(&self, core: &WwCore) {
         core.unlock(self.stamp());
         self.acquired.set(self.acquired.get() - 1);
+        #[cfg(debug_assertions)]
+        {
+            let mut held = self.held.borrow_mut();
+            if let Some(i) = held.iter().rposition(|c| std::ptr::eq(&**c, core)) {
+                held.swap_remove(i);
+            }
+        }
     }
 
     /// Gives up the place kept after a back-off, if any.
@@ -426,6 +495,12 @@ impl Drop for Ticket {
                 self.class.name(),
                 self.acquired.get()
             );
+            // Debug builds know the locks: back off. Release builds leave
+            // them held, as a leaked std `MutexGuard` does.
+            #[cfg(debug_assertions)]
+            for core in self.held.take().into_iter().rev() {
+                core.unlock(self.stamp());
+            }
         }
         lock(&self.class.tickets).retain(|t| !Arc::ptr_eq(t, &self.shared));
     }

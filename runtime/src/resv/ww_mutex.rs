@@ -95,6 +95,9 @@ pub(crate) struct WwCore {
     state: AtomicU64,
     id: u64,
     class_id: u64,
+    /// Wait-die waiters that hold locks must re-check when the queue or the
+    /// owner changes; wound-wait waiters need not.
+    wait_die: bool,
     queue: Mutex<Queue>,
 }
 
@@ -119,10 +122,30 @@ impl WwCore {
             .is_ok()
     }
 
+    /// Optimistic spinning: polls a briefly held lock before queueing. Only
+    /// takes it through the fast path, so it never overtakes a queued waiter.
+    fn spin_fast(&self, code: u64) -> bool {
+        const SPINS: u32 = if cfg!(loom) { 0 } else { 100 };
+        for _ in 0..SPINS {
+            let st = self.state.load(Ordering::Relaxed);
+            if st & WAITERS != 0 || st >> 1 == code {
+                return false;
+            }
+            if st == 0 && self.try_fast(code) {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        false
+    }
+
     /// Takes the lock for `code` (a stamp, or [`TICKETLESS`]), waiting in
     /// stamp order. Needs no lock; takes `queue` on the slow path.
     pub(crate) fn lock(&self, code: u64, who: &Locker<'_>) -> Result<(), CoreError> {
         if !who.expect_place && self.try_fast(code) {
+            return Ok(());
+        }
+        if !who.expect_place && self.spin_fast(code) {
             return Ok(());
         }
         if code != TICKETLESS && !who.expect_place && self.owner() == code {
@@ -140,6 +163,7 @@ impl WwCore {
         }
         let mut plain: Option<Arc<Parker>> = None;
         let mut waited_since: Option<Instant> = None;
+        let mut wounded_owner = 0;
         loop {
             if let Some(seq) = mine {
                 if !q.waiters.iter().any(|w| w.seq == seq) {
@@ -194,6 +218,11 @@ impl WwCore {
                         Algorithm::WoundWait => ticket.wounded.load(Ordering::Acquire),
                     };
                 if die {
+                    // The back-off answers every wound so far. Cleared under
+                    // `queue`, so a wound for the kept place (which needs
+                    // `queue` to see this ticket own the lock) comes later
+                    // and stays.
+                    ticket.wounded.store(false, Ordering::Release);
                     // Back off, but keep the place in the queue.
                     match mine {
                         Some(seq) => {
@@ -212,7 +241,10 @@ impl WwCore {
                     && who.holds
                     && owner < STAMP_LIMIT
                     && owner > code
+                    && wounded_owner != owner
                 {
+                    // Once per owner: the lookup takes the class's list.
+                    wounded_owner = owner;
                     if let Some(victim) = class.ticket_by_stamp(owner) {
                         if !victim.wounded.swap(true, Ordering::AcqRel) {
                             log::debug!(
@@ -274,8 +306,8 @@ impl WwCore {
         );
         self.state.fetch_or(WAITERS, Ordering::AcqRel);
         // Younger waiters that hold locks may now have to die: let them look.
-        for w in &q.waiters[at + 1..] {
-            if w.holds {
+        if self.wait_die {
+            for w in q.waiters[at + 1..].iter().filter(|w| w.holds) {
                 w.wake.parker().unpark();
             }
         }
@@ -301,8 +333,10 @@ impl WwCore {
         self.state.store(new, Ordering::Release);
         head.wake.parker().unpark();
         // Waiters behind an older owner that hold locks must re-check (die).
-        for w in q.waiters.iter().filter(|w| w.holds) {
-            w.wake.parker().unpark();
+        if self.wait_die {
+            for w in q.waiters.iter().filter(|w| w.holds) {
+                w.wake.parker().unpark();
+            }
         }
     }
 
@@ -360,6 +394,7 @@ impl WwMutex {
                 state: AtomicU64::new(0),
                 id: OBJECT_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 class_id: class.id(),
+                wait_die: class.algorithm() == Algorithm::WaitDie,
                 queue: Mutex::new(Queue::default()),
             }),
         }
