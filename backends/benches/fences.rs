@@ -24,7 +24,13 @@ fn raise_fd_limit() {
     let want = 30_000;
     let cur = getrlimit(Resource::Nofile);
     let hard = cur.maximum.map_or(want, |m| m.max(want));
-    let _ = setrlimit(Resource::Nofile, Rlimit { current: Some(want), maximum: Some(hard) });
+    let _ = setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(want),
+            maximum: Some(hard),
+        },
+    );
 }
 
 fn wake(c: &mut Criterion) {
@@ -33,7 +39,9 @@ fn wake(c: &mut Criterion) {
         return;
     }
     let mut g = c.benchmark_group("wake");
-    g.sample_size(30).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_millis(500));
+    g.sample_size(30)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500));
 
     g.bench_function("raw_poll", |b| {
         // One persistent waiter thread, like the reactor's.
@@ -42,7 +50,10 @@ fn wake(c: &mut Criterion) {
         let (woke_tx, woke_rx) = mpsc::channel();
         let waiter = std::thread::spawn(move || {
             for file in file_rx {
-                let mut fds = [rustix::event::PollFd::new(&file, rustix::event::PollFlags::IN)];
+                let mut fds = [rustix::event::PollFd::new(
+                    &file,
+                    rustix::event::PollFlags::IN,
+                )];
                 rustix::event::poll(&mut fds, None).unwrap();
                 woke_tx.send(Instant::now()).unwrap();
             }
@@ -52,7 +63,9 @@ fn wake(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 value += 1;
-                file_tx.send(tl.create_fence(value, "poll").unwrap()).unwrap();
+                file_tx
+                    .send(tl.create_fence(value, "poll").unwrap())
+                    .unwrap();
                 std::thread::sleep(Duration::from_micros(200));
                 let t0 = Instant::now();
                 tl.inc(1).unwrap();
@@ -71,9 +84,12 @@ fn wake(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 value += 1;
-                let fence = SyncFileFence::fence(tl.create_fence(value, "reactor").unwrap()).unwrap();
+                let fence =
+                    SyncFileFence::fence(tl.create_fence(value, "reactor").unwrap()).unwrap();
                 let (tx, rx) = mpsc::channel();
-                fence.add_callback(move |_| tx.send(Instant::now()).unwrap()).unwrap();
+                fence
+                    .add_callback(move |_| tx.send(Instant::now()).unwrap())
+                    .unwrap();
                 std::thread::sleep(Duration::from_micros(200));
                 let t0 = Instant::now();
                 tl.inc(1).unwrap();
@@ -92,40 +108,55 @@ fn reactor_fire(c: &mut Criterion) {
     }
     raise_fd_limit();
     let mut g = c.benchmark_group("reactor_fire");
-    g.sample_size(20).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_millis(500));
+    g.sample_size(20)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500));
     for pending in [1usize, 100, 10_000] {
         // `pending` fences that never signal during the measurement.
         let parked = SwSyncTimeline::new().unwrap();
         let mut held = Vec::with_capacity(pending);
         for _ in 0..pending {
-            match parked.create_fence(1, "parked").and_then(SyncFileFence::fence) {
+            match parked
+                .create_fence(1, "parked")
+                .and_then(SyncFileFence::fence)
+            {
                 Ok(f) => {
                     f.enable_signaling();
                     held.push(f);
                 }
                 Err(e) => {
-                    eprintln!("reactor_fire/{pending}: stopped at {} pending fences: {e}", held.len());
+                    eprintln!(
+                        "reactor_fire/{pending}: stopped at {} pending fences: {e}",
+                        held.len()
+                    );
                     break;
                 }
             }
         }
         let tl = SwSyncTimeline::new().unwrap();
         let mut value = 0u32;
-        g.bench_with_input(BenchmarkId::from_parameter(held.len()), &held.len(), |b, _| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    value += 1;
-                    let fence = SyncFileFence::fence(tl.create_fence(value, "fire").unwrap()).unwrap();
-                    let (tx, rx) = mpsc::channel();
-                    let t0 = Instant::now();
-                    fence.add_callback(move |_| tx.send(Instant::now()).unwrap()).unwrap();
-                    tl.inc(1).unwrap();
-                    total += rx.recv().unwrap() - t0;
-                }
-                total
-            });
-        });
+        g.bench_with_input(
+            BenchmarkId::from_parameter(held.len()),
+            &held.len(),
+            |b, _| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        value += 1;
+                        let fence =
+                            SyncFileFence::fence(tl.create_fence(value, "fire").unwrap()).unwrap();
+                        let (tx, rx) = mpsc::channel();
+                        let t0 = Instant::now();
+                        fence
+                            .add_callback(move |_| tx.send(Instant::now()).unwrap())
+                            .unwrap();
+                        tl.inc(1).unwrap();
+                        total += rx.recv().unwrap() - t0;
+                    }
+                    total
+                });
+            },
+        );
         drop(held);
         drop(parked);
     }
@@ -140,11 +171,15 @@ fn cpu_access(c: &mut Criterion) {
     let buf = Udmabuf::create(1 << 20).unwrap();
     let _map = buf.map(true).unwrap();
     let mut g = c.benchmark_group("cpu_access");
-    g.sample_size(30).measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500));
+    g.sample_size(30)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
     for access in [Access::Read, Access::Write] {
         g.bench_function(format!("{access:?}"), |b| {
             b.iter(|| {
-                let guard = buf.begin_cpu_access(access, Duration::from_secs(1)).unwrap();
+                let guard = buf
+                    .begin_cpu_access(access, Duration::from_secs(1))
+                    .unwrap();
                 guard.end().unwrap();
             })
         });
