@@ -16,6 +16,7 @@ pub mod clock;
 pub mod dmabuf;
 pub mod drm;
 mod error;
+pub mod kms;
 pub mod reactor;
 pub mod seqno;
 pub mod sync_file;
@@ -23,5 +24,6 @@ pub mod sync_file;
 pub mod sys;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod vulkan;
 
 pub use error::{Error, Result};

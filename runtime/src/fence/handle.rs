@@ -17,11 +17,10 @@ use std::fmt;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::cancel::CancelToken;
 use super::error::ERR_BITS;
 use super::kind::{FenceKind, SoftwareKind};
 use super::rules::{self, LockDepth};
-use super::{engine, AlreadySignaled, FenceError, FenceStatus, SignalError, WaitError};
+use super::{engine, AlreadySignaled, FenceError, FenceStatus, SignalError};
 use crate::sync::{Arc, AtomicU64, Condvar, Mutex, MutexGuard, Ordering};
 
 /// The fence has been signaled (the kernel's `DMA_FENCE_FLAG_SIGNALED_BIT`).
@@ -29,7 +28,7 @@ const SIGNALED: u64 = 1;
 /// `enable_signaling` has been called (`DMA_FENCE_FLAG_ENABLE_SIGNAL_BIT`).
 const ENABLED: u64 = 2;
 /// Someone may be on the callback/waiter list: `signal` must lock it.
-const LISTED: u64 = 4;
+pub(super) const LISTED: u64 = 4;
 
 /// Identifies one callback added with [`Fence::add_callback`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -37,29 +36,32 @@ pub struct CallbackId(u64);
 
 type BoxedCallback = Box<dyn FnOnce(&Fence) + Send + 'static>;
 
-struct Callback {
+pub(super) struct Callback {
     id: u64,
     f: BoxedCallback,
 }
 
 #[derive(Default)]
-struct List {
-    callbacks: Vec<Callback>,
+pub(super) struct List {
+    pub(super) callbacks: Vec<Callback>,
     next_id: u64,
-    sleepers: usize,
+    pub(super) sleepers: usize,
+    /// The signal path has taken the callbacks and is running them.
+    pub(super) running: bool,
 }
 
 pub(crate) struct Inner {
-    state: AtomicU64,
+    pub(super) state: AtomicU64,
     /// Nanoseconds since [`epoch`] plus one; 0 until the signaler stores it.
     timestamp: AtomicU64,
     context: u64,
     seqno: u64,
     /// Not the plain software kind: `is_signaled` consults `poll_signaled`.
     polls: bool,
-    kind: std::sync::Arc<dyn FenceKind>,
+    /// `None`: the default software kind (no shared refcount to bump).
+    kind: Option<std::sync::Arc<dyn FenceKind>>,
     list: Mutex<List>,
-    cond: Condvar,
+    pub(super) cond: Condvar,
 }
 
 /// A cheap, cloneable handle to a one-shot completion event (`struct dma_fence`).
@@ -68,7 +70,7 @@ pub(crate) struct Inner {
 /// fences of one context signal in seqno order. It is signaled exactly once,
 /// optionally with an error set before (or with) the signal.
 #[derive(Clone)]
-pub struct Fence(Arc<Inner>);
+pub struct Fence(pub(super) Arc<Inner>);
 
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
@@ -79,14 +81,11 @@ fn now_stamp() -> u64 {
     (Instant::now().saturating_duration_since(epoch()).as_nanos() as u64).saturating_add(1)
 }
 
-fn default_kind() -> std::sync::Arc<dyn FenceKind> {
-    static KIND: OnceLock<std::sync::Arc<dyn FenceKind>> = OnceLock::new();
-    KIND.get_or_init(|| std::sync::Arc::new(SoftwareKind::new("bufsync", "software")))
-        .clone()
-}
+/// The kind of fences made by [`Fence::software`].
+static DEFAULT_KIND: SoftwareKind = SoftwareKind::new_static("bufsync", "software");
 
-struct ListGuard<'a> {
-    guard: MutexGuard<'a, List>,
+pub(super) struct ListGuard<'a> {
+    pub(super) guard: MutexGuard<'a, List>,
     _depth: LockDepth,
 }
 
@@ -94,6 +93,15 @@ impl Fence {
     /// A pending fence of `kind` on `context` with `seqno` (`dma_fence_init`).
     pub fn new(kind: std::sync::Arc<dyn FenceKind>, context: u64, seqno: u64) -> Fence {
         let polls = !kind.as_any().is::<SoftwareKind>();
+        Fence::with_kind(Some(kind), polls, context, seqno)
+    }
+
+    fn with_kind(
+        kind: Option<std::sync::Arc<dyn FenceKind>>,
+        polls: bool,
+        context: u64,
+        seqno: u64,
+    ) -> Fence {
         Fence(Arc::new(Inner {
             state: AtomicU64::new(0),
             timestamp: AtomicU64::new(0),
@@ -105,6 +113,7 @@ impl Fence {
                 callbacks: Vec::new(),
                 next_id: 1,
                 sleepers: 0,
+                running: false,
             }),
             cond: Condvar::new(),
         }))
@@ -112,7 +121,7 @@ impl Fence {
 
     /// A pending plain software fence (signaled only by [`signal`](Fence::signal)).
     pub fn software(context: u64, seqno: u64) -> Fence {
-        Fence::new(default_kind(), context, seqno)
+        Fence::with_kind(None, false, context, seqno)
     }
 
     /// A fence that is already signaled (no error), timestamped now.
@@ -140,23 +149,36 @@ impl Fence {
 
     /// The kind's driver name (`get_driver_name`), for diagnostics.
     pub fn driver_name(&self) -> &str {
-        self.0.kind.driver_name()
+        self.kind_ref().driver_name()
     }
 
     /// The kind's timeline name (`get_timeline_name`), for diagnostics.
     pub fn timeline_name(&self) -> &str {
-        self.0.kind.timeline_name()
+        self.kind_ref().timeline_name()
     }
 
     /// The fence's kind.
     pub fn kind(&self) -> &dyn FenceKind {
-        &*self.0.kind
+        self.kind_ref()
+    }
+
+    #[inline]
+    fn kind_ref(&self) -> &dyn FenceKind {
+        match &self.0.kind {
+            Some(k) => &**k,
+            None => &DEFAULT_KIND,
+        }
     }
 
     /// Downcasts the kind to a backend's own type, for native forms
     /// (a sync_file fd, a Vulkan timeline point).
     pub fn kind_as<K: FenceKind>(&self) -> Option<&K> {
-        self.0.kind.as_any().downcast_ref::<K>()
+        self.kind_ref().as_any().downcast_ref::<K>()
+    }
+
+    /// Number of handles to this fence.
+    pub(crate) fn strong_count(&self) -> usize {
+        Arc::strong_count(&self.0)
     }
 
     /// True if both handles are the same fence.
@@ -187,7 +209,7 @@ impl Fence {
         if !self.0.polls {
             return false;
         }
-        if self.0.kind.poll_signaled(self) {
+        if self.kind_ref().poll_signaled(self) {
             // The kind may have signaled (with an error) itself: ignore a double signal.
             let _ = self.signal();
             return true;
@@ -311,22 +333,32 @@ impl Fence {
     fn signal_slow(&self) {
         let (callbacks, wake) = {
             let mut g = self.lock();
-            (std::mem::take(&mut g.guard.callbacks), g.guard.sleepers > 0)
+            let callbacks = std::mem::take(&mut g.guard.callbacks);
+            g.guard.running = !callbacks.is_empty();
+            (callbacks, g.guard.sleepers > 0)
         };
         if wake {
             self.0.cond.notify_all();
         }
         if !callbacks.is_empty() {
+            // Callbacks are part of the signal path: they too must not take
+            // a reservation lock (`in_signal_path()` stays true here).
             rules::assert_no_internal_lock();
-            let depth = rules::signal_suspend();
             for cb in callbacks {
                 (cb.f)(self);
             }
-            rules::signal_restore(depth);
+            let sync_waiters = {
+                let mut g = self.lock();
+                g.guard.running = false;
+                g.guard.sleepers > 0
+            };
+            if sync_waiters {
+                self.0.cond.notify_all();
+            }
         }
     }
 
-    fn lock(&self) -> ListGuard<'_> {
+    pub(super) fn lock(&self) -> ListGuard<'_> {
         let depth = LockDepth::enter();
         let guard = self.0.list.lock().unwrap_or_else(|e| e.into_inner());
         ListGuard {
@@ -344,11 +376,11 @@ impl Fence {
         if prev & (ENABLED | SIGNALED) != 0 {
             return;
         }
-        if let Err(e) = self.0.kind.enable_signaling(self) {
+        if let Err(e) = self.kind_ref().enable_signaling(self) {
             let _ = self.signal_with_error(e);
             return;
         }
-        if self.0.kind.needs_polling() && !self.is_signaled() {
+        if self.kind_ref().needs_polling() && !self.is_signaled() {
             engine::watch_polled(self);
         }
     }
@@ -397,125 +429,10 @@ impl Fence {
         removed.is_some()
     }
 
-    fn maybe_unlist(&self, list: &List) {
+    pub(super) fn maybe_unlist(&self, list: &List) {
         if list.callbacks.is_empty() && list.sleepers == 0 {
             self.0.state.fetch_and(!LISTED, Ordering::AcqRel);
         }
-    }
-
-    fn result_if_signaled(&self) -> Option<Result<(), FenceError>> {
-        if !self.is_signaled() {
-            return None;
-        }
-        Some(
-            match FenceError::decode(self.0.state.load(Ordering::Acquire)) {
-                None => Ok(()),
-                Some(e) => Err(e),
-            },
-        )
-    }
-
-    /// Blocks until the fence signals (`dma_fence_wait`, uninterruptible).
-    /// `Ok` when signaled cleanly, `Err(e)` when signaled with error `e`.
-    /// Lock: the fence's list lock, released while asleep.
-    pub fn wait(&self) -> Result<(), FenceError> {
-        match self.wait_until(None, None) {
-            Ok(()) => Ok(()),
-            Err(WaitError::Fence(e)) => Err(e),
-            // Without a deadline or a cancel token neither can happen.
-            Err(WaitError::TimedOut) | Err(WaitError::Cancelled) => Err(FenceError::TimedOut),
-        }
-    }
-
-    /// Waits at most `t` (`dma_fence_wait_timeout`); a zero timeout only checks.
-    pub fn wait_timeout(&self, t: Duration) -> Result<(), WaitError> {
-        self.wait_until(Some(Instant::now() + t), None)
-    }
-
-    /// Waits until `deadline` at the latest.
-    pub fn wait_deadline(&self, deadline: Instant) -> Result<(), WaitError> {
-        self.wait_until(Some(deadline), None)
-    }
-
-    /// Waits at most `t` (forever if `None`), returning
-    /// [`WaitError::Cancelled`] as soon as `cancel` fires (the analogue of an
-    /// interruptible wait).
-    pub fn wait_cancellable(
-        &self,
-        t: Option<Duration>,
-        cancel: &CancelToken,
-    ) -> Result<(), WaitError> {
-        self.wait_until(t.map(|t| Instant::now() + t), Some(cancel))
-    }
-
-    fn wait_until(
-        &self,
-        deadline: Option<Instant>,
-        cancel: Option<&CancelToken>,
-    ) -> Result<(), WaitError> {
-        if let Some(r) = self.result_if_signaled() {
-            return r.map_err(WaitError::Fence);
-        }
-        if cancel.is_some_and(|c| c.is_cancelled()) {
-            return Err(WaitError::Cancelled);
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err(WaitError::TimedOut);
-        }
-        self.enable_signaling();
-        let registration = cancel.map(|c| c.register(self));
-        let outcome = self.sleep(deadline, cancel);
-        if let (Some(c), Some(r)) = (cancel, registration) {
-            c.unregister(r);
-        }
-        match outcome {
-            Some(e) => Err(e),
-            None => self
-                .result_if_signaled()
-                .unwrap_or(Ok(()))
-                .map_err(WaitError::Fence),
-        }
-    }
-
-    /// Sleeps on the condvar; returns `None` once signaled.
-    fn sleep(&self, deadline: Option<Instant>, cancel: Option<&CancelToken>) -> Option<WaitError> {
-        let mut g = self.lock();
-        self.0.state.fetch_or(LISTED, Ordering::AcqRel);
-        g.guard.sleepers += 1;
-        let outcome = loop {
-            if self.test_signaled_flag() {
-                break None;
-            }
-            if cancel.is_some_and(|c| c.is_cancelled()) {
-                break Some(WaitError::Cancelled);
-            }
-            match deadline {
-                None => {
-                    g.guard = self.0.cond.wait(g.guard).unwrap_or_else(|e| e.into_inner());
-                }
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        break Some(WaitError::TimedOut);
-                    }
-                    g.guard = match self.0.cond.wait_timeout(g.guard, d - now) {
-                        Ok((guard, _)) => guard,
-                        Err(e) => e.into_inner().0,
-                    };
-                }
-            }
-        };
-        g.guard.sleepers -= 1;
-        self.maybe_unlist(&g.guard);
-        outcome
-    }
-
-    /// Wakes every thread sleeping in a wait on this fence so it re-checks its
-    /// conditions (used by cancel tokens). Lock: the fence's list lock.
-    pub(crate) fn wake_sleepers(&self) {
-        let g = self.lock();
-        drop(g);
-        self.0.cond.notify_all();
     }
 
     /// Whether `self` is later than `other` on the same context
@@ -525,7 +442,7 @@ impl Fence {
         if self.0.context != other.0.context {
             return false;
         }
-        seqno_is_later(self.0.seqno, other.0.seqno, self.0.kind.is_64bit())
+        seqno_is_later(self.0.seqno, other.0.seqno, self.kind_ref().is_64bit())
     }
 
     /// The later of two fences on one context (`dma_fence_later`); `None` if
@@ -562,5 +479,20 @@ impl fmt::Debug for Fence {
             .field("seqno", &self.0.seqno)
             .field("status", &status)
             .finish()
+    }
+}
+
+/// Identity: two handles are equal when they are the same fence.
+impl PartialEq for Fence {
+    fn eq(&self, other: &Fence) -> bool {
+        self.ptr_eq(other)
+    }
+}
+
+impl Eq for Fence {}
+
+impl std::hash::Hash for Fence {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (Arc::as_ptr(&self.0) as usize).hash(state);
     }
 }

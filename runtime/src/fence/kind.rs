@@ -4,6 +4,7 @@
 //! call back into the fence (`signal`, `add_callback` on other fences, ...).
 
 use std::any::Any;
+use std::borrow::Cow;
 
 use super::{Fence, FenceError};
 
@@ -59,16 +60,24 @@ pub trait FenceKind: Send + Sync + 'static {
 /// The plain software fence: signaled only by [`Fence::signal`].
 #[derive(Debug, Clone)]
 pub struct SoftwareKind {
-    driver: String,
-    timeline: String,
+    driver: Cow<'static, str>,
+    timeline: Cow<'static, str>,
 }
 
 impl SoftwareKind {
     /// A software kind with the given diagnostic names.
     pub fn new(driver: &str, timeline: &str) -> SoftwareKind {
         SoftwareKind {
-            driver: driver.to_owned(),
-            timeline: timeline.to_owned(),
+            driver: Cow::Owned(driver.to_owned()),
+            timeline: Cow::Owned(timeline.to_owned()),
+        }
+    }
+
+    /// A software kind with static names (usable in a `static`).
+    pub const fn new_static(driver: &'static str, timeline: &'static str) -> SoftwareKind {
+        SoftwareKind {
+            driver: Cow::Borrowed(driver),
+            timeline: Cow::Borrowed(timeline),
         }
     }
 }

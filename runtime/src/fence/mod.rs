@@ -12,8 +12,9 @@
 //! 1. No user callback and no `FenceKind` hook runs under a fence-internal
 //!    lock. Callbacks run on the signaling thread after the fence is marked
 //!    signaled and after its list lock is released, in the order added.
-//! 2. The signal path allocates nothing and takes no reservation lock. With
-//!    no waiter and no callback, signaling is one atomic RMW plus one store.
+//! 2. The signal path allocates nothing and takes no reservation lock; fence
+//!    callbacks are part of it and must not take one either. With no waiter
+//!    and no callback, signaling is one atomic RMW plus one store.
 //! 3. Each fence has one internal lock (its callback/waiter list); it is
 //!    never held while another fence's lock is taken.
 //! 4. `is_signaled` on a signaled fence is one Acquire load.
@@ -22,20 +23,27 @@
 //!
 //! Per-file locking notes are at the top of each submodule.
 
+mod array;
 mod cancel;
+mod chain;
 mod context;
 mod error;
 mod handle;
 mod kind;
 mod rules;
 mod set;
+mod unwrap;
+mod wait;
 
 pub mod engine;
 
+pub use array::FenceArray;
 pub use cancel::CancelToken;
+pub use chain::{ChainError, ChainIter, FenceChain, FenceTimeline};
 pub use context::{alloc_contexts, FenceContext};
 pub use error::{AlreadySignaled, FenceError, FenceStatus, SignalError, WaitError};
 pub use handle::{CallbackId, Fence};
 pub use kind::{FenceKind, SoftwareKind};
 pub use rules::in_signal_path;
 pub use set::FenceSet;
+pub use unwrap::{unwrap, unwrap_into, unwrap_merge, unwrap_merge_into};
