@@ -9,6 +9,13 @@
 //!
 //! Run: `cargo xtask vm -- cargo bench -p bufsync-backends --features testing --bench fences`.
 //! Without the devices (sw_sync, udmabuf) the groups are skipped.
+//!
+//! Figures from the test VM (qemu TCG, 2 vCPUs; relative only), medians:
+//! wake/raw_poll 91 us, wake/reactor 152 us; reactor_fire 1: 152 us,
+//! 100: 141 us, 10 000: 138 us (flat: epoll + a hash map, O(1) per fence);
+//! cpu_access Read 6.9 us, Write 6.7 us against 2.4 us for the bare
+//! SYNC START/END ioctl pair (the rest is the reservation snapshot and the
+//! bounded poll).
 
 use std::os::fd::AsFd;
 use std::sync::mpsc;
