@@ -75,6 +75,15 @@ pub enum Error {
     /// A fence completed with an error.
     #[error("fence signaled with error: {0}")]
     Fence(bufsync::fence::FenceError),
+    /// The shared reactor (epoll thread) could not be started.
+    #[error("the fence reactor is unavailable: {what}")]
+    ReactorUnavailable {
+        /// Why.
+        what: String,
+    },
+    /// The runtime reservation refused (e.g. no room for a fence).
+    #[error("reservation: {0}")]
+    Reservation(#[from] bufsync::resv::ResvError),
     /// A bounded wait ended before the fence signaled.
     #[error("timed out waiting for {what}")]
     TimedOut {

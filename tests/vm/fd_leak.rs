@@ -62,18 +62,22 @@ fn no_fd_leak_over_10000_cycles() {
     };
     // One cycle first: lazily created fds (the reactor's epoll) are not leaks.
     cycle(0);
+    let reactor = bufsync_backends::reactor::global().unwrap();
+    let settle = || {
+        for _ in 0..500 {
+            if reactor.pending() == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    settle();
     let before = open_fds();
     for i in 1..=CYCLES {
         cycle(i);
     }
     // Let the reactor drop its last entries.
-    let reactor = bufsync_backends::reactor::global().unwrap();
-    for _ in 0..100 {
-        if reactor.pending() == 0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    settle();
     let after = open_fds();
     eprintln!(
         "fd-leak: {before} fds before, {after} after {CYCLES} cycles; reactor pending {}",

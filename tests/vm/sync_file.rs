@@ -108,7 +108,7 @@ fn closed_timeline_signals_with_error() {
     assert!(file.is_signaled().unwrap());
     let status = file.info().unwrap().status;
     assert!(status < 0, "status {status}");
-    assert!(matches!(file.wait(LONG), Err(Error::Io { .. })));
+    assert!(matches!(file.wait(LONG), Err(Error::Fence(_))));
     assert_eq!(
         fence.status(),
         FenceStatus::Error(FenceError::from_errno(status).unwrap())

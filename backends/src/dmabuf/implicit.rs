@@ -78,11 +78,7 @@ impl DmaBuf {
             Access::Read => Usage::Write,
             Access::Write => Usage::Read,
         };
-        guard
-            .reserve_fences(1)
-            .map_err(|e| Error::InvalidArgument {
-                what: format!("reserve_fences: {e}"),
-            })?;
+        guard.reserve_fences(1)?;
         guard.add_fence(&fence, usage);
         Ok(Some(fence))
     }

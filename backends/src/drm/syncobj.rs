@@ -20,7 +20,7 @@ use bufsync::fence::{alloc_contexts, engine, Fence, FenceError, FenceKind};
 
 use super::DrmDevice;
 use crate::error::{Error, Result};
-use crate::reactor::{self, Token};
+use crate::reactor::{self, Outcome, Token};
 use crate::sync_file::SyncFile;
 use crate::sys::drm as ffi;
 
@@ -276,18 +276,23 @@ impl FenceKind for SyncobjPoint {
         let reactor = reactor::global().map_err(to_errno)?;
         let efd: Arc<OwnedFd> =
             Arc::new(self.syncobj.eventfd(self.point, false).map_err(to_errno)?);
+        let deadline = Instant::now() + engine::global().default_timeout();
         let waiter = fence.clone();
         let token = reactor
-            .register(efd, move || {
-                let status = waiter.kind_as::<SyncobjPoint>().map_or(1, |k| k.status());
-                let _ = match FenceError::from_errno(status) {
-                    Some(e) => waiter.signal_with_error(e),
-                    None => waiter.signal(),
+            .register(efd, Some(deadline), move |outcome| {
+                let _ = match outcome {
+                    Outcome::Ready => {
+                        let status = waiter.kind_as::<SyncobjPoint>().map_or(1, |k| k.status());
+                        match FenceError::from_errno(status) {
+                            Some(e) => waiter.signal_with_error(e),
+                            None => waiter.signal(),
+                        }
+                    }
+                    Outcome::Expired => waiter.signal_with_error(FenceError::TimedOut),
                 };
             })
             .map_err(to_errno)?;
         *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
-        engine::watch_deadline(fence, Instant::now() + engine::global().default_timeout());
         let _ = fence.add_callback(|f| {
             if let Some(kind) = f.kind_as::<SyncobjPoint>() {
                 if let Some(token) = kind.token.lock().unwrap_or_else(|e| e.into_inner()).take() {

@@ -2,9 +2,9 @@
 //! back (a runtime fence exported as a sync_file when it has one).
 //!
 //! `is_signaled` polls the fd; software signaling registers the fd with the
-//! shared [`reactor`](crate::reactor) and bounds the fence's life with an
-//! engine deadline (default: the engine's foreign-fence timeout), cancelling
-//! the reactor entry when the deadline fires first. An error status from
+//! shared [`reactor`](crate::reactor) with a deadline (default: the
+//! runtime engine's foreign-fence timeout) at which the fence signals with
+//! `TimedOut`; a fence signaled any other way cancels its reactor entry. An error status from
 //! `SYNC_IOC_FILE_INFO` becomes the runtime fence's error.
 //!
 //! Locking: the kind holds immutable data plus the reactor token in a
@@ -19,7 +19,7 @@ use bufsync::fence::{alloc_contexts, engine, Fence, FenceError, FenceKind};
 
 use super::SyncFile;
 use crate::error::{Error, Result};
-use crate::reactor::{self, Token};
+use crate::reactor::{self, Outcome, Token};
 
 /// The fence kind over a sync_file.
 #[derive(Debug)]
@@ -110,24 +110,37 @@ impl FenceKind for SyncFileFence {
             log::error!("{e}");
             FenceError::Errno(rustix::io::Errno::NOMEM.raw_os_error())
         })?;
+        let deadline = self
+            .deadline
+            .unwrap_or_else(|| Instant::now() + engine::global().default_timeout());
         let waiter = fence.clone();
         let token = reactor
-            .register(self.file.clone(), move || {
-                let status = waiter
-                    .kind_as::<SyncFileFence>()
-                    .map_or(1, |k| k.error_status());
-                complete(&waiter, status);
-            })
+            .register(
+                self.file.clone(),
+                Some(deadline),
+                move |outcome| match outcome {
+                    Outcome::Ready => {
+                        let status = waiter
+                            .kind_as::<SyncFileFence>()
+                            .map_or(1, |k| k.error_status());
+                        complete(&waiter, status);
+                    }
+                    Outcome::Expired => {
+                        if waiter.signal_with_error(FenceError::TimedOut).is_ok() {
+                            log::warn!(
+                                "sync_file fence ({}) passed its deadline: timed out",
+                                waiter.timeline_name()
+                            );
+                        }
+                    }
+                },
+            )
             .map_err(|e| {
                 FenceError::Errno(e.errno().unwrap_or(rustix::io::Errno::INVAL.raw_os_error()))
             })?;
         *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
-        let at = self
-            .deadline
-            .unwrap_or_else(|| Instant::now() + engine::global().default_timeout());
-        engine::watch_deadline(fence, at);
-        // Whoever signals the fence first (reactor, deadline, or a poll),
-        // the reactor entry must go: it holds a fence reference.
+        // Signaled another way first (a poll, a direct signal): the reactor
+        // entry goes at once, and with it its hold on the fd.
         let _ = fence.add_callback(|f| {
             if let Some(kind) = f.kind_as::<SyncFileFence>() {
                 if let Some(token) = kind.token.lock().unwrap_or_else(|e| e.into_inner()).take() {

@@ -88,19 +88,16 @@ impl SyncFile {
     }
 
     /// Blocks until signaled or `timeout` passes ([`Error::TimedOut`]).
-    /// A fence that signaled with an error gives [`Error::Io`] with its
-    /// errno (from `SYNC_IOC_FILE_INFO`).
+    /// A fence that signaled with an error gives [`Error::Fence`] with its
+    /// errno mapped (from `SYNC_IOC_FILE_INFO`).
     pub fn wait(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if self.poll(Some(left))? {
-                return match self.info()?.status {
-                    s if s < 0 => Err(Error::Io {
-                        op: "sync_file fence",
-                        source: std::io::Error::from_raw_os_error(-s),
-                    }),
-                    _ => Ok(()),
+                return match bufsync::fence::FenceError::from_errno(self.info()?.status) {
+                    Some(e) => Err(Error::Fence(e)),
+                    None => Ok(()),
                 };
             }
             if left.is_zero() {
