@@ -542,7 +542,14 @@ impl ExternalImage {
             .plane_layouts(&plane_layouts);
         let mut ext = vk::ExternalMemoryImageCreateInfo::default()
             .handle_types(vk::ExternalMemoryHandleTypeFlags::DMA_BUF_EXT);
+        let mut view_formats =
+            vk::ImageFormatListCreateInfo::default().view_formats(&MUTABLE_VIEW_FORMATS);
         let mut info = image_info(format, layout.width, layout.height, usage).push_next(&mut ext);
+        if needs_rgba_view(format, usage) {
+            info = info
+                .flags(vk::ImageCreateFlags::MUTABLE_FORMAT)
+                .push_next(&mut view_formats);
+        }
         if explicit {
             info = info
                 .tiling(vk::ImageTiling::DRM_FORMAT_MODIFIER_EXT)
@@ -640,7 +647,14 @@ impl ExternalImage {
             vk::ImageDrmFormatModifierListCreateInfoEXT::default().drm_format_modifiers(&modifiers);
         let mut ext = vk::ExternalMemoryImageCreateInfo::default()
             .handle_types(vk::ExternalMemoryHandleTypeFlags::DMA_BUF_EXT);
+        let mut view_formats =
+            vk::ImageFormatListCreateInfo::default().view_formats(&MUTABLE_VIEW_FORMATS);
         let mut info = image_info(format, width, height, usage).push_next(&mut ext);
+        if needs_rgba_view(format, usage) {
+            info = info
+                .flags(vk::ImageCreateFlags::MUTABLE_FORMAT)
+                .push_next(&mut view_formats);
+        }
         if !modifiers.is_empty() {
             info = info
                 .tiling(vk::ImageTiling::DRM_FORMAT_MODIFIER_EXT)
@@ -762,6 +776,16 @@ impl ExternalImage {
     pub fn layout(&self) -> &ImageLayout {
         &self.layout
     }
+}
+
+/// Formats a B8G8R8A8 storage image may be viewed as (the renderer writes
+/// it through an R8G8B8A8 view: `rgba8` is a portable storage format).
+const MUTABLE_VIEW_FORMATS: [vk::Format; 2] =
+    [vk::Format::B8G8R8A8_UNORM, vk::Format::R8G8B8A8_UNORM];
+
+/// Whether an image is created MUTABLE_FORMAT for an R8G8B8A8 storage view.
+pub(crate) fn needs_rgba_view(format: vk::Format, usage: vk::ImageUsageFlags) -> bool {
+    format == vk::Format::B8G8R8A8_UNORM && usage.contains(vk::ImageUsageFlags::STORAGE)
 }
 
 fn image_info<'a>(
