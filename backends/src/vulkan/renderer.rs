@@ -16,11 +16,13 @@ use std::sync::Arc;
 
 use ash::vk;
 
+use super::buffer::ExternalBuffer;
 use super::context::VulkanContext;
 use super::error::{Result, VulkanError};
-use super::memory::{
-    ExternalBuffer, ExternalImage, ImageLayout, PlaneLayout, DRM_FORMAT_ABGR8888,
-    DRM_FORMAT_ARGB8888, DRM_FORMAT_MOD_LINEAR, DRM_FORMAT_XBGR8888, DRM_FORMAT_XRGB8888,
+use super::image::ExternalImage;
+use super::layout::{
+    ImageLayout, PlaneLayout, DRM_FORMAT_ABGR8888, DRM_FORMAT_ARGB8888, DRM_FORMAT_MOD_LINEAR,
+    DRM_FORMAT_XBGR8888, DRM_FORMAT_XRGB8888,
 };
 
 /// Rows at the top that carry the frame number.
