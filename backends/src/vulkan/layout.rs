@@ -92,7 +92,7 @@ impl ImageLayout {
         }
     }
 
-    /// The layout of a [`DmaBuf`] (with its size).
+    /// The layout of a [`DmaBuf`](crate::dmabuf::DmaBuf) (with its size).
     pub fn from_dmabuf(layout: &Layout, size: u64) -> Self {
         ImageLayout {
             width: layout.width,
@@ -176,4 +176,53 @@ pub fn fd_size(fd: BorrowedFd<'_>) -> Result<u64> {
         rustix::fs::seek(fd, rustix::fs::SeekFrom::End(0)).map_err(VulkanError::os("lseek"))?;
     rustix::fs::seek(fd, rustix::fs::SeekFrom::Start(pos)).map_err(VulkanError::os("lseek"))?;
     Ok(end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_rejects_overruns_and_short_strides() {
+        let ok = ImageLayout::linear(16, 4, DRM_FORMAT_XRGB8888, 0, 64, 256);
+        ok.validate().unwrap();
+        let cases = [
+            ImageLayout {
+                size: 255,
+                ..ok.clone()
+            },
+            ImageLayout::linear(16, 4, DRM_FORMAT_XRGB8888, 0, 60, 256),
+            ImageLayout::linear(16, 4, DRM_FORMAT_XRGB8888, 4, 64, 256),
+            ImageLayout::linear(0, 4, DRM_FORMAT_XRGB8888, 0, 64, 256),
+            ImageLayout::linear(16, 4, DRM_FORMAT_XRGB8888, u64::MAX, 64, 256),
+            ImageLayout {
+                planes: Vec::new(),
+                ..ok.clone()
+            },
+        ];
+        for c in cases {
+            assert!(
+                matches!(c.validate(), Err(VulkanError::Invalid(_))),
+                "{c:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn dmabuf_layout_round_trip() {
+        let l = ImageLayout::linear(640, 480, DRM_FORMAT_ARGB8888, 4096, 2560, 4096 + 2560 * 480);
+        let d = l.to_dmabuf().unwrap();
+        assert_eq!(ImageLayout::from_dmabuf(&d, l.size), l);
+        let big = ImageLayout::linear(1, 1, DRM_FORMAT_ARGB8888, 1 << 33, 4, 1 << 34);
+        assert!(big.to_dmabuf().is_err());
+        assert_eq!(
+            vk_format(drm_fourcc(vk::Format::R8G8B8A8_UNORM).unwrap()),
+            Some(vk::Format::R8G8B8A8_UNORM)
+        );
+        assert_eq!(
+            vk_format(DRM_FORMAT_XRGB8888),
+            Some(vk::Format::B8G8R8A8_UNORM)
+        );
+        assert_eq!(drm_fourcc(vk::Format::R16_UNORM), None);
+    }
 }

@@ -582,3 +582,60 @@ fn color_range() -> vk::ImageSubresourceRange {
         layer_count: 1,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Draws a frame on the CPU exactly as the shader does.
+    fn cpu_frame(layout: &ImageLayout, frame: u32) -> Vec<u8> {
+        let bgra = bgra_order(layout.fourcc).unwrap();
+        let p = layout.planes[0];
+        let mut bytes = vec![0u8; layout.size as usize];
+        for y in 0..layout.height {
+            for x in 0..layout.width {
+                let at = (p.offset + u64::from(y) * p.stride + u64::from(x) * 4) as usize;
+                let px = memory_bytes(pattern_pixel(x, y, layout.width, frame), bgra);
+                bytes[at..at + 4].copy_from_slice(&px);
+            }
+        }
+        bytes
+    }
+
+    #[test]
+    fn check_and_decode_round_trip() {
+        for fourcc in [DRM_FORMAT_XRGB8888, DRM_FORMAT_ABGR8888] {
+            let layout = ImageLayout::linear(70, 20, fourcc, 64, 300, 64 + 300 * 20);
+            for frame in [0u32, 1, 0x1234_5678, u32::MAX] {
+                let bytes = cpu_frame(&layout, frame);
+                check_frame(&bytes, &layout, frame).unwrap();
+                assert_eq!(decode_frame_number(&bytes, &layout), Some(frame));
+                let err = check_frame(&bytes, &layout, frame.wrapping_add(1)).unwrap_err();
+                assert!(err.y < layout.height && err.x < layout.width);
+            }
+        }
+    }
+
+    #[test]
+    fn a_single_wrong_pixel_is_found() {
+        let layout = ImageLayout::linear(40, 30, DRM_FORMAT_ARGB8888, 0, 160, 160 * 30);
+        let mut bytes = cpu_frame(&layout, 9);
+        let at = (25 * 160 + 33 * 4) as usize;
+        bytes[at] ^= 1;
+        let err = check_frame(&bytes, &layout, 9).unwrap_err();
+        assert_eq!((err.x, err.y), (33, 25));
+        // A truncated buffer is a mismatch, not a panic.
+        assert!(check_frame(&bytes[..100], &layout, 9).is_err());
+        assert_eq!(decode_frame_number(&bytes[..10], &layout), None);
+    }
+
+    #[test]
+    fn every_frame_bit_is_visible() {
+        for bit in 0..32 {
+            let w = 96;
+            let x = (31 - bit) * w / 32;
+            assert_eq!(pattern_pixel(x, 0, w, 1 << bit)[0], 255);
+            assert_eq!(pattern_pixel(x, 0, w, !(1 << bit))[0], 0);
+        }
+    }
+}
