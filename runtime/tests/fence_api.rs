@@ -134,7 +134,7 @@ fn contexts_and_seqnos_increase() {
 }
 
 #[test]
-fn callbacks_run_in_order_on_the_signaling_thread_outside_the_signal_path() {
+fn callbacks_run_in_order_on_the_signaling_thread_inside_the_signal_path() {
     let f = Fence::software(alloc_contexts(1), 1);
     let (tx, rx) = mpsc::channel();
     for i in 0..3 {
@@ -142,15 +142,18 @@ fn callbacks_run_in_order_on_the_signaling_thread_outside_the_signal_path() {
         f.add_callback(move |fence| {
             assert!(fence.is_signaled());
             assert!(fence.timestamp().is_some());
-            assert!(
-                !in_signal_path(),
-                "user callbacks run outside the signal path proper"
+            assert_eq!(
+                in_signal_path(),
+                cfg!(debug_assertions),
+                "callbacks are part of the signal path"
             );
             tx.send(i).unwrap();
         })
         .unwrap();
     }
+    assert!(!in_signal_path());
     f.signal().unwrap();
+    assert!(!in_signal_path());
     assert_eq!(rx.try_iter().collect::<Vec<_>>(), vec![0, 1, 2]);
 }
 
@@ -332,4 +335,17 @@ fn fence_is_send_sync_and_cheap_to_clone() {
     assert_send_sync::<Fence>();
     assert_send_sync::<CancelToken>();
     assert_eq!(std::mem::size_of::<Fence>(), std::mem::size_of::<usize>());
+}
+
+#[test]
+fn engine_default_timeout_bounds_polled_fences() {
+    let e = engine::Engine::new();
+    e.set_default_timeout(Duration::from_millis(1));
+    assert_eq!(e.default_timeout(), Duration::from_millis(1));
+    let word = Arc::new(AtomicU64::new(0));
+    let stuck = seqno_fence(&word, alloc_contexts(1), 1, false);
+    let t0 = Instant::now();
+    e.watch_polled(&stuck, None);
+    e.run_once(t0 + Duration::from_secs(1));
+    assert_eq!(stuck.status(), FenceStatus::Error(FenceError::TimedOut));
 }

@@ -8,7 +8,7 @@ use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 
-use bufsync::fence::{Fence, FenceError, FenceStatus};
+use bufsync::fence::{CancelToken, Fence, FenceError, FenceSet, FenceStatus, WaitError};
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
@@ -142,5 +142,47 @@ fn wait_callbacks_after_signal() {
         f.wait_callbacks();
         assert_eq!(count.load(Ordering::SeqCst), 1);
         signaler.join().unwrap();
+    });
+}
+
+/// A cancel racing a blocked wait always wakes it (no lost wake-up).
+#[test]
+fn cancel_wakes_wait() {
+    model(|| {
+        let f = Fence::software(1, 1);
+        let token = CancelToken::new();
+        let canceller = {
+            let token = token.clone();
+            thread::spawn(move || token.cancel())
+        };
+        assert_eq!(f.wait_cancellable(None, &token), Err(WaitError::Cancelled));
+        canceller.join().unwrap();
+    });
+}
+
+/// `on_all_signaled` fires exactly once when two fences signal concurrently.
+#[test]
+fn on_all_signaled_fires_once() {
+    model(|| {
+        let a = Fence::software(1, 1);
+        let b = Fence::software(2, 1);
+        let mut set = FenceSet::new();
+        set.add(&a);
+        set.add(&b);
+        let fired = Arc::new(AtomicUsize::new(0));
+        {
+            let fired = fired.clone();
+            set.on_all_signaled(move |r| {
+                assert_eq!(r, Ok(()));
+                fired.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        let other = {
+            let b = b.clone();
+            thread::spawn(move || b.signal().unwrap())
+        };
+        a.signal().unwrap();
+        other.join().unwrap();
+        assert_eq!(fired.load(Ordering::SeqCst), 1);
     });
 }

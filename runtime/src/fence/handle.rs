@@ -341,12 +341,12 @@ impl Fence {
             self.0.cond.notify_all();
         }
         if !callbacks.is_empty() {
+            // Callbacks are part of the signal path: they too must not take
+            // a reservation lock (`in_signal_path()` stays true here).
             rules::assert_no_internal_lock();
-            let depth = rules::signal_suspend();
             for cb in callbacks {
                 (cb.f)(self);
             }
-            rules::signal_restore(depth);
             let sync_waiters = {
                 let mut g = self.lock();
                 g.guard.running = false;

@@ -12,8 +12,9 @@
 //! 1. No user callback and no `FenceKind` hook runs under a fence-internal
 //!    lock. Callbacks run on the signaling thread after the fence is marked
 //!    signaled and after its list lock is released, in the order added.
-//! 2. The signal path allocates nothing and takes no reservation lock. With
-//!    no waiter and no callback, signaling is one atomic RMW plus one store.
+//! 2. The signal path allocates nothing and takes no reservation lock; fence
+//!    callbacks are part of it and must not take one either. With no waiter
+//!    and no callback, signaling is one atomic RMW plus one store.
 //! 3. Each fence has one internal lock (its callback/waiter list); it is
 //!    never held while another fence's lock is taken.
 //! 4. `is_signaled` on a signaled fence is one Acquire load.

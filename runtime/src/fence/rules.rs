@@ -4,8 +4,9 @@
 //!   lock is taken through [`LockDepth`], and [`assert_no_internal_lock`] is
 //!   checked before a callback runs.
 //! - The signal path takes no reservation lock: [`in_signal_path`] is true
-//!   while a thread is inside `Fence::signal*` (outside user callbacks), and
-//!   the reservation code asserts it is false before it locks.
+//!   while a thread is inside `Fence::signal*`, fence callbacks included (as
+//!   in the kernel, where callbacks run in the signaling context), and the
+//!   reservation code asserts it is false before it locks.
 //!
 //! The checks compile to nothing in release builds and under loom (whose
 //! model threads share one OS thread, so thread-locals would mislead).
@@ -42,9 +43,6 @@ mod imp {
     pub(crate) fn signal_restore(old: u32) {
         SIGNAL_DEPTH.with(|d| d.set(old));
     }
-    pub(crate) fn signal_suspend() -> u32 {
-        SIGNAL_DEPTH.with(|d| d.replace(0))
-    }
     pub(crate) fn in_signal_path() -> bool {
         SIGNAL_DEPTH.with(|d| d.get() > 0)
     }
@@ -65,16 +63,12 @@ mod imp {
     #[inline(always)]
     pub(crate) fn signal_restore(_old: u32) {}
     #[inline(always)]
-    pub(crate) fn signal_suspend() -> u32 {
-        0
-    }
-    #[inline(always)]
     pub(crate) fn in_signal_path() -> bool {
         false
     }
 }
 
-pub(crate) use imp::{assert_no_internal_lock, signal_enter, signal_restore, signal_suspend};
+pub(crate) use imp::{assert_no_internal_lock, signal_enter, signal_restore};
 
 /// True while the calling thread is inside a fence's signal path (debug builds
 /// only; always false in release builds). Code that takes a reservation lock
