@@ -315,7 +315,7 @@ fn stress(algo: Algorithm, nlocks: usize, nthreads: usize, flags: u32) {
             let kind = kinds[n % kinds.len()];
             let (locks, class) = (locks.clone(), class.clone());
             thread::spawn(move || {
-                let mut rng = Rng(0x2545_F491_4F6C_DD1D ^ (n as u64 + 1) * 0x9E37_79B9);
+                let mut rng = Rng(0x2545_F491_4F6C_DD1D ^ ((n as u64 + 1) * 0x9E37_79B9));
                 let mut order = rng.order(nlocks);
                 if kind == STRESS_REORDER {
                     order.truncate(16.min(nlocks));

@@ -87,3 +87,77 @@ impl DumbBuffer {
         buf.with_layout(Layout::linear(self.width, self.height, fourcc, self.pitch))
     }
 }
+
+/// A CPU mapping of a dumb buffer through its device
+/// (`DRM_IOCTL_MODE_MAP_DUMB` + mmap of the device fd): how the buffer's
+/// own device driver would touch it, with no dma-buf fence waits and no
+/// cache-maintenance ioctls (dumb buffers are CPU-coherent by contract).
+/// Accesses are bounds-checked copies.
+#[derive(Debug)]
+pub struct DumbMap<'a> {
+    map: memmap2::MmapRaw,
+    _buffer: &'a DumbBuffer,
+}
+
+impl DumbBuffer {
+    /// Maps the buffer read-write for CPU copies.
+    pub fn map(&self) -> Result<DumbMap<'_>> {
+        use std::os::fd::AsRawFd;
+        let offset = self.map_offset()?;
+        let len = usize::try_from(self.size).map_err(|_| Error::InvalidArgument {
+            what: "dumb buffer larger than the address space".into(),
+        })?;
+        let map = memmap2::MmapOptions::new()
+            .offset(offset)
+            .len(len)
+            .map_raw(self.gem.device().as_fd().as_raw_fd())
+            .map_err(|e| Error::io("mmap(dumb buffer)", e))?;
+        Ok(DumbMap { map, _buffer: self })
+    }
+}
+
+impl DumbMap<'_> {
+    fn range(&self, offset: usize, len: usize) -> Result<()> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.map.len() => Ok(()),
+            _ => Err(Error::InvalidArgument {
+                what: format!(
+                    "range {offset}+{len} outside a {} byte buffer",
+                    self.map.len()
+                ),
+            }),
+        }
+    }
+
+    /// Copies `data` into the buffer at `offset`.
+    pub fn write_at(&mut self, offset: usize, data: &[u8]) -> Result<()> {
+        self.range(offset, data.len())?;
+        // SAFETY: the range was checked to lie inside the live mapping; the
+        // mapping is shared memory of a buffer the caller owns, so a
+        // concurrent writer can only race on the pixels, never on memory
+        // safety of this process (plain bytes, no references handed out).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.map.as_mut_ptr().add(offset),
+                data.len(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Copies `out.len()` bytes from the buffer at `offset` into `out`.
+    pub fn read_at(&self, offset: usize, out: &mut [u8]) -> Result<()> {
+        self.range(offset, out.len())?;
+        // SAFETY: as in `write_at`: a checked range of a live mapping,
+        // copied as plain bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.map.as_ptr().add(offset),
+                out.as_mut_ptr(),
+                out.len(),
+            );
+        }
+        Ok(())
+    }
+}

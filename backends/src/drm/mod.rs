@@ -13,7 +13,7 @@ mod syncobj;
 
 pub use caps::Caps;
 pub use device::{DrmDevice, NodeKind};
-pub use dumb::DumbBuffer;
+pub use dumb::{DumbBuffer, DumbMap};
 pub use kms::{ConnectorSummary, CrtcSummary, KmsSummary, PlaneKind, PlaneSummary};
 pub use prime::GemHandle;
 pub use syncobj::{Syncobj, SyncobjPoint, WaitFor};

@@ -166,7 +166,8 @@ pub struct Display {
     /// A non-blocking commit's flip event has not been read yet.
     pub(super) pending_flip: bool,
     saved: Saved,
-    restored: bool,
+    /// Something was committed since open or the last restore.
+    pub(super) dirty: bool,
 }
 
 fn range_end(r: impl std::ops::RangeBounds<u32>) -> u32 {
@@ -422,7 +423,7 @@ impl Display {
             configured: false,
             pending_flip: false,
             saved,
-            restored: false,
+            dirty: false,
         })
     }
 
@@ -469,14 +470,15 @@ impl Display {
 
     /// Puts back what was on the output at open (mode, routing and primary
     /// plane), after waiting (bounded) for a pending flip; if that is
-    /// refused, turns the output off. Also called on drop.
+    /// refused, turns the output off. Also called on drop when anything
+    /// was committed since open or the last restore.
     pub fn restore(&mut self) -> Result<(), KmsError> {
         if self.pending_flip {
             if let Err(e) = self.wait_flip(Duration::from_secs(1)) {
                 log::warn!("restore: pending flip did not complete: {e}");
             }
         }
-        self.restored = true;
+        self.dirty = false;
         self.configured = false;
         let crtc = self.output.crtc;
         let mut req = AtomicRequest::new();
@@ -537,7 +539,7 @@ impl Display {
 
 impl Drop for Display {
     fn drop(&mut self) {
-        if !self.restored {
+        if self.dirty {
             if let Err(e) = self.restore() {
                 log::warn!("restoring the display on drop failed: {e}");
             }

@@ -91,6 +91,16 @@ pub enum KmsError {
         /// Why it was refused.
         why: &'static str,
     },
+    /// The in-fence signaled with an error (or its wait was cancelled):
+    /// the frame it guards is not complete.
+    #[error("in-fence failed: {0}")]
+    InFenceFailed(bufsync::fence::FenceError),
+    /// The framebuffer was imported on another display's fd.
+    #[error("framebuffer {fb} belongs to another display")]
+    ForeignFramebuffer {
+        /// The framebuffer id.
+        fb: u32,
+    },
     /// The kernel refused an atomic commit.
     #[error("atomic commit (flags {flags:#x}) refused: {source}")]
     Commit {

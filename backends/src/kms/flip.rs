@@ -106,9 +106,7 @@ impl Display {
         req: &FlipRequest<'a>,
     ) -> Result<(AtomicRequest<'a>, CommitFlags), KmsError> {
         if !req.fb.is_on(&self.dev) {
-            return Err(KmsError::NoOutput {
-                what: format!("framebuffer {} belongs to another display", req.fb.id()),
-            });
+            return Err(KmsError::ForeignFramebuffer { fb: req.fb.id() });
         }
         let (mw, mh) = self.size();
         let (w, h) = (req.fb.width().min(mw), req.fb.height().min(mh));
@@ -217,15 +215,19 @@ impl Display {
 
     /// Commits a raw request on this display's fd, with no retry. A
     /// successful non-TEST_ONLY commit with a page-flip event marks a flip
-    /// pending (read it with [`Display::wait_flip`]).
+    /// pending (read it with [`Display::wait_flip`]); any successful
+    /// non-TEST_ONLY commit makes drop restore the state found at open.
     pub fn commit_atomic(
         &mut self,
         req: &AtomicRequest<'_>,
         flags: CommitFlags,
     ) -> Result<CommitOutcome, KmsError> {
         let outcome = req.commit(self.dev.as_fd(), flags)?;
-        if flags.page_flip_event && !flags.test_only {
-            self.pending_flip = true;
+        if !flags.test_only {
+            self.dirty = true;
+            if flags.page_flip_event {
+                self.pending_flip = true;
+            }
         }
         Ok(outcome)
     }

@@ -12,6 +12,10 @@
 //!   non-blocking commits with page-flip events ([`Display::wait_flip`]),
 //!   EBUSY handled by waiting for the previous flip, TEST_ONLY validation
 //!   ([`Display::test_commit`]).
+//! - [`FencedFlip`] / [`Display::commit_fenced`]: the same with runtime
+//!   fences: IN_FENCE_FD when the fence has a sync_file form, a software
+//!   wait otherwise ([`InFencePath`] says which); the out-fence comes back
+//!   as a runtime fence.
 //! - [`AtomicRequest`]: the raw builder underneath, for requests the
 //!   flip helper does not make.
 //! - [`Display::capture_writeback`]: the composed frame read back through
@@ -26,6 +30,7 @@ mod commit;
 mod device;
 mod error;
 mod events;
+mod fenced;
 mod flip;
 mod formats;
 mod framebuffer;
@@ -35,6 +40,7 @@ pub use commit::{AtomicRequest, CommitFlags, CommitOutcome};
 pub use device::{CrtcProps, Display, Output, PlaneProps, PropIds, WritebackProps};
 pub use error::{Fourcc, KmsError};
 pub use events::FlipEvent;
+pub use fenced::{FencedFlip, FencedOutcome, InFencePath};
 pub use flip::FlipRequest;
 pub use formats::FormatSet;
 pub use framebuffer::{check_layout, Framebuffer};

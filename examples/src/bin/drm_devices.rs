@@ -19,8 +19,10 @@ fn main() -> ExitCode {
     env_logger::init();
     let devices = DrmDevice::enumerate();
     if devices.is_empty() {
-        println!("no DRM devices (no /dev/dri on this machine): try `cargo xtask vm -- {}`",
-            std::env::args().next().unwrap_or_default());
+        println!(
+            "no DRM devices (no /dev/dri on this machine): try `cargo xtask vm -- {}`",
+            std::env::args().next().unwrap_or_default()
+        );
         return ExitCode::from(1);
     }
     println!(
@@ -74,9 +76,16 @@ fn main() -> ExitCode {
                 "  connector {:<3} {:<12} {}{}",
                 c.id,
                 c.name,
-                if c.connected { "connected" } else { "disconnected" },
+                if c.connected {
+                    "connected"
+                } else {
+                    "disconnected"
+                },
                 if c.writeback {
-                    format!(", writeback (WRITEBACK_OUT_FENCE_PTR: {})", yes(c.writeback_out_fence_ptr))
+                    format!(
+                        ", writeback (WRITEBACK_OUT_FENCE_PTR: {})",
+                        yes(c.writeback_out_fence_ptr)
+                    )
                 } else {
                     String::new()
                 }

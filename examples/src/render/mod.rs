@@ -9,7 +9,6 @@ pub mod vgem;
 pub mod vulkan;
 
 use bufsync::fence::{Fence, FenceSet};
-use bufsync_backends::dmabuf::DmaBuf;
 use std::time::Duration;
 
 /// What went wrong on the render side.
@@ -39,12 +38,12 @@ pub struct Rendered {
     pub wait_time: Duration,
 }
 
-/// Device A.
+/// Device A. Its constructor allocates the frames (LINEAR XRGB8888
+/// dma-bufs of this device) and hands them to the caller, which owns them
+/// and their reservations; buffer `index` below is an index into them.
 pub trait Renderer {
     /// A short name for tables ("vgem-cpu", "lavapipe"...).
     fn name(&self) -> String;
-    /// The frames' buffers (allocated by this device, LINEAR XRGB8888).
-    fn frames(&self) -> &[DmaBuf];
     /// Starts drawing frame number `n` into buffer `index` once `deps` have
     /// signaled (in hardware where the device understands them). The frame
     /// is complete when the returned fence signals.

@@ -19,8 +19,8 @@ use bufsync::fence::FenceSet;
 use bufsync_backends::dmabuf::{Access, DmaBuf};
 use bufsync_backends::drm::DrmDevice;
 use bufsync_backends::sync_file::SyncFileFence;
-use bufsync_backends::testing::vgem::{VgemBuffer, VgemFence};
-use bufsync_backends::vulkan::renderer::pattern_pixel;
+use bufsync_backends::testing::{VgemBuffer, VgemFence};
+use bufsync_backends::vulkan::pattern_pixel;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,7 +37,6 @@ struct Job {
 pub struct VgemRenderer {
     _vgem: Arc<DrmDevice>,
     buffers: Vec<VgemBuffer>,
-    frames: Vec<DmaBuf>,
     job_buffer: VgemBuffer,
     job_dmabuf: DmaBuf,
     pending: Option<Job>,
@@ -48,8 +47,9 @@ pub struct VgemRenderer {
 }
 
 impl VgemRenderer {
-    /// Opens vgem and allocates `count` frames of `width` x `height`.
-    pub fn new(count: usize, width: u32, height: u32) -> Result<Self, RenderError> {
+    /// Opens vgem and allocates `count` frames of `width` x `height`,
+    /// returned as dma-bufs.
+    pub fn new(count: usize, width: u32, height: u32) -> Result<(Self, Vec<DmaBuf>), RenderError> {
         let vgem = VgemBuffer::device()?;
         let mut buffers = Vec::with_capacity(count);
         let mut frames = Vec::with_capacity(count);
@@ -60,10 +60,9 @@ impl VgemRenderer {
         }
         let job_buffer = VgemBuffer::create(&vgem, 64, 1)?;
         let job_dmabuf = job_buffer.export()?;
-        Ok(VgemRenderer {
+        let me = VgemRenderer {
             _vgem: vgem,
             buffers,
-            frames,
             job_buffer,
             job_dmabuf,
             pending: None,
@@ -71,7 +70,8 @@ impl VgemRenderer {
             height,
             row: vec![0; width as usize * 4],
             dep_timeout: Duration::from_secs(5),
-        })
+        };
+        Ok((me, frames))
     }
 
     fn draw(&mut self, index: usize, n: u32) -> Result<(), RenderError> {
@@ -96,10 +96,6 @@ impl Renderer for VgemRenderer {
         "vgem (CPU, kernel fences)".into()
     }
 
-    fn frames(&self) -> &[DmaBuf] {
-        &self.frames
-    }
-
     fn submit(&mut self, index: usize, n: u32, deps: &FenceSet) -> Result<Rendered, RenderError> {
         self.flush()?;
         // A CPU cannot wait for a fence in hardware: dependencies are waited
@@ -112,7 +108,12 @@ impl Renderer for VgemRenderer {
         let sync = self.job_dmabuf.export_sync_file(Access::Write)?;
         let render_done = SyncFileFence::fence(sync)?;
         self.pending = Some(Job { index, n, fence });
-        Ok(Rendered { fence: render_done, software_waits, hardware_waits: 0, wait_time })
+        Ok(Rendered {
+            fence: render_done,
+            software_waits,
+            hardware_waits: 0,
+            wait_time,
+        })
     }
 
     fn flush(&mut self) -> Result<(), RenderError> {

@@ -12,10 +12,10 @@
 use super::{RenderError, Rendered, Renderer};
 use bufsync::fence::FenceSet;
 use bufsync_backends::dmabuf::DmaBuf;
-use bufsync_backends::vulkan::memory::{ExternalBuffer, ImageLayout};
-use bufsync_backends::vulkan::renderer::{PatternRenderer, RenderTarget};
-use bufsync_backends::vulkan::submit::{Submitter, Wait};
-use bufsync_backends::vulkan::VulkanContext;
+use bufsync_backends::vulkan::ash;
+use bufsync_backends::vulkan::{
+    ExternalBuffer, ImageLayout, PatternRenderer, RenderTarget, Submitter, VulkanContext, Wait,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,13 +27,12 @@ pub struct VulkanRenderer {
     submitter: Submitter,
     pattern: PatternRenderer,
     targets: Vec<RenderTarget>,
-    frames: Vec<DmaBuf>,
 }
 
 impl VulkanRenderer {
     /// Creates a context (the first suitable device) and `count` exported
     /// LINEAR XRGB8888 frames of `width` x `height`.
-    pub fn new(count: usize, width: u32, height: u32) -> Result<Self, RenderError> {
+    pub fn new(count: usize, width: u32, height: u32) -> Result<(Self, Vec<DmaBuf>), RenderError> {
         let ctx = VulkanContext::new()?;
         let submitter = Submitter::new(&ctx)?;
         let pattern = PatternRenderer::new(&ctx)?;
@@ -52,7 +51,15 @@ impl VulkanRenderer {
             targets.push(pattern.target(Arc::new(buffer), &layout)?);
             frames.push(dmabuf);
         }
-        Ok(VulkanRenderer { ctx, submitter, pattern, targets, frames })
+        Ok((
+            VulkanRenderer {
+                ctx,
+                submitter,
+                pattern,
+                targets,
+            },
+            frames,
+        ))
     }
 
     /// The device's capabilities (for the demo's header).
@@ -66,10 +73,6 @@ impl Renderer for VulkanRenderer {
         format!("vulkan ({})", self.ctx.caps().device_name)
     }
 
-    fn frames(&self) -> &[DmaBuf] {
-        &self.frames
-    }
-
     fn submit(&mut self, index: usize, n: u32, deps: &FenceSet) -> Result<Rendered, RenderError> {
         let waits: Vec<Wait<'_>> = deps.iter().map(Wait::Fence).collect();
         let t = std::time::Instant::now();
@@ -80,7 +83,11 @@ impl Renderer for VulkanRenderer {
             Ok(())
         })?;
         let r = submitted.report;
-        let wait_time = if r.software > 0 { t.elapsed() } else { Duration::ZERO };
+        let wait_time = if r.software > 0 {
+            t.elapsed()
+        } else {
+            Duration::ZERO
+        };
         self.submitter.retire();
         Ok(Rendered {
             fence: submitted.fence,

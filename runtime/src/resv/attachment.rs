@@ -267,3 +267,9 @@ impl Drop for Attachment<'_> {
             .retain(|a| a.id != self.id);
     }
 }
+
+impl Default for Exported {
+    fn default() -> Self {
+        Exported::new()
+    }
+}

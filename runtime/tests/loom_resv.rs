@@ -1,0 +1,136 @@
+//! loom models of the ww_mutex: ABBA, hand-off and wounding on 2-3 threads,
+//! for both algorithms. Run with
+//! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p bufsync --release --test loom_resv`.
+#![cfg(loom)]
+
+use loom::sync::Arc;
+use loom::thread;
+
+use bufsync::resv::{Algorithm, Ticket, WwClass, WwError, WwGuard, WwMutex};
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(3);
+    b.check(f);
+}
+
+/// Takes `first` then `second` with `t`, resolving back-offs; returns guards.
+fn lock_both<'m>(
+    t: &'m Ticket,
+    first: &'m WwMutex,
+    second: &'m WwMutex,
+) -> (WwGuard<'m, 'm>, WwGuard<'m, 'm>) {
+    let mut g1 = t.lock(first).unwrap();
+    let (mut a, mut b) = (first, second);
+    loop {
+        match t.lock(b) {
+            Ok(g2) => return (g1, g2),
+            Err(WwError::Deadlock { .. }) => {
+                drop(g1);
+                g1 = t.lock_slow(b).unwrap();
+                std::mem::swap(&mut a, &mut b);
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+fn abba(algo: Algorithm) {
+    model(move || {
+        let class = WwClass::new("loom-abba", algo);
+        let a = Arc::new(WwMutex::new(&class));
+        let b = Arc::new(WwMutex::new(&class));
+        let th = {
+            let (a, b, class) = (a.clone(), b.clone(), class.clone());
+            thread::spawn(move || {
+                let t = Ticket::new(&class);
+                let _g = lock_both(&t, &b, &a);
+            })
+        };
+        let t = Ticket::new(&class);
+        drop(lock_both(&t, &a, &b));
+        th.join().unwrap();
+        assert!(!a.is_locked() && !b.is_locked());
+    });
+}
+
+#[test]
+fn abba_wait_die() {
+    abba(Algorithm::WaitDie);
+}
+
+#[test]
+fn abba_wound_wait() {
+    abba(Algorithm::WoundWait);
+}
+
+/// Three threads contend for one lock: every unlock hands it to a waiter
+/// (or frees it), no waiter is lost, mutual exclusion holds.
+fn handoff(algo: Algorithm) {
+    model(move || {
+        let class = WwClass::new("loom-handoff", algo);
+        let m = Arc::new(WwMutex::new(&class));
+        let inside = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
+        let workers: Vec<_> = (0..2)
+            .map(|i| {
+                let (m, class, inside) = (m.clone(), class.clone(), inside.clone());
+                thread::spawn(move || {
+                    let use_ticket = i == 0;
+                    let t = Ticket::new(&class);
+                    let enter = || {
+                        assert_eq!(inside.fetch_add(1, loom::sync::atomic::Ordering::SeqCst), 0);
+                        inside.fetch_sub(1, loom::sync::atomic::Ordering::SeqCst);
+                    };
+                    if use_ticket {
+                        let _g = t.lock(&m).unwrap();
+                        enter();
+                    } else {
+                        let _g = m.lock();
+                        enter();
+                    }
+                })
+            })
+            .collect();
+        {
+            let _g = m.lock();
+            assert_eq!(inside.fetch_add(1, loom::sync::atomic::Ordering::SeqCst), 0);
+            inside.fetch_sub(1, loom::sync::atomic::Ordering::SeqCst);
+        }
+        for w in workers {
+            w.join().unwrap();
+        }
+        assert!(!m.is_locked());
+    });
+}
+
+#[test]
+fn handoff_wait_die() {
+    handoff(Algorithm::WaitDie);
+}
+
+#[test]
+fn handoff_wound_wait() {
+    handoff(Algorithm::WoundWait);
+}
+
+/// Wound-wait: the older ticket holds B and wants A, held by the younger,
+/// which wants B: the younger is wounded and backs off; both finish.
+#[test]
+fn wounding() {
+    model(|| {
+        let class = WwClass::new("loom-wound", Algorithm::WoundWait);
+        let a = Arc::new(WwMutex::new(&class));
+        let b = Arc::new(WwMutex::new(&class));
+        let old = Ticket::new(&class);
+        let young = {
+            let (a, b, class) = (a.clone(), b.clone(), class.clone());
+            thread::spawn(move || {
+                let t = Ticket::new(&class);
+                let _g = lock_both(&t, &a, &b);
+            })
+        };
+        drop(lock_both(&old, &b, &a));
+        young.join().unwrap();
+        assert!(!a.is_locked() && !b.is_locked());
+    });
+}
