@@ -3,7 +3,11 @@
 //! - [`drm`]: DRM nodes found by driver name, capabilities, KMS summary,
 //!   PRIME, dumb buffers;
 //! - [`dmabuf`]: dma-bufs, their layout, CPU access and implicit fences;
-//! - [`sync_file`]: sync_file fds;
+//! - [`sync_file`]: sync_file fds and the `SyncFileFence` kind;
+//! - `drm::Syncobj` / `drm::SyncobjPoint`: drm_syncobj timelines and their kind;
+//! - [`seqno`]: the `SeqnoFence` kind over a word in mapped memory;
+//! - [`reactor`]: the shared epoll reactor behind fd-based fences;
+//! - [`clock`]: CLOCK_MONOTONIC conversions for kernel deadlines;
 //! - [`sys`]: the raw ioctl layer;
 //! - `testing` (feature `testing`): vgem fences and sw_sync timelines.
 #![warn(missing_docs)]

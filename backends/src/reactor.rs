@@ -178,3 +178,57 @@ pub fn global() -> Result<&'static Reactor> {
         .copied()
         .map_err(|what| Error::InvalidArgument { what: what.clone() })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    fn eventfd() -> Arc<OwnedFd> {
+        Arc::new(rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap())
+    }
+
+    #[test]
+    fn fires_once_when_readable() {
+        let r = global().unwrap();
+        let efd = eventfd();
+        let (tx, rx) = mpsc::channel();
+        r.register(efd.clone(), move || tx.send(()).unwrap())
+            .unwrap();
+        rustix::io::write(&*efd, &1u64.to_ne_bytes()).unwrap();
+        rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        // One-shot: the callback was consumed.
+        assert!(rx.recv_timeout(Duration::from_millis(20)).is_err());
+    }
+
+    #[test]
+    fn cancel_drops_the_callback_unrun() {
+        let r = Reactor::new().unwrap(); // private, not driven by a thread
+        let efd = eventfd();
+        let token = r
+            .register(efd.clone(), || panic!("cancelled callback ran"))
+            .unwrap();
+        assert_eq!(r.pending(), 1);
+        assert!(r.cancel(token));
+        assert!(!r.cancel(token));
+        rustix::io::write(&*efd, &1u64.to_ne_bytes()).unwrap();
+        assert_eq!(r.run_once(Duration::ZERO).unwrap(), 0);
+        assert_eq!(r.pending(), 0);
+    }
+
+    #[test]
+    fn run_once_runs_ready_callbacks() {
+        let r = Reactor::new().unwrap();
+        let (a, b) = (eventfd(), eventfd());
+        let (tx, rx) = mpsc::channel();
+        let tx2 = tx.clone();
+        r.register(a.clone(), move || tx.send('a').unwrap())
+            .unwrap();
+        r.register(b.clone(), move || tx2.send('b').unwrap())
+            .unwrap();
+        rustix::io::write(&*b, &1u64.to_ne_bytes()).unwrap();
+        assert_eq!(r.run_once(Duration::from_secs(1)).unwrap(), 1);
+        assert_eq!(rx.try_recv().unwrap(), 'b');
+        assert_eq!(r.pending(), 1);
+    }
+}

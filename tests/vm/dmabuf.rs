@@ -279,6 +279,16 @@ fn dmabuf_sources() {
         b.try_clone().unwrap().with_layout(odd),
         Err(Error::UnsupportedFormat { .. })
     ));
+    // Bad flags through the raw layer: EINVAL, no panic.
+    use bufsync_backends::sys::dma_buf as raw;
+    assert!(raw::sync(b.fd(), 0x80).is_err());
+    assert!(raw::export_sync_file(b.fd(), 0).is_err());
+    assert!(raw::import_sync_file(b.fd(), 0x40, b.fd()).is_err());
+    // A sync_file ioctl on a dma-buf: not a sync_file.
+    assert!(matches!(
+        SyncFile::check(b.fd()),
+        Err(Error::NotASyncFile { .. })
+    ));
     // A udmabuf over an unsealed memfd is refused with a typed error.
     let memfd = rustix::fs::memfd_create("unsealed", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
     rustix::fs::ftruncate(&memfd, 4096).unwrap();
@@ -387,4 +397,49 @@ fn bridge_push_runtime_fences() {
         .unwrap()
         .end()
         .unwrap();
+}
+
+/// SeqnoFence over a word in a dma-buf mapping (udmabuf): a CPU producer
+/// wakes waiters at once; a silent write (as a GPU would do) is found by
+/// polling; 32-bit seqnos wrap correctly.
+#[test]
+fn seqno_fence_in_dmabuf() {
+    require!("udmabuf", Udmabuf::is_available());
+    use bufsync_backends::seqno::{SeqnoMemory, SeqnoWidth};
+    let buf = Udmabuf::create(4096).unwrap();
+    let mem = SeqnoMemory::from_dmabuf(&buf).unwrap();
+    let word = mem.word(64, SeqnoWidth::U32).unwrap();
+    word.store(0xffff_fff0);
+    let fence = word.fence(0x10); // past the wrap
+    assert!(!fence.is_signaled());
+    let producer = {
+        let word = Arc::clone(&word);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            word.advance(0x10);
+        })
+    };
+    fence.wait_timeout(LONG).unwrap();
+    producer.join().unwrap();
+    // The same memory seen through a second mapping of the dma-buf.
+    let other = SeqnoMemory::from_dmabuf(&buf)
+        .unwrap()
+        .word(64, SeqnoWidth::U32)
+        .unwrap();
+    assert_eq!(other.load(), 0x10);
+    let later = other.fence(0x20);
+    let writer = {
+        let word = Arc::clone(&word);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            word.store(0x20); // no wake-up: the engine's poller finds it
+        })
+    };
+    later.wait_timeout(LONG).unwrap();
+    writer.join().unwrap();
+    word.wait(0x20, LONG).unwrap();
+    assert!(matches!(
+        word.wait(0x30, Duration::from_millis(5)),
+        Err(Error::TimedOut { .. })
+    ));
 }
