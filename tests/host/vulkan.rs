@@ -451,6 +451,26 @@ impl bufsync::fence::FenceKind for SignalsOnWait {
 }
 
 #[test]
+fn render_points_have_no_sync_file_form_on_lavapipe() {
+    ctx_or_skip!(ctx);
+    let gate = TimelineSemaphore::new(&ctx, 0).unwrap();
+    let sub = Submitter::new(&ctx).unwrap();
+    let dep = gate.point(1);
+    let s = sub.submit(&[Wait::Fence(&dep)], |_, _| Ok(())).unwrap();
+    assert!(s.sync_file.is_none());
+    let p = s.fence.kind_as::<TimelinePoint>().unwrap();
+    assert!(p.sync_file().is_none());
+    // Pending without a sync_file form: the display must wait in software.
+    assert!(bufsync_backends::vulkan::to_sync_file(&s.fence).is_err());
+    gate.signal(1).unwrap();
+    wait_fence(&s.fence, None).unwrap();
+    // Signaled cleanly: nothing to wait for.
+    assert!(bufsync_backends::vulkan::to_sync_file(&s.fence)
+        .unwrap()
+        .is_none());
+}
+
+#[test]
 fn foreign_fences_are_waited_in_software() {
     ctx_or_skip!(ctx);
     let sub = Submitter::new(&ctx).unwrap();
