@@ -9,6 +9,6 @@ out=${1:-$here}
 mkdir -p "$out"
 for src in "$here"/*.comp; do
     name=$(basename "$src")
-    glslc --target-env=vulkan1.2 -O -o "$out/$name.spv" "$src"
+    glslc --target-env=vulkan1.2 -O -I "$here" -o "$out/$name.spv" "$src"
     spirv-val --target-env vulkan1.2 "$out/$name.spv"
 done

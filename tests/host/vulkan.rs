@@ -336,6 +336,39 @@ fn memfd_import_as_linear_image() {
 }
 
 #[test]
+fn memfd_image_render_through_storage_image() {
+    ctx_or_skip!(ctx);
+    let stride = u64::from(W) * 4;
+    let size = stride * u64::from(H);
+    let fd = memfd(size);
+    let layout = linear_layout(0, stride, size);
+    let usage = vk::ImageUsageFlags::STORAGE | vk::ImageUsageFlags::TRANSFER_SRC;
+    let img = match ExternalImage::import(&ctx, fd.as_fd(), &layout, usage) {
+        Ok(img) => img,
+        Err(VulkanError::Unsupported(why)) => {
+            require!("LINEAR image import with this stride", false);
+            panic!("{why}");
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let renderer = PatternRenderer::new(&ctx).unwrap();
+    let target = renderer.image_target(Arc::new(img)).unwrap();
+    let sub = Submitter::new(&ctx).unwrap();
+    for frame in [3u32, 1 << 31] {
+        let s = sub
+            .submit(&[], |_, cmd| {
+                renderer.record(cmd, &target, frame);
+                Ok(())
+            })
+            .unwrap();
+        wait_fence(&s.fence, None).unwrap();
+        let bytes = read_all(&fd, size);
+        check_frame(&bytes, target.layout(), frame).unwrap();
+        assert_eq!(decode_frame_number(&bytes, target.layout()), Some(frame));
+    }
+}
+
+#[test]
 fn failed_imports_leak_no_fd() {
     ctx_or_skip!(ctx);
     let (r, w) = rustix::pipe::pipe().unwrap();
@@ -415,6 +448,26 @@ impl bufsync::fence::FenceKind for SignalsOnWait {
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
+}
+
+#[test]
+fn render_points_have_no_sync_file_form_on_lavapipe() {
+    ctx_or_skip!(ctx);
+    let gate = TimelineSemaphore::new(&ctx, 0).unwrap();
+    let sub = Submitter::new(&ctx).unwrap();
+    let dep = gate.point(1);
+    let s = sub.submit(&[Wait::Fence(&dep)], |_, _| Ok(())).unwrap();
+    assert!(s.sync_file.is_none());
+    let p = s.fence.kind_as::<TimelinePoint>().unwrap();
+    assert!(p.sync_file().is_none());
+    // Pending without a sync_file form: the display must wait in software.
+    assert!(bufsync_backends::vulkan::to_sync_file(&s.fence).is_err());
+    gate.signal(1).unwrap();
+    wait_fence(&s.fence, None).unwrap();
+    // Signaled cleanly: nothing to wait for.
+    assert!(bufsync_backends::vulkan::to_sync_file(&s.fence)
+        .unwrap()
+        .is_none());
 }
 
 #[test]

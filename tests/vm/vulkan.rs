@@ -177,6 +177,30 @@ fn export_linear_image_and_render_through_reimport() {
 }
 
 #[test]
+fn export_modifier_image_and_render_as_storage_image() {
+    exporting_lavapipe!(ctx);
+    let usage = vk::ImageUsageFlags::STORAGE | vk::ImageUsageFlags::TRANSFER_SRC;
+    // The driver picks among the probed modifiers that allow storage.
+    let (img, dmabuf) =
+        ExternalImage::export_dmabuf(&ctx, W, H, vk::Format::B8G8R8A8_UNORM, usage, true).unwrap();
+    let layout = img.layout().clone();
+    assert!(ctx
+        .caps()
+        .drm_modifiers
+        .iter()
+        .any(|m| m.modifiers.iter().any(|i| i.modifier == layout.modifier)));
+    let renderer = PatternRenderer::new(&ctx).unwrap();
+    let target = renderer.image_target(Arc::new(img)).unwrap();
+    let sub = Submitter::new(&ctx).unwrap();
+    render(&sub, &renderer, &target, 5);
+    if layout.modifier == DRM_FORMAT_MOD_LINEAR {
+        let bytes = read_dmabuf(&dmabuf);
+        check_frame(&bytes, &layout, 5).unwrap();
+        assert_eq!(decode_frame_number(&bytes, &layout), Some(5));
+    }
+}
+
+#[test]
 fn import_vgem_buffer_and_render_into_it() {
     let _serial = serial();
     require!("vgem", has_driver("vgem"));

@@ -93,6 +93,8 @@ impl VulkanContext {
     ///
     /// Extension functions are loaded only for the extensions listed in
     /// `enabled_device_extensions` (ash aborts the process on a missing one).
+    /// Where SYNC_FD export is supported, probing makes one submission to
+    /// `queue` (under the queue lock) and waits for it.
     ///
     /// # Safety
     /// The handles must be valid, belong together, and outlive the returned

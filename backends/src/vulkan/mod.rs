@@ -10,9 +10,12 @@
 //! Locking: see each module; the only lock shared between modules is the
 //! context's queue lock, taken around every `vkQueueSubmit`.
 
+mod buffer;
 mod caps;
 mod context;
 mod error;
+mod image;
+mod layout;
 mod memory;
 mod renderer;
 mod seqno_writer;
@@ -20,13 +23,15 @@ mod submit;
 mod timeline;
 
 pub use ash;
+pub use buffer::ExternalBuffer;
 pub use caps::{FormatModifiers, HandleSupport, ModifierInfo, SyncFdExport, VulkanCaps};
 pub use context::{ApplicationHandles, VulkanContext, WANTED_DEVICE_EXTENSIONS};
 pub use error::{Result, VulkanError};
-pub use memory::{
-    drm_fourcc, fd_size, vk_format, ExternalBuffer, ExternalImage, ImageLayout, PlaneLayout,
-    DRM_FORMAT_ABGR8888, DRM_FORMAT_ARGB8888, DRM_FORMAT_MOD_INVALID, DRM_FORMAT_MOD_LINEAR,
-    DRM_FORMAT_XBGR8888, DRM_FORMAT_XRGB8888,
+pub use image::ExternalImage;
+pub use layout::{
+    drm_fourcc, fd_size, vk_format, ImageLayout, PlaneLayout, DRM_FORMAT_ABGR8888,
+    DRM_FORMAT_ARGB8888, DRM_FORMAT_MOD_INVALID, DRM_FORMAT_MOD_LINEAR, DRM_FORMAT_XBGR8888,
+    DRM_FORMAT_XRGB8888,
 };
 pub use renderer::{
     check_frame, decode_frame_number, pattern_pixel, FrameMismatch, PatternRenderer, RenderTarget,

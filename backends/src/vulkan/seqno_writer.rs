@@ -13,9 +13,10 @@ use std::sync::Arc;
 use ash::vk;
 use bufsync::fence::Fence;
 
+use super::buffer::ExternalBuffer;
 use super::context::VulkanContext;
 use super::error::{Result, VulkanError};
-use super::memory::{fd_size, ExternalBuffer};
+use super::layout::fd_size;
 use crate::dmabuf::DmaBuf;
 use crate::seqno::{SeqnoMemory, SeqnoWidth, SeqnoWord};
 
