@@ -274,10 +274,3 @@ impl Drop for Attachment<'_> {
             .retain(|a| a.id != self.id);
     }
 }
-
-#[cfg(not(loom))]
-impl Default for Exported {
-    fn default() -> Self {
-        Exported::new()
-    }
-}
