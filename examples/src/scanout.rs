@@ -39,6 +39,8 @@ pub struct Scanout {
     display: Display,
     captures: Vec<CaptureSlot>,
     next_capture: usize,
+    /// The writeback fence of the last capture queued.
+    last_capture: Option<SyncFile>,
     routed_to_writeback: bool,
     _vgem: Option<Arc<DrmDevice>>,
 }
@@ -66,6 +68,7 @@ impl Scanout {
             display,
             captures: Vec::new(),
             next_capture: 0,
+            last_capture: None,
             routed_to_writeback: false,
             _vgem: None,
         };
@@ -137,6 +140,12 @@ impl Scanout {
         }
         req.nonblock = true;
         self.display.wait_flip(FLIP_TIMEOUT)?;
+        // One writeback job at a time: the previous capture completes at the
+        // vblank that showed its flip, so this costs (almost) nothing, and a
+        // job never waits behind another in the connector's queue.
+        if let Some(prev) = self.last_capture.take() {
+            prev.wait(FLIP_TIMEOUT).map_err(KmsError::Device)?;
+        }
         let (mut atomic, mut flags) = self.display.flip_request(&req)?;
         let out = self.display.output().clone();
         let props = self.display.props().clone();
@@ -168,6 +177,7 @@ impl Scanout {
             object: wb_conn,
             name: "WRITEBACK_OUT_FENCE_PTR",
         })?;
+        self.last_capture = Some(fence.try_clone().map_err(KmsError::Device)?);
         Ok(Flip {
             out_fence,
             capture: Some(PendingCapture { slot, fence }),

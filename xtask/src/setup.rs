@@ -25,6 +25,7 @@ const PACKAGES: &[&str] = &[
     "cpio",
     "gzip",
     "make",
+    "patch",
     "gcc",
     "glslc",
     "spirv-tools",
@@ -298,7 +299,12 @@ fn stamp_ok(path: &Path, content: &str) -> bool {
 fn modules_stamp() -> String {
     let h = layout::harness_dir().join("kmod");
     let mut s = format!("{BUILD_STAMP}\n{KERNEL_VERSION}\n");
-    for f in ["vkms.Kbuild", "sw_sync.Kbuild", "bufsync_compat.c"] {
+    for f in [
+        "vkms.Kbuild",
+        "vkms-composer-users.patch",
+        "sw_sync.Kbuild",
+        "bufsync_compat.c",
+    ] {
         s += &fs::read_to_string(h.join(f)).unwrap_or_default();
     }
     s
@@ -316,11 +322,18 @@ fn ensure_modules(cache: &Path) -> io::Result<()> {
     let build = cache.join("build");
     let _ = fs::remove_dir_all(&build);
 
-    // vkms: the driver's sources as they are.
+    // vkms: the driver's sources with the writeback composer fix.
     let vkms = build.join("vkms");
     fs::create_dir_all(&vkms)?;
     copy_matching(&src.join("drivers/gpu/drm/vkms"), &vkms, &[".c", ".h"])?;
     fs::copy(kmod.join("vkms.Kbuild"), vkms.join("Kbuild"))?;
+    run_cmd(
+        Command::new("patch")
+            .args(["-s", "-p5", "-d"])
+            .arg(&vkms)
+            .arg("-i")
+            .arg(kmod.join("vkms-composer-users.patch")),
+    )?;
 
     // sw_sync: renamed main object, local trace include path, private name helper.
     let sws = build.join("sw_sync");
