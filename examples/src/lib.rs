@@ -8,10 +8,13 @@
 //!   fences, and Vulkan (lavapipe or a real GPU);
 //! - [`scanout`]: the display side: flips with out-fences and, where the
 //!   display has a writeback connector, a capture of every frame;
-//! - [`report`]: the summary table and the PNGs.
+//! - [`report`]: the summary table and the PNGs;
+//! - [`stress`]: render threads and the display contending for the same
+//!   frames through tickets.
 #![warn(missing_docs)]
 
 pub mod flow;
 pub mod render;
 pub mod report;
 pub mod scanout;
+pub mod stress;

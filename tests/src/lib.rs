@@ -1,6 +1,6 @@
 //! Helpers for bufsync's device tests.
 //!
-//! Every device test starts with [`require!`] (or [`require`]): inside the
+//! Every device test starts with [`require!`](macro@require) (or [`require`](fn@require)): inside the
 //! test VM (`BUFSYNC_IN_VM=1`) a missing device is a failure; elsewhere the
 //! test is reported as skipped (stderr and the `BUFSYNC_SKIP_LOG` file) and
 //! returns early.
@@ -40,7 +40,7 @@ pub fn require(test: &str, what: &str, available: bool) -> bool {
     false
 }
 
-/// `require!(what, available)`: [`require`] with the calling test's name;
+/// `require!(what, available)`: [`require`](fn@require) with the calling test's name;
 /// returns from the test when the device is missing outside the VM.
 #[macro_export]
 macro_rules! require {
