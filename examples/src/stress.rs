@@ -47,6 +47,10 @@ pub struct StressConfig {
     pub renderers: usize,
     /// The display: a driver name or a card path (needs writeback).
     pub display: String,
+    /// How long a render thread holds its reservations before committing
+    /// (recording the job, as a driver builds a command buffer): the wider,
+    /// the more the tickets collide.
+    pub hold: Duration,
 }
 
 /// What a stress run saw.
@@ -146,10 +150,11 @@ pub fn run(cfg: &StressConfig) -> Result<StressReport, StressError> {
     let handles: Vec<_> = (0..cfg.renderers)
         .map(|k| {
             let s = Arc::clone(&shared);
+            let hold = cfg.hold;
             std::thread::Builder::new()
                 .name(format!("render-{k}"))
                 .spawn(move || {
-                    let r = render_loop(&s, k as u64);
+                    let r = render_loop(&s, k as u64, hold);
                     if r.is_err() {
                         s.failed.store(true, Ordering::Relaxed);
                     }
@@ -190,7 +195,7 @@ impl Rng {
     }
 }
 
-fn render_loop(s: &Shared, k: u64) -> Result<u32, StressError> {
+fn render_loop(s: &Shared, k: u64, hold: Duration) -> Result<u32, StressError> {
     let ctx = FenceContext::new("stress", &format!("render-{k}"));
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (k + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
     let mut ticket = Ticket::reservation();
@@ -221,6 +226,9 @@ fn render_loop(s: &Shared, k: u64) -> Result<u32, StressError> {
         // Like a GPU job, it waits after the submit, outside the locks: a
         // fence must never wait for a lock its signaler needs.
         let deps = reserved.wait_set().clone();
+        if !hold.is_zero() {
+            std::thread::sleep(hold);
+        }
         let n = s.next_number.fetch_add(1, Ordering::Relaxed);
         let fence: Fence = ctx.create_fence();
         s.frames[a].number.store(n, Ordering::Relaxed);

@@ -8,6 +8,7 @@ use bufsync_tests::require;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// vkms has one CRTC: one flow at a time.
 static DISPLAY: Mutex<()> = Mutex::new(());
@@ -98,6 +99,7 @@ fn stress_two_renderers_and_display_contend_through_tickets() {
         swapchain: 4,
         renderers: 2,
         display: "vkms".into(),
+        hold: Duration::from_millis(2),
     };
     let r = stress::run(&cfg).unwrap_or_else(|e| panic!("stress: {e}"));
     println!(
