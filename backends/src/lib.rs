@@ -10,6 +10,8 @@
 //! - [`clock`]: CLOCK_MONOTONIC conversions for kernel deadlines;
 //! - [`sys`]: the raw ioctl layer;
 //! - `testing` (feature `testing`): vgem fences and sw_sync timelines.
+//!
+//! See `docs/backends.md` for the kernel counterpart of each API.
 #![warn(missing_docs)]
 
 pub mod clock;

@@ -100,3 +100,17 @@ fn fence_set_steady_state_allocates_nothing() {
         assert_eq!(set.len(), 8);
     }
 }
+
+#[test]
+fn signal_of_a_deadline_watched_fence_allocates_nothing() {
+    let e = bufsync::fence::engine::Engine::new();
+    let f = Fence::software(alloc_contexts(1), 1);
+    e.watch_deadline(
+        &f,
+        std::time::Instant::now() + std::time::Duration::from_secs(60),
+    );
+    assert_eq!(e.watched(), 1);
+    // The engine's callback takes the entry out in the signal path.
+    assert_eq!(allocs_in(|| f.signal().unwrap()), 0);
+    assert_eq!(e.watched(), 0);
+}
