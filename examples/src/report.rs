@@ -180,6 +180,25 @@ fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
 
+/// Removes the PNGs an earlier run of `path` left in `dir` (`<path>-frame*.png`),
+/// so the directory shows this run only. A missing directory is fine.
+pub fn clear_pngs(dir: &Path, path: &str) -> io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let prefix = format!("{path}-frame");
+    for entry in entries {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(&prefix) && name.ends_with(".png") {
+            std::fs::remove_file(dir.join(&*name))?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes an XRGB8888 (B, G, R, X in memory) image as an RGB PNG.
 pub fn save_png(path: &Path, width: u32, height: u32, xrgb: &[u8]) -> io::Result<()> {
     if let Some(dir) = path.parent() {

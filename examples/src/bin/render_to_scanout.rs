@@ -126,6 +126,9 @@ fn main() -> ExitCode {
             png_every: args.png_every,
             stop: stop.clone(),
         };
+        if let Err(e) = report::clear_pngs(&args.out, path.name()) {
+            log::warn!("removing old captures from {}: {e}", args.out.display());
+        }
         println!("-- path {}: rendering with {renderer:?} ...", path.name());
         match flow::run(&cfg) {
             Ok(r) => {
