@@ -102,6 +102,7 @@ pub(crate) struct WwCore {
 }
 
 impl WwCore {
+    #[inline]
     pub(crate) fn id(&self) -> u64 {
         self.id
     }
@@ -116,6 +117,7 @@ impl WwCore {
     }
 
     /// Fast path: takes a free lock nobody waits for. Lock-free.
+    #[inline]
     pub(crate) fn try_fast(&self, code: u64) -> bool {
         self.state
             .compare_exchange(0, code << 1, Ordering::Acquire, Ordering::Relaxed)
@@ -341,14 +343,19 @@ impl WwCore {
     }
 
     /// Releases the lock held by `code`. Takes `queue` only when waiters exist.
+    #[inline]
     pub(crate) fn unlock(&self, code: u64) {
         if self
             .state
             .compare_exchange(code << 1, 0, Ordering::Release, Ordering::Relaxed)
-            .is_ok()
+            .is_err()
         {
-            return;
+            self.unlock_slow(code);
         }
+    }
+
+    #[cold]
+    fn unlock_slow(&self, code: u64) {
         let mut q = lock(&self.queue);
         debug_assert_eq!(self.owner(), code, "unlock by a non-owner");
         if q.waiters.is_empty() {
@@ -401,6 +408,7 @@ impl WwMutex {
     }
 
     /// A process-unique id (used in dumps and errors).
+    #[inline]
     pub fn id(&self) -> u64 {
         self.core.id
     }
