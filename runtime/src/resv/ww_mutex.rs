@@ -120,7 +120,7 @@ impl WwCore {
     #[inline]
     pub(crate) fn try_fast(&self, code: u64) -> bool {
         self.state
-            .compare_exchange(0, code << 1, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(0, code << 1, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
     }
 
@@ -165,7 +165,7 @@ impl WwCore {
         }
         let mut plain: Option<Arc<Parker>> = None;
         let mut waited_since: Option<Instant> = None;
-        let mut wounded_owner = 0;
+        let mut victim: Option<(u64, Arc<TicketShared>)> = None;
         loop {
             if let Some(seq) = mine {
                 if !q.waiters.iter().any(|w| w.seq == seq) {
@@ -188,7 +188,7 @@ impl WwCore {
                     let new = code << 1 | if q.waiters.is_empty() { 0 } else { WAITERS };
                     if self
                         .state
-                        .compare_exchange(st, new, Ordering::Acquire, Ordering::Relaxed)
+                        .compare_exchange(st, new, Ordering::AcqRel, Ordering::Relaxed)
                         .is_ok()
                     {
                         self.clear_waiting(who);
@@ -243,18 +243,25 @@ impl WwCore {
                     && who.holds
                     && owner < STAMP_LIMIT
                     && owner > code
-                    && wounded_owner != owner
                 {
-                    // Once per owner: the lookup takes the class's list.
-                    wounded_owner = owner;
-                    if let Some(victim) = class.ticket_by_stamp(owner) {
-                        if !victim.wounded.swap(true, Ordering::AcqRel) {
+                    // The lookup takes the class's list: once per owner.
+                    if victim.as_ref().map(|(s, _)| *s) != Some(owner) {
+                        victim = class.ticket_by_stamp(owner).map(|v| (owner, v));
+                    }
+                    // Checked on every pass: the owner may have backed off
+                    // (answering the wound) and taken the lock again with
+                    // the same stamp before this waiter queued; it must be
+                    // wounded again (else both wait: a deadlock).
+                    if let Some((_, v)) = &victim {
+                        if !v.wounded.load(Ordering::Acquire)
+                            && !v.wounded.swap(true, Ordering::AcqRel)
+                        {
                             log::debug!(
                                 "ticket {code} wounds ticket {owner} on object {}",
                                 self.id
                             );
+                            v.parker.unpark();
                         }
-                        victim.parker.unpark();
                     }
                 }
             } else if who.deadline.is_some_and(|d| Instant::now() >= d) {
