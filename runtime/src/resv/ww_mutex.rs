@@ -4,11 +4,13 @@
 //! - `state` (atomic) holds `owner << 1 | WAITERS`. Owner 0 means unlocked;
 //!   a ticket owner is its stamp; a ticket-less owner is [`TICKETLESS`].
 //!   The fast paths CAS `0 -> me` and `me -> 0`; they fail whenever
-//!   `WAITERS` is set, so nobody overtakes a queued waiter.
+//!   `WAITERS` is set, so nobody overtakes a queued waiter without `queue`.
 //! - `queue` (mutex) guards the waiter list. `WAITERS` is set and cleared only
 //!   under it, and it is set whenever the list is not empty. An unlock that
-//!   sees `WAITERS` takes `queue` and hands the lock to the head (direct
-//!   hand-off: the head owns the lock before it wakes).
+//!   sees `WAITERS` takes `queue`, leaves the lock free (`WAITERS` only) and
+//!   wakes the head, which takes it when it runs. Meanwhile only a locker
+//!   older than every kept place and every waiter holding locks may take it
+//!   (bounded barging, [`BARGE_LIMIT`] in a row; see `Queue::may_barge`).
 //! - Lock order: `queue` -> class ticket list -> a parker. No other lock is
 //!   taken under `queue`.
 //! - Waiters are ordered by stamp (older first); ticket-less waiters go last,
@@ -49,23 +51,39 @@ struct Waiter {
     seq: u64,
     /// Whether the waiter holds other locks of the class (only those may die).
     holds: bool,
+    /// A place kept by a ticket that backed off.
+    kept: bool,
     wake: Wake,
-}
-
-impl Waiter {
-    fn code(&self) -> u64 {
-        if self.key == u64::MAX {
-            TICKETLESS
-        } else {
-            self.key
-        }
-    }
 }
 
 #[derive(Default)]
 struct Queue {
     waiters: Vec<Waiter>,
     seq: u64,
+    /// Locks taken by barging since a queued waiter last took it.
+    barges: u32,
+}
+
+/// How many times in a row a locker may take a free lock ahead of queued
+/// waiters (see [`WwCore::lock`]).
+const BARGE_LIMIT: u32 = 4;
+
+impl Queue {
+    /// Whether a locker with `key` (not queued itself) may take the free lock
+    /// ahead of the queue: it is older than every kept place and every waiter
+    /// that holds locks (so no younger ticket takes a kept place, and every
+    /// waiter it overtakes that could be in a cycle with it is younger:
+    /// it dies or is wounded as if it had queued behind it), and the barging
+    /// budget is not spent.
+    fn may_barge(&self, key: u64, mine: Option<u64>) -> bool {
+        key != u64::MAX
+            && self.barges < BARGE_LIMIT
+            && self
+                .waiters
+                .iter()
+                .filter(|w| Some(w.seq) != mine && (w.kept || w.holds))
+                .all(|w| w.key > key)
+    }
 }
 
 /// What a locker brings to [`WwCore::lock`].
@@ -181,7 +199,8 @@ impl WwCore {
                     Some(seq) => q.waiters.iter().position(|w| w.seq == seq).unwrap_or(0),
                     None => q.waiters.iter().filter(|w| w.key < key).count(),
                 };
-                if ahead == 0 {
+                let barge = ahead > 0 && q.may_barge(key, mine);
+                if ahead == 0 || barge {
                     if let Some(seq) = mine {
                         q.waiters.retain(|w| w.seq != seq);
                     }
@@ -191,14 +210,27 @@ impl WwCore {
                         .compare_exchange(st, new, Ordering::AcqRel, Ordering::Relaxed)
                         .is_ok()
                     {
+                        if barge {
+                            q.barges += 1;
+                        } else {
+                            q.barges = 0;
+                        }
+                        // Waiters left that hold locks are younger: in
+                        // wait-die they must die now; let them look.
+                        if self.wait_die {
+                            for w in q.waiters.iter().filter(|w| w.holds) {
+                                w.wake.parker().unpark();
+                            }
+                        }
                         self.clear_waiting(who);
                         return Ok(());
                     }
                     continue;
                 }
-                // Free, but an older waiter is queued: it goes first.
-                self.grant_head(&mut q);
-                continue;
+                // Free, but an older waiter is queued: it goes first (it
+                // was woken when the lock was released; wake it again, it
+                // costs one swap if it is awake).
+                q.waiters[0].wake.parker().unpark();
             }
             if let Some((ticket, class)) = who.ticket {
                 if ticket.cancelled.load(Ordering::Acquire) {
@@ -230,10 +262,17 @@ impl WwCore {
                         Some(seq) => {
                             if let Some(w) = q.waiters.iter_mut().find(|w| w.seq == seq) {
                                 w.holds = false;
+                                w.kept = true;
                             }
                         }
                         None => {
-                            self.enqueue(&mut q, key, false, Wake::Ticket(Arc::clone(ticket)));
+                            self.enqueue(
+                                &mut q,
+                                key,
+                                false,
+                                true,
+                                Wake::Ticket(Arc::clone(ticket)),
+                            );
                         }
                     }
                     self.clear_waiting(who);
@@ -273,7 +312,7 @@ impl WwCore {
                     Some((t, _)) => Wake::Ticket(Arc::clone(t)),
                     None => Wake::Plain(Arc::clone(plain.get_or_insert_with(Default::default))),
                 };
-                mine = Some(self.enqueue(&mut q, key, who.holds, wake));
+                mine = Some(self.enqueue(&mut q, key, who.holds, false, wake));
                 continue;
             }
             let since = *waited_since.get_or_insert_with(Instant::now);
@@ -300,7 +339,14 @@ impl WwCore {
     }
 
     /// Inserts a waiter in stamp order and sets `WAITERS`. Needs `queue`.
-    fn enqueue(&self, q: &mut MutexGuard<'_, Queue>, key: u64, holds: bool, wake: Wake) -> u64 {
+    fn enqueue(
+        &self,
+        q: &mut MutexGuard<'_, Queue>,
+        key: u64,
+        holds: bool,
+        kept: bool,
+        wake: Wake,
+    ) -> u64 {
         q.seq += 1;
         let seq = q.seq;
         let at = q.waiters.partition_point(|w| w.key <= key);
@@ -310,6 +356,7 @@ impl WwCore {
                 key,
                 seq,
                 holds,
+                kept,
                 wake,
             },
         );
@@ -330,23 +377,19 @@ impl WwCore {
         if q.waiters.is_empty() {
             self.state.fetch_and(!WAITERS, Ordering::AcqRel);
         } else if self.owner() == 0 {
-            self.grant_head(q);
+            self.release_to_head(q);
         }
     }
 
-    /// Hands the lock to the head waiter (the lock is free or its owner is
-    /// releasing it). Needs `queue` and a non-empty queue.
-    fn grant_head(&self, q: &mut MutexGuard<'_, Queue>) {
-        let head = q.waiters.remove(0);
-        let new = head.code() << 1 | if q.waiters.is_empty() { 0 } else { WAITERS };
-        self.state.store(new, Ordering::Release);
-        head.wake.parker().unpark();
-        // Waiters behind an older owner that hold locks must re-check (die).
-        if self.wait_die {
-            for w in q.waiters.iter().filter(|w| w.holds) {
-                w.wake.parker().unpark();
-            }
-        }
+    /// Releases the lock to the queue (the lock is free or its owner is
+    /// releasing it): the lock is left free with `WAITERS` set and the head
+    /// is woken; it takes the lock when it runs, unless an older locker
+    /// barges first (see [`Queue::may_barge`]). No direct hand-off: on
+    /// oversubscribed CPUs the head may not run for a while, and a lock
+    /// handed to it would stay idle. Needs `queue` and a non-empty queue.
+    fn release_to_head(&self, q: &mut MutexGuard<'_, Queue>) {
+        self.state.store(WAITERS, Ordering::Release);
+        q.waiters[0].wake.parker().unpark();
     }
 
     /// Releases the lock held by `code`. Takes `queue` only when waiters exist.
@@ -368,12 +411,12 @@ impl WwCore {
         if q.waiters.is_empty() {
             self.state.store(0, Ordering::Release);
         } else {
-            self.grant_head(&mut q);
+            self.release_to_head(&mut q);
         }
     }
 
     /// Gives up a place kept by ticket `stamp` after a back-off: removes its
-    /// queue entry, or releases the lock if it was already handed over.
+    /// queue entry, or releases the lock if the ticket already took it.
     pub(crate) fn forfeit(&self, stamp: u64) {
         let mut q = lock(&self.queue);
         if let Some(seq) = q.waiters.iter().find(|w| w.key == stamp).map(|w| w.seq) {
