@@ -349,6 +349,7 @@ impl Reservation {
     /// slot that holds a signaled fence or an earlier-or-same fence of the same
     /// context with a usage `>=` this one; drops other signaled fences; else
     /// takes a reserved slot. Caller holds the ww lock.
+    #[inline]
     pub(crate) fn add_locked(&self, fence: &Fence, usage: Usage) {
         let reserved = self.reserved.load(Ordering::Relaxed);
         if reserved == 0 {
@@ -375,9 +376,21 @@ impl Reservation {
                 None => false,
             })
         };
-        if unchanged {
-            return;
+        if !unchanged {
+            self.edit_locked(fence, usage);
         }
+    }
+
+    /// The editing part of [`Reservation::add_locked`]. Caller holds the ww
+    /// lock.
+    #[inline(never)]
+    fn edit_locked(&self, fence: &Fence, usage: Usage) {
+        let replaceable = |slot: &Slot| {
+            (slot.fence.context() == fence.context()
+                && slot.usage >= usage
+                && (slot.fence.ptr_eq(fence) || !slot.fence.is_later(fence)))
+                || slot.fence.test_signaled_flag()
+        };
         // SAFETY: the caller holds the ww lock.
         let spare = unsafe {
             self.slots.edit(|list| {
