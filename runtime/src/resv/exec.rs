@@ -79,7 +79,7 @@ impl Ticket {
     /// with [`Ticket::set_timeout`] bounds each call afresh; a cancel stays
     /// until [`Ticket::restart`]. Returns `Lock(TimedOut | Cancelled |
     /// Misuse)` or `NoMemory` with nothing held.
-    #[inline]
+    #[inline(always)]
     pub fn reserve<'t, 'a, R: AsReservation>(
         &'t mut self,
         objs: &'a [(R, Access)],
@@ -300,7 +300,7 @@ impl<R: AsReservation> Reserved<'_, '_, R> {
 
     /// Puts `fence` on every reserved buffer (`Write` usage where the list
     /// writes, `Read` where it only reads) and unreserves.
-    #[inline]
+    #[inline(always)]
     pub fn commit(self, fence: &Fence) {
         for (resv, access) in self.locked() {
             let usage = match access {
