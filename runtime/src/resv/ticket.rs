@@ -5,7 +5,9 @@
 //! its `Cell` fields are that thread's. [`TicketShared`] is what other threads
 //! see: `stamp` (written only by the owner while it holds no lock of the
 //! class), `wounded` and `cancelled` (atomics, set by anyone), `parker`, and
-//! `debug` (a leaf mutex: what the ticket holds and waits for, for dumps).
+//! `debug` (a leaf mutex: what the ticket waits for, back-offs, for dumps;
+//! taken on the slow path only). What the ticket holds is a [`HoldRecord`]:
+//! atomics written by the ticket's thread without a lock.
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc as StdArc;
