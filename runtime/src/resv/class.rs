@@ -99,6 +99,7 @@ impl WwClass {
     }
 
     /// Takes the next stamp (lower = older = wins). Lock-free.
+    #[inline]
     pub(crate) fn take_stamp(&self) -> u64 {
         self.next_stamp.fetch_add(1, Ordering::Relaxed)
     }
@@ -111,6 +112,7 @@ impl WwClass {
         self.inject_every.store(n, Ordering::Relaxed);
     }
 
+    #[inline]
     pub(crate) fn inject_every(&self) -> u64 {
         self.inject_every.load(Ordering::Relaxed)
     }

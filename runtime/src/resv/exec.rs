@@ -9,6 +9,8 @@
 //! per-entry state (`Scratch::states`) and the wait-set belong to the ticket's
 //! thread; they keep their capacity so a steady-state frame allocates nothing.
 
+use std::cell::Cell;
+
 use crate::fence::{Fence, FenceSet};
 use crate::resv::reservation::{Reservation, ResvError, Usage};
 use crate::resv::ticket::{Ticket, WwError};
@@ -53,7 +55,8 @@ const WRITE: u8 = 4;
 /// Per-ticket buffers of the flow, reused from one reservation to the next.
 #[derive(Default)]
 pub(crate) struct Scratch {
-    states: Vec<u8>,
+    /// Cells, so the flow can update them through `&Ticket`.
+    states: Vec<Cell<u8>>,
     set: FenceSet,
 }
 
@@ -76,6 +79,7 @@ impl Ticket {
     /// with [`Ticket::set_timeout`] bounds each call afresh; a cancel stays
     /// until [`Ticket::restart`]. Returns `Lock(TimedOut | Cancelled |
     /// Misuse)` or `NoMemory` with nothing held.
+    #[inline(always)]
     pub fn reserve<'t, 'a, R: AsReservation>(
         &'t mut self,
         objs: &'a [(R, Access)],
@@ -83,40 +87,79 @@ impl Ticket {
     ) -> Result<Reserved<'t, 'a, R>, ResvError> {
         self.begin_sequence();
         let slots = fences_per_obj.max(1);
-        let mut states = std::mem::take(&mut self.exec.states);
-        states.clear();
-        states.resize(objs.len(), 0);
-        let result = self.lock_all(objs, &mut states, slots);
-        self.exec.states = states;
-        result?;
+        // Every path out of the flow leaves the states zeroed
+        // (`unlock_listed`), so a list of the same length needs no reset.
+        if self.exec.states.len() != objs.len() {
+            self.exec.states.clear();
+            self.exec.states.resize_with(objs.len(), Cell::default);
+        }
+        debug_assert!(self.exec.states.iter().all(|s| s.get() == 0));
+        self.lock_all(objs, &self.exec.states, slots)?;
         self.done_acquiring();
         self.record_holds(
             objs.iter()
                 .zip(&self.exec.states)
-                .filter(|(_, s)| **s & LOCKED != 0)
+                .filter(|(_, s)| s.get() & LOCKED != 0)
                 .map(|((r, _), _)| r.as_reservation().id()),
         );
-        Ok(Reserved {
-            ticket: self,
-            objs,
-            live: true,
-        })
+        Ok(Reserved { ticket: self, objs })
     }
 
+    /// Locks every entry: the uncontended pass (one CAS per object) inline,
+    /// the rest in [`Ticket::lock_rest`].
+    #[inline]
     fn lock_all<R: AsReservation>(
         &self,
         objs: &[(R, Access)],
-        states: &mut [u8],
+        states: &[Cell<u8>],
         slots: usize,
     ) -> Result<(), ResvError> {
-        let mut i = 0;
+        if self.fast_ok() {
+            let stamp = self.stamp();
+            for (i, ((obj, access), state)) in objs.iter().zip(states).enumerate() {
+                let resv = obj.as_reservation();
+                if !self.lock_fast(&resv.lock.core, stamp) {
+                    return self.lock_rest(objs, states, slots, i);
+                }
+                state.set(LOCKED | write_bit(*access));
+                if let Err(e) = resv.reserve_locked(slots) {
+                    self.unlock_listed(objs, states);
+                    return Err(e);
+                }
+            }
+            return Ok(());
+        }
+        self.lock_rest(objs, states, slots, 0)
+    }
+
+    /// The general loop of [`Ticket::lock_all`], from entry `from` on: waits,
+    /// merges duplicates, backs off and retries.
+    #[inline(never)]
+    fn lock_rest<R: AsReservation>(
+        &self,
+        objs: &[(R, Access)],
+        states: &[Cell<u8>],
+        slots: usize,
+        from: usize,
+    ) -> Result<(), ResvError> {
+        let stamp = self.stamp();
+        let mut fast = self.fast_ok();
+        let mut i = from;
         while i < objs.len() {
-            if states[i] & LOCKED != 0 {
+            if states[i].get() & LOCKED != 0 {
                 i += 1;
                 continue;
             }
             let (obj, access) = &objs[i];
             let resv = obj.as_reservation();
+            if fast && self.lock_fast(&resv.lock.core, stamp) {
+                if let Err(e) = self.took(resv, states, i, *access, slots) {
+                    self.unlock_listed(objs, states);
+                    return Err(e);
+                }
+                i += 1;
+                continue;
+            }
             match self.lock_core(&resv.lock.core, false) {
                 Ok(()) => {
                     if let Err(e) = self.took(resv, states, i, *access, slots) {
@@ -129,11 +172,11 @@ impl Ticket {
                         .iter()
                         .zip(states.iter())
                         .position(|((o, _), s)| {
-                            *s & LOCKED != 0 && std::ptr::eq(o.as_reservation(), resv)
+                            s.get() & LOCKED != 0 && std::ptr::eq(o.as_reservation(), resv)
                         })
                         .unwrap_or(i);
-                    states[first] |= write_bit(*access);
-                    states[i] = DUPLICATE;
+                    states[first].set(states[first].get() | write_bit(*access));
+                    states[i].set(DUPLICATE);
                 }
                 Err(WwError::Deadlock { .. }) => {
                     self.unlock_listed(objs, states);
@@ -141,6 +184,8 @@ impl Ticket {
                         self.forfeit_place();
                         return Err(e.into());
                     }
+                    // `lock_slow` resolved the kept place.
+                    fast = self.fast_ok();
                     if let Err(e) = self.took(resv, states, i, *access, slots) {
                         self.unlock_listed(objs, states);
                         return Err(e);
@@ -160,25 +205,26 @@ impl Ticket {
     }
 
     /// Marks entry `i` locked and reserves its slots.
+    #[inline]
     fn took(
         &self,
         resv: &Reservation,
-        states: &mut [u8],
+        states: &[Cell<u8>],
         i: usize,
         access: Access,
         slots: usize,
     ) -> Result<(), ResvError> {
-        states[i] = LOCKED | write_bit(access);
+        states[i].set(LOCKED | write_bit(access));
         resv.reserve_locked(slots)
     }
 
     /// Unlocks every locked entry in reverse order and clears all states.
-    fn unlock_listed<R: AsReservation>(&self, objs: &[(R, Access)], states: &mut [u8]) {
-        for i in (0..objs.len()).rev() {
-            if states[i] & LOCKED != 0 {
+    fn unlock_listed<R: AsReservation>(&self, objs: &[(R, Access)], states: &[Cell<u8>]) {
+        for (i, state) in states.iter().enumerate().rev() {
+            if state.get() & LOCKED != 0 {
                 self.unlock_core(&objs[i].0.as_reservation().lock.core);
             }
-            states[i] = 0;
+            state.set(0);
         }
     }
 }
@@ -189,7 +235,6 @@ impl Ticket {
 pub struct Reserved<'t, 'a, R: AsReservation> {
     ticket: &'t mut Ticket,
     objs: &'a [(R, Access)],
-    live: bool,
 }
 
 impl<R: AsReservation> std::fmt::Debug for Reserved<'_, '_, R> {
@@ -217,9 +262,9 @@ impl<R: AsReservation> Reserved<'_, '_, R> {
         self.objs
             .iter()
             .zip(&self.ticket.exec.states)
-            .filter(|(_, s)| **s & LOCKED != 0)
+            .filter(|(_, s)| s.get() & LOCKED != 0)
             .map(|((r, _), s)| {
-                let access = if s & WRITE != 0 {
+                let access = if s.get() & WRITE != 0 {
                     Access::Write
                 } else {
                     Access::Read
@@ -255,7 +300,8 @@ impl<R: AsReservation> Reserved<'_, '_, R> {
 
     /// Puts `fence` on every reserved buffer (`Write` usage where the list
     /// writes, `Read` where it only reads) and unreserves.
-    pub fn commit(mut self, fence: &Fence) {
+    #[inline(always)]
+    pub fn commit(self, fence: &Fence) {
         for (resv, access) in self.locked() {
             let usage = match access {
                 Access::Write => Usage::Write,
@@ -263,28 +309,18 @@ impl<R: AsReservation> Reserved<'_, '_, R> {
             };
             resv.add_locked(fence, usage);
         }
-        self.release();
+        // Dropping unlocks.
     }
 
     /// Unreserves everything without adding a fence (same as dropping).
-    pub fn backoff(mut self) {
-        self.release();
-    }
-
-    fn release(&mut self) {
-        if !self.live {
-            return;
-        }
-        self.live = false;
-        let mut states = std::mem::take(&mut self.ticket.exec.states);
-        self.ticket.unlock_listed(self.objs, &mut states);
-        self.ticket.exec.states = states;
-        self.ticket.record_holds(std::iter::empty());
-    }
+    pub fn backoff(self) {}
 }
 
 impl<R: AsReservation> Drop for Reserved<'_, '_, R> {
+    #[inline]
     fn drop(&mut self) {
-        self.release();
+        self.ticket
+            .unlock_listed(self.objs, &self.ticket.exec.states);
+        self.ticket.record_holds(std::iter::empty());
     }
 }

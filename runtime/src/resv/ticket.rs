@@ -5,9 +5,12 @@
 //! its `Cell` fields are that thread's. [`TicketShared`] is what other threads
 //! see: `stamp` (written only by the owner while it holds no lock of the
 //! class), `wounded` and `cancelled` (atomics, set by anyone), `parker`, and
-//! `debug` (a leaf mutex: what the ticket holds and waits for, for dumps).
+//! `debug` (a leaf mutex: what the ticket waits for, back-offs, for dumps;
+//! taken on the slow path only). What the ticket holds is a [`HoldRecord`]:
+//! atomics written by the ticket's thread without a lock.
 
 use std::cell::{Cell, RefCell};
+use std::sync::Arc as StdArc;
 use std::time::{Duration, Instant};
 
 use crate::resv::class::WwClass;
@@ -92,14 +95,120 @@ pub(crate) struct TicketShared {
 /// A ticket's entry in the registry (see [`crate::debug`]).
 pub(crate) struct TicketDebug {
     pub(crate) started: Instant,
-    pub(crate) held: Vec<u64>,
+    /// The objects held (lock-free for the ticket's thread; see [`HoldRecord`]).
+    pub(crate) held: StdArc<HoldRecord>,
     pub(crate) waiting: Option<(u64, Instant)>,
     pub(crate) backoffs: u64,
     pub(crate) warned: bool,
 }
 
+/// How many held objects a ticket records without taking a lock.
+const FAST_HOLDS: usize = 64;
+
+/// What a ticket holds, for [`crate::debug::dump`]: written by the ticket's
+/// thread only, with plain atomic stores (no read-modify-write, no lock) for
+/// the first [`FAST_HOLDS`] objects; objects past those go to `overflow`, a
+/// leaf mutex. Readers (dumps) get a racy snapshot: an object being added or
+/// removed at that instant may be missing or listed twice. These are std
+/// atomics even under loom: the record decides nothing.
+pub(crate) struct HoldRecord {
+    len: std::sync::atomic::AtomicUsize,
+    ids: [std::sync::atomic::AtomicU64; FAST_HOLDS],
+    overflow: std::sync::Mutex<Vec<u64>>,
+}
+
+impl HoldRecord {
+    fn new() -> HoldRecord {
+        HoldRecord {
+            len: std::sync::atomic::AtomicUsize::new(0),
+            ids: std::array::from_fn(|_| std::sync::atomic::AtomicU64::new(0)),
+            overflow: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    fn overflow(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {
+        self.overflow
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds `id`. The ticket's thread only.
+    #[inline]
+    fn push(&self, id: u64) {
+        use std::sync::atomic::Ordering::{Relaxed, Release};
+        let n = self.len.load(Relaxed);
+        match self.ids.get(n) {
+            Some(slot) => slot.store(id, Relaxed),
+            None => self.overflow().push(id),
+        }
+        self.len.store(n + 1, Release);
+    }
+
+    /// Removes one `id` (the last recorded). The ticket's thread only.
+    fn remove(&self, id: u64) {
+        use std::sync::atomic::Ordering::{Relaxed, Release};
+        let n = self.len.load(Relaxed);
+        if n > FAST_HOLDS {
+            // Rare: more than FAST_HOLDS objects held at once.
+            let mut over = self.overflow();
+            if let Some(i) = over.iter().rposition(|&o| o == id) {
+                over.swap_remove(i);
+            } else if let Some(i) = self.ids.iter().rposition(|o| o.load(Relaxed) == id) {
+                let moved = over.pop().unwrap_or(0);
+                self.ids[i].store(moved, Relaxed);
+            } else {
+                return;
+            }
+            self.len.store(n - 1, Release);
+            return;
+        }
+        if let Some(i) = self.ids[..n].iter().rposition(|o| o.load(Relaxed) == id) {
+            let last = self.ids[n - 1].load(Relaxed);
+            self.ids[i].store(last, Relaxed);
+            self.len.store(n - 1, Release);
+        }
+    }
+
+    /// Replaces the whole record. The ticket's thread only.
+    #[inline]
+    fn set(&self, objects: impl Iterator<Item = u64>) {
+        use std::sync::atomic::Ordering::{Relaxed, Release};
+        let old = self.len.load(Relaxed);
+        if old > FAST_HOLDS {
+            self.overflow().clear();
+        }
+        let mut n = 0;
+        for id in objects {
+            match self.ids.get(n) {
+                Some(slot) => slot.store(id, Relaxed),
+                None => self.overflow().push(id),
+            }
+            n += 1;
+        }
+        self.len.store(n, Release);
+    }
+}
+
+impl std::fmt::Debug for HoldRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::sync::atomic::Ordering::{Acquire, Relaxed};
+        let n = self.len.load(Acquire);
+        let mut list = f.debug_list();
+        list.entries(
+            self.ids[..n.min(FAST_HOLDS)]
+                .iter()
+                .map(|o| o.load(Relaxed)),
+        );
+        if n > FAST_HOLDS {
+            list.entries(self.overflow().iter());
+        }
+        list.finish()
+    }
+}
+
 impl TicketShared {
     /// The current stamp. Lock-free.
+    #[inline]
     pub(crate) fn stamp(&self) -> u64 {
         self.stamp.load(Ordering::Relaxed)
     }
@@ -139,6 +248,8 @@ impl CancelHandle {
 /// class in any order without deadlock. Keeps its stamp across retries.
 pub struct Ticket {
     pub(crate) shared: Arc<TicketShared>,
+    /// The registry's hold list (also in `shared.debug`), written lock-free.
+    holds: StdArc<HoldRecord>,
     pub(crate) class: Arc<WwClass>,
     acquired: Cell<usize>,
     done: Cell<bool>,
@@ -172,6 +283,7 @@ impl Ticket {
     /// Takes the class's ticket list once.
     pub fn new(class: &Arc<WwClass>) -> Ticket {
         let stamp = class.take_stamp();
+        let holds = StdArc::new(HoldRecord::new());
         let shared = Arc::new(TicketShared {
             stamp: AtomicU64::new(stamp),
             wounded: AtomicBool::new(false),
@@ -179,7 +291,7 @@ impl Ticket {
             parker: Parker::default(),
             debug: Mutex::new(TicketDebug {
                 started: Instant::now(),
-                held: Vec::new(),
+                held: StdArc::clone(&holds),
                 waiting: None,
                 backoffs: 0,
                 warned: false,
@@ -188,6 +300,7 @@ impl Ticket {
         lock(&class.tickets).push(Arc::clone(&shared));
         Ticket {
             shared,
+            holds,
             class: Arc::clone(class),
             acquired: Cell::new(0),
             done: Cell::new(false),
@@ -211,6 +324,7 @@ impl Ticket {
     }
 
     /// The stamp (lower = older = wins).
+    #[inline]
     pub fn stamp(&self) -> u64 {
         self.shared.stamp()
     }
@@ -245,6 +359,7 @@ impl Ticket {
 
     /// Declares the acquire phase over (`ww_acquire_done`): later locks are
     /// a [`Misuse`] in debug builds.
+    #[inline]
     pub fn done_acquiring(&self) {
         self.done.set(true);
     }
@@ -263,6 +378,7 @@ impl Ticket {
 
     /// Starts the acquire sequence of [`Ticket::reserve`]: keeps the stamp
     /// of `new` / `restart` if unused, else takes a fresh one.
+    #[inline]
     pub(crate) fn begin_sequence(&mut self) {
         if !self.fresh.replace(false) {
             self.begin();
@@ -278,6 +394,7 @@ impl Ticket {
     }
 
     /// A fresh stamp, no wound, no kept place; keeps timeout and cancel.
+    #[inline]
     pub(crate) fn begin(&mut self) {
         self.forfeit_place();
         if self.acquired.get() > 0 {
@@ -294,7 +411,9 @@ impl Ticket {
     /// Locks `mutex` (`ww_mutex_lock`): waits, or returns `Deadlock` (back
     /// off) or `AlreadyHeld`. Needs no lock held except this ticket's.
     pub fn lock<'m>(&self, mutex: &'m WwMutex) -> Result<WwGuard<'m, '_>, WwError> {
-        self.lock_core(&mutex.core, false)?;
+        if !(self.fast_ok() && self.lock_fast(&mutex.core, self.stamp())) {
+            self.lock_core(&mutex.core, false)?;
+        }
         self.record_hold(mutex.id(), true);
         Ok(WwGuard {
             mutex,
@@ -358,6 +477,36 @@ impl Ticket {
             }
             None => Ok(()),
         }
+    }
+
+    /// The uncontended step of the reservation flow: takes `core` with one
+    /// CAS if it is free and nobody waits, with no kept place pending and no
+    /// deadlock injection (the caller checks both once per batch). Counts
+    /// the lock; `false` leaves everything to [`Ticket::lock_core`].
+    #[inline]
+    pub(crate) fn lock_fast(&self, core: &Arc<WwCore>, stamp: u64) -> bool {
+        if cfg!(debug_assertions) && self.check(core, false).is_err() {
+            return false;
+        }
+        if self.acquired.get() == 0 {
+            // As in `lock_core`: holding nothing, the ticket is in no cycle.
+            // Before the CAS: a wound that comes once the lock is ours must
+            // stay (loom's `abba_wound_wait` deadlocks otherwise).
+            self.shared.wounded.store(false, Ordering::Release);
+        }
+        if !core.try_fast(stamp) {
+            return false;
+        }
+        self.fresh.set(false);
+        self.count_lock(core);
+        true
+    }
+
+    /// Whether [`Ticket::lock_fast`] may be used: no kept place to resolve and
+    /// no deadlock injection.
+    #[inline]
+    pub(crate) fn fast_ok(&self) -> bool {
+        self.class.inject_every() == 0 && self.contended.borrow().is_none()
     }
 
     /// The lock step shared by [`Ticket::lock`], [`Ticket::lock_slow`] and the
@@ -439,6 +588,7 @@ impl Ticket {
     }
 
     /// Counts a lock just taken (and, in debug builds, remembers it).
+    #[inline]
     fn count_lock(&self, core: &Arc<WwCore>) {
         self.acquired.set(self.acquired.get() + 1);
         #[cfg(debug_assertions)]
@@ -448,6 +598,7 @@ impl Ticket {
     }
 
     /// Releases a lock taken by [`Ticket::lock_core`].
+    #[inline]
     pub(crate) fn unlock_core(&self, core: &WwCore) {
         core.unlock(self.stamp());
         self.acquired.set(self.acquired.get() - 1);
@@ -461,27 +612,29 @@ impl Ticket {
     }
 
     /// Gives up the place kept after a back-off, if any.
+    #[inline]
     pub(crate) fn forfeit_place(&self) {
         if let Some(p) = self.contended.borrow_mut().take() {
             p.forfeit(self.stamp());
         }
     }
 
-    /// Adds or removes one object in the registry's hold list.
+    /// Adds or removes one object in the registry's hold list. No lock
+    /// (see [`HoldRecord`]).
+    #[inline]
     pub(crate) fn record_hold(&self, object: u64, held: bool) {
-        let mut d = lock(&self.shared.debug);
         if held {
-            d.held.push(object);
-        } else if let Some(i) = d.held.iter().rposition(|&o| o == object) {
-            d.held.swap_remove(i);
+            self.holds.push(object);
+        } else {
+            self.holds.remove(object);
         }
     }
 
-    /// Replaces the registry's hold list (the reservation flow, once a batch).
+    /// Replaces the registry's hold list (the reservation flow, once a
+    /// batch). No lock (see [`HoldRecord`]).
+    #[inline]
     pub(crate) fn record_holds(&self, objects: impl Iterator<Item = u64>) {
-        let mut d = lock(&self.shared.debug);
-        d.held.clear();
-        d.held.extend(objects);
+        self.holds.set(objects);
     }
 }
 

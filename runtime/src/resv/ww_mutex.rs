@@ -4,11 +4,13 @@
 //! - `state` (atomic) holds `owner << 1 | WAITERS`. Owner 0 means unlocked;
 //!   a ticket owner is its stamp; a ticket-less owner is [`TICKETLESS`].
 //!   The fast paths CAS `0 -> me` and `me -> 0`; they fail whenever
-//!   `WAITERS` is set, so nobody overtakes a queued waiter.
+//!   `WAITERS` is set, so nobody overtakes a queued waiter without `queue`.
 //! - `queue` (mutex) guards the waiter list. `WAITERS` is set and cleared only
 //!   under it, and it is set whenever the list is not empty. An unlock that
-//!   sees `WAITERS` takes `queue` and hands the lock to the head (direct
-//!   hand-off: the head owns the lock before it wakes).
+//!   sees `WAITERS` takes `queue`, leaves the lock free (`WAITERS` only) and
+//!   wakes the head, which takes it when it runs. Meanwhile only a locker
+//!   older than every kept place and every waiter holding locks may take it
+//!   (bounded barging, [`BARGE_LIMIT`] in a row; see `Queue::may_barge`).
 //! - Lock order: `queue` -> class ticket list -> a parker. No other lock is
 //!   taken under `queue`.
 //! - Waiters are ordered by stamp (older first); ticket-less waiters go last,
@@ -49,23 +51,39 @@ struct Waiter {
     seq: u64,
     /// Whether the waiter holds other locks of the class (only those may die).
     holds: bool,
+    /// A place kept by a ticket that backed off.
+    kept: bool,
     wake: Wake,
-}
-
-impl Waiter {
-    fn code(&self) -> u64 {
-        if self.key == u64::MAX {
-            TICKETLESS
-        } else {
-            self.key
-        }
-    }
 }
 
 #[derive(Default)]
 struct Queue {
     waiters: Vec<Waiter>,
     seq: u64,
+    /// Locks taken by barging since a queued waiter last took it.
+    barges: u32,
+}
+
+/// How many times in a row a locker may take a free lock ahead of queued
+/// waiters (see [`WwCore::lock`]).
+const BARGE_LIMIT: u32 = 4;
+
+impl Queue {
+    /// Whether a locker with `key` (not queued itself) may take the free lock
+    /// ahead of the queue: it is older than every kept place and every waiter
+    /// that holds locks (so no younger ticket takes a kept place, and every
+    /// waiter it overtakes that could be in a cycle with it is younger:
+    /// it dies or is wounded as if it had queued behind it), and the barging
+    /// budget is not spent.
+    fn may_barge(&self, key: u64, mine: Option<u64>) -> bool {
+        key != u64::MAX
+            && self.barges < BARGE_LIMIT
+            && self
+                .waiters
+                .iter()
+                .filter(|w| Some(w.seq) != mine && (w.kept || w.holds))
+                .all(|w| w.key > key)
+    }
 }
 
 /// What a locker brings to [`WwCore::lock`].
@@ -102,6 +120,7 @@ pub(crate) struct WwCore {
 }
 
 impl WwCore {
+    #[inline]
     pub(crate) fn id(&self) -> u64 {
         self.id
     }
@@ -116,9 +135,10 @@ impl WwCore {
     }
 
     /// Fast path: takes a free lock nobody waits for. Lock-free.
+    #[inline]
     pub(crate) fn try_fast(&self, code: u64) -> bool {
         self.state
-            .compare_exchange(0, code << 1, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(0, code << 1, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
     }
 
@@ -163,7 +183,7 @@ impl WwCore {
         }
         let mut plain: Option<Arc<Parker>> = None;
         let mut waited_since: Option<Instant> = None;
-        let mut wounded_owner = 0;
+        let mut victim: Option<(u64, Arc<TicketShared>)> = None;
         loop {
             if let Some(seq) = mine {
                 if !q.waiters.iter().any(|w| w.seq == seq) {
@@ -179,24 +199,38 @@ impl WwCore {
                     Some(seq) => q.waiters.iter().position(|w| w.seq == seq).unwrap_or(0),
                     None => q.waiters.iter().filter(|w| w.key < key).count(),
                 };
-                if ahead == 0 {
+                let barge = ahead > 0 && q.may_barge(key, mine);
+                if ahead == 0 || barge {
                     if let Some(seq) = mine {
                         q.waiters.retain(|w| w.seq != seq);
                     }
                     let new = code << 1 | if q.waiters.is_empty() { 0 } else { WAITERS };
                     if self
                         .state
-                        .compare_exchange(st, new, Ordering::Acquire, Ordering::Relaxed)
+                        .compare_exchange(st, new, Ordering::AcqRel, Ordering::Relaxed)
                         .is_ok()
                     {
+                        if barge {
+                            q.barges += 1;
+                        } else {
+                            q.barges = 0;
+                        }
+                        // Waiters left that hold locks are younger: in
+                        // wait-die they must die now; let them look.
+                        if self.wait_die {
+                            for w in q.waiters.iter().filter(|w| w.holds) {
+                                w.wake.parker().unpark();
+                            }
+                        }
                         self.clear_waiting(who);
                         return Ok(());
                     }
                     continue;
                 }
-                // Free, but an older waiter is queued: it goes first.
-                self.grant_head(&mut q);
-                continue;
+                // Free, but an older waiter is queued: it goes first (it
+                // was woken when the lock was released; wake it again, it
+                // costs one swap if it is awake).
+                q.waiters[0].wake.parker().unpark();
             }
             if let Some((ticket, class)) = who.ticket {
                 if ticket.cancelled.load(Ordering::Acquire) {
@@ -228,10 +262,17 @@ impl WwCore {
                         Some(seq) => {
                             if let Some(w) = q.waiters.iter_mut().find(|w| w.seq == seq) {
                                 w.holds = false;
+                                w.kept = true;
                             }
                         }
                         None => {
-                            self.enqueue(&mut q, key, false, Wake::Ticket(Arc::clone(ticket)));
+                            self.enqueue(
+                                &mut q,
+                                key,
+                                false,
+                                true,
+                                Wake::Ticket(Arc::clone(ticket)),
+                            );
                         }
                     }
                     self.clear_waiting(who);
@@ -241,18 +282,25 @@ impl WwCore {
                     && who.holds
                     && owner < STAMP_LIMIT
                     && owner > code
-                    && wounded_owner != owner
                 {
-                    // Once per owner: the lookup takes the class's list.
-                    wounded_owner = owner;
-                    if let Some(victim) = class.ticket_by_stamp(owner) {
-                        if !victim.wounded.swap(true, Ordering::AcqRel) {
+                    // The lookup takes the class's list: once per owner.
+                    if victim.as_ref().map(|(s, _)| *s) != Some(owner) {
+                        victim = class.ticket_by_stamp(owner).map(|v| (owner, v));
+                    }
+                    // Checked on every pass: the owner may have backed off
+                    // (answering the wound) and taken the lock again with
+                    // the same stamp before this waiter queued; it must be
+                    // wounded again (else both wait: a deadlock).
+                    if let Some((_, v)) = &victim {
+                        if !v.wounded.load(Ordering::Acquire)
+                            && !v.wounded.swap(true, Ordering::AcqRel)
+                        {
                             log::debug!(
                                 "ticket {code} wounds ticket {owner} on object {}",
                                 self.id
                             );
+                            v.parker.unpark();
                         }
-                        victim.parker.unpark();
                     }
                 }
             } else if who.deadline.is_some_and(|d| Instant::now() >= d) {
@@ -264,7 +312,7 @@ impl WwCore {
                     Some((t, _)) => Wake::Ticket(Arc::clone(t)),
                     None => Wake::Plain(Arc::clone(plain.get_or_insert_with(Default::default))),
                 };
-                mine = Some(self.enqueue(&mut q, key, who.holds, wake));
+                mine = Some(self.enqueue(&mut q, key, who.holds, false, wake));
                 continue;
             }
             let since = *waited_since.get_or_insert_with(Instant::now);
@@ -291,7 +339,14 @@ impl WwCore {
     }
 
     /// Inserts a waiter in stamp order and sets `WAITERS`. Needs `queue`.
-    fn enqueue(&self, q: &mut MutexGuard<'_, Queue>, key: u64, holds: bool, wake: Wake) -> u64 {
+    fn enqueue(
+        &self,
+        q: &mut MutexGuard<'_, Queue>,
+        key: u64,
+        holds: bool,
+        kept: bool,
+        wake: Wake,
+    ) -> u64 {
         q.seq += 1;
         let seq = q.seq;
         let at = q.waiters.partition_point(|w| w.key <= key);
@@ -301,6 +356,7 @@ impl WwCore {
                 key,
                 seq,
                 holds,
+                kept,
                 wake,
             },
         );
@@ -321,45 +377,46 @@ impl WwCore {
         if q.waiters.is_empty() {
             self.state.fetch_and(!WAITERS, Ordering::AcqRel);
         } else if self.owner() == 0 {
-            self.grant_head(q);
+            self.release_to_head(q);
         }
     }
 
-    /// Hands the lock to the head waiter (the lock is free or its owner is
-    /// releasing it). Needs `queue` and a non-empty queue.
-    fn grant_head(&self, q: &mut MutexGuard<'_, Queue>) {
-        let head = q.waiters.remove(0);
-        let new = head.code() << 1 | if q.waiters.is_empty() { 0 } else { WAITERS };
-        self.state.store(new, Ordering::Release);
-        head.wake.parker().unpark();
-        // Waiters behind an older owner that hold locks must re-check (die).
-        if self.wait_die {
-            for w in q.waiters.iter().filter(|w| w.holds) {
-                w.wake.parker().unpark();
-            }
-        }
+    /// Releases the lock to the queue (the lock is free or its owner is
+    /// releasing it): the lock is left free with `WAITERS` set and the head
+    /// is woken; it takes the lock when it runs, unless an older locker
+    /// barges first (see [`Queue::may_barge`]). No direct hand-off: on
+    /// oversubscribed CPUs the head may not run for a while, and a lock
+    /// handed to it would stay idle. Needs `queue` and a non-empty queue.
+    fn release_to_head(&self, q: &mut MutexGuard<'_, Queue>) {
+        self.state.store(WAITERS, Ordering::Release);
+        q.waiters[0].wake.parker().unpark();
     }
 
     /// Releases the lock held by `code`. Takes `queue` only when waiters exist.
+    #[inline]
     pub(crate) fn unlock(&self, code: u64) {
         if self
             .state
             .compare_exchange(code << 1, 0, Ordering::Release, Ordering::Relaxed)
-            .is_ok()
+            .is_err()
         {
-            return;
+            self.unlock_slow(code);
         }
+    }
+
+    #[cold]
+    fn unlock_slow(&self, code: u64) {
         let mut q = lock(&self.queue);
         debug_assert_eq!(self.owner(), code, "unlock by a non-owner");
         if q.waiters.is_empty() {
             self.state.store(0, Ordering::Release);
         } else {
-            self.grant_head(&mut q);
+            self.release_to_head(&mut q);
         }
     }
 
     /// Gives up a place kept by ticket `stamp` after a back-off: removes its
-    /// queue entry, or releases the lock if it was already handed over.
+    /// queue entry, or releases the lock if the ticket already took it.
     pub(crate) fn forfeit(&self, stamp: u64) {
         let mut q = lock(&self.queue);
         if let Some(seq) = q.waiters.iter().find(|w| w.key == stamp).map(|w| w.seq) {
@@ -401,6 +458,7 @@ impl WwMutex {
     }
 
     /// A process-unique id (used in dumps and errors).
+    #[inline]
     pub fn id(&self) -> u64 {
         self.core.id
     }
