@@ -162,14 +162,7 @@ pub fn run(cfg: &FlowConfig) -> Result<PathReport, FlowError> {
         .map(|f| scanout.import(f))
         .collect::<Result<_, _>>()?;
     let mut rep = PathReport::new(cfg.path, renderer.name(), scanout.display());
-    let capture_layout = ImageLayout::linear(
-        w,
-        h,
-        crate::render::vgem::XRGB8888,
-        0,
-        u64::from(w) * 4,
-        u64::from(w) * 4 * u64::from(h),
-    );
+    let capture_layout = scanout.capture_layout();
     let mut pixels = Vec::new();
     let mut ticket = Ticket::reservation();
     let mut shown: Vec<Shown> = Vec::new();

@@ -12,6 +12,7 @@ use bufsync_backends::drm::DrmDevice;
 use bufsync_backends::kms::{Display, FlipRequest, Framebuffer, KmsError};
 use bufsync_backends::sync_file::SyncFile;
 use bufsync_backends::testing::VgemBuffer;
+use bufsync_backends::vulkan::ImageLayout;
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::Duration;
@@ -182,6 +183,14 @@ impl Scanout {
             out_fence,
             capture: Some(PendingCapture { slot, fence }),
         })
+    }
+
+    /// The layout of what [`Scanout::read_capture`] returns: XRGB8888 at the
+    /// display's size, rows of `width * 4` bytes.
+    pub fn capture_layout(&self) -> ImageLayout {
+        let (w, h) = self.display.size();
+        let row = u64::from(w) * 4;
+        ImageLayout::linear(w, h, XRGB8888, 0, row, row * u64::from(h))
     }
 
     /// Waits for a capture and copies its pixels (XRGB8888, rows of

@@ -21,14 +21,15 @@
 //! Every wait is bounded; a stall shows up as an error carrying
 //! [`bufsync::debug::dump`] (who holds what), never as a hang.
 
-use crate::render::vgem::XRGB8888;
+use crate::flow::FlowError;
+use crate::render::vgem::{draw_pattern, XRGB8888};
 use crate::scanout::Scanout;
 use bufsync::fence::{Fence, FenceContext};
 use bufsync::resv::{Access, Ticket};
 use bufsync_backends::dmabuf::DmaBuf;
 use bufsync_backends::kms::Framebuffer;
 use bufsync_backends::testing::VgemBuffer;
-use bufsync_backends::vulkan::{check_frame, decode_frame_number, pattern_pixel, ImageLayout};
+use bufsync_backends::vulkan::{check_frame, decode_frame_number};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -78,7 +79,7 @@ pub struct StressReport {
 pub enum StressError {
     /// Setting up or driving a device failed.
     #[error("{0}")]
-    Flow(#[from] crate::flow::FlowError),
+    Flow(#[from] FlowError),
     /// A thread stalled or failed; carries the ticket dump.
     #[error("{what}\n-- reservations --\n{dump}")]
     Stalled {
@@ -116,27 +117,33 @@ struct Shared {
     stop: AtomicBool,
 }
 
-/// Runs the stress and reports what happened.
-pub fn run(cfg: &StressConfig) -> Result<StressReport, StressError> {
-    let flow_err = |e: crate::flow::FlowError| StressError::Flow(e);
-    let mut scanout = Scanout::open(&cfg.display, true).map_err(|e| flow_err(e.into()))?;
+/// Opens the display (with captures) and allocates the frames on vgem,
+/// imported into the display.
+fn open(cfg: &StressConfig) -> Result<(Scanout, Vec<Frame>, Vec<Framebuffer>), FlowError> {
+    let scanout = Scanout::open(&cfg.display, true)?;
     let (width, height) = scanout.display().size();
-    let vgem = VgemBuffer::device().map_err(|e| flow_err(e.into()))?;
-    let mut frames = Vec::with_capacity(cfg.swapchain);
+    let vgem = VgemBuffer::device()?;
+    let mut frames = Vec::with_capacity(cfg.swapchain.max(3));
     for _ in 0..cfg.swapchain.max(3) {
-        let v = VgemBuffer::create(&vgem, width, height).map_err(|e| flow_err(e.into()))?;
-        let buf = v.dumb().export(XRGB8888).map_err(|e| flow_err(e.into()))?;
+        let v = VgemBuffer::create(&vgem, width, height)?;
+        let buf = v.dumb().export(XRGB8888)?;
         frames.push(Frame {
             vgem: v,
             buf,
             number: AtomicU32::new(u32::MAX),
         });
     }
-    let fbs: Vec<Framebuffer> = frames
+    let fbs = frames
         .iter()
         .map(|f| scanout.import(&f.buf))
-        .collect::<Result<_, _>>()
-        .map_err(|e| flow_err(e.into()))?;
+        .collect::<Result<_, _>>()?;
+    Ok((scanout, frames, fbs))
+}
+
+/// Runs the stress and reports what happened.
+pub fn run(cfg: &StressConfig) -> Result<StressReport, StressError> {
+    let (mut scanout, frames, fbs) = open(cfg)?;
+    let (width, height) = scanout.display().size();
     let shared = Arc::new(Shared {
         frames,
         width,
@@ -147,7 +154,7 @@ pub fn run(cfg: &StressConfig) -> Result<StressReport, StressError> {
         stop: AtomicBool::new(false),
     });
     let start = Instant::now();
-    let handles: Vec<_> = (0..cfg.renderers)
+    let handles = (0..cfg.renderers)
         .map(|k| {
             let s = Arc::clone(&shared);
             let hold = cfg.hold;
@@ -160,9 +167,17 @@ pub fn run(cfg: &StressConfig) -> Result<StressReport, StressError> {
                     }
                     r
                 })
-                .expect("spawning a render thread")
+                .map_err(|e| FlowError::Io(e).into())
         })
-        .collect();
+        .collect::<Result<Vec<_>, StressError>>();
+    let handles = match handles {
+        Ok(h) => h,
+        Err(e) => {
+            // Threads already started stop at their next frame.
+            shared.stop.store(true, Ordering::Relaxed);
+            return Err(e);
+        }
+    };
     let shown = display_loop(&shared, &mut scanout, &fbs, cfg.flips);
     shared.stop.store(true, Ordering::Relaxed);
     let mut rep = StressReport::default();
@@ -238,7 +253,10 @@ fn render_loop(s: &Shared, k: u64, hold: Duration) -> Result<u32, StressError> {
         let drawn = deps
             .wait_all(Some(WAIT))
             .map_err(|e| format!("waiting for frame {a}'s users: {e}"))
-            .and_then(|()| draw(s, a, n, &mut row).map_err(|e| format!("drawing: {e}")));
+            .and_then(|()| {
+                draw_pattern(&s.frames[a].vgem, s.width, s.height, n, &mut row)
+                    .map_err(|e| format!("drawing: {e}"))
+            });
         // Signal even on failure: a fence must complete.
         if let Err(e) = &drawn {
             log::error!("render-{k}: {e}");
@@ -251,21 +269,6 @@ fn render_loop(s: &Shared, k: u64, hold: Duration) -> Result<u32, StressError> {
         rendered += 1;
     }
     Ok(rendered)
-}
-
-fn draw(s: &Shared, index: usize, n: u32, row: &mut [u8]) -> Result<(), bufsync_backends::Error> {
-    let dumb = s.frames[index].vgem.dumb();
-    let pitch = dumb.pitch() as usize;
-    let mut map = dumb.map()?;
-    for y in 0..s.height {
-        for x in 0..s.width {
-            let [r, g, b, _] = pattern_pixel(x, y, s.width, n);
-            let o = x as usize * 4;
-            row[o..o + 4].copy_from_slice(&[b, g, r, 0xff]);
-        }
-        map.write_at(y as usize * pitch, row)?;
-    }
-    Ok(())
 }
 
 struct Shown {
@@ -284,14 +287,7 @@ fn display_loop(
     let ctx = FenceContext::new("stress", "display");
     let mut ticket = Ticket::reservation();
     ticket.set_timeout(Some(WAIT));
-    let layout = ImageLayout::linear(
-        s.width,
-        s.height,
-        XRGB8888,
-        0,
-        u64::from(s.width) * 4,
-        u64::from(s.width) * 4 * u64::from(s.height),
-    );
+    let layout = scanout.capture_layout();
     let mut pixels = Vec::new();
     let mut shown = Shown {
         flips: 0,

@@ -7,21 +7,28 @@ use bufsync_examples::stress;
 use bufsync_tests::require;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// vkms has one CRTC: one flow at a time.
 static DISPLAY: Mutex<()> = Mutex::new(());
 
-fn run(name: &str, path: SyncPath, renderer: RendererKind) {
-    let _g = DISPLAY.lock().unwrap_or_else(|e| e.into_inner());
-    if !require(
-        name,
+/// Takes the display for test `test`; `None` (the test skips, loudly)
+/// without DRM devices outside the VM.
+fn take_display(test: &str) -> Option<MutexGuard<'static, ()>> {
+    let guard = DISPLAY.lock().unwrap_or_else(|e| e.into_inner());
+    require(
+        test,
         "vkms, vgem and a writeback connector",
         Path::new("/dev/dri").exists(),
-    ) {
+    )
+    .then_some(guard)
+}
+
+fn run(name: &str, path: SyncPath, renderer: RendererKind) {
+    let Some(_display) = take_display(name) else {
         return;
-    }
+    };
     let cfg = FlowConfig {
         path,
         renderer,
@@ -86,14 +93,10 @@ fn flow_implicit_vgem_import_sync_file() {
 /// bounded, a stall fails with the reservation dump), no torn frame.
 #[test]
 fn stress_two_renderers_and_display_contend_through_tickets() {
-    let _g = DISPLAY.lock().unwrap_or_else(|e| e.into_inner());
-    if !require(
-        "stress_two_renderers_and_display_contend_through_tickets",
-        "vkms, vgem and a writeback connector",
-        Path::new("/dev/dri").exists(),
-    ) {
+    let Some(_display) = take_display("stress_two_renderers_and_display_contend_through_tickets")
+    else {
         return;
-    }
+    };
     let cfg = stress::StressConfig {
         flips: 60,
         swapchain: 4,
@@ -154,14 +157,9 @@ fn vkms_routing() -> Vec<String> {
 /// display back as it found it, and leaves no fd behind.
 #[test]
 fn flow_stopped_early_restores_display_and_leaks_no_fd() {
-    let _g = DISPLAY.lock().unwrap_or_else(|e| e.into_inner());
-    if !require(
-        "flow_stopped_early_restores_display_and_leaks_no_fd",
-        "vkms, vgem and a writeback connector",
-        Path::new("/dev/dri").exists(),
-    ) {
+    let Some(_display) = take_display("flow_stopped_early_restores_display_and_leaks_no_fd") else {
         return;
-    }
+    };
     // Lazily created for good (the reactor's epoll and eventfd): not leaks.
     bufsync_backends::reactor::global().unwrap();
     // When the card's last fd closes, the kernel's fbdev emulation

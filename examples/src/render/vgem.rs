@@ -33,6 +33,31 @@ struct Job {
     fence: VgemFence,
 }
 
+/// Draws the test pattern of frame `n` into a `width` x `height` XRGB8888
+/// vgem buffer through the device's own mapping (as a GPU writes its
+/// memory), a row at a time through `row` (`width * 4` bytes).
+pub fn draw_pattern(
+    buffer: &VgemBuffer,
+    width: u32,
+    height: u32,
+    n: u32,
+    row: &mut [u8],
+) -> Result<(), bufsync_backends::Error> {
+    let dumb = buffer.dumb();
+    let pitch = dumb.pitch() as usize;
+    let mut map = dumb.map()?;
+    for y in 0..height {
+        for x in 0..width {
+            let [r, g, b, _] = pattern_pixel(x, y, width, n);
+            let o = x as usize * 4;
+            // XRGB8888 little-endian: B, G, R, X in memory.
+            row[o..o + 4].copy_from_slice(&[b, g, r, 0xff]);
+        }
+        map.write_at(y as usize * pitch, row)?;
+    }
+    Ok(())
+}
+
 /// The vgem CPU renderer.
 pub struct VgemRenderer {
     _vgem: Arc<DrmDevice>,
@@ -75,18 +100,13 @@ impl VgemRenderer {
     }
 
     fn draw(&mut self, index: usize, n: u32) -> Result<(), RenderError> {
-        let dumb = self.buffers[index].dumb();
-        let pitch = dumb.pitch() as usize;
-        let mut map = dumb.map()?;
-        for y in 0..self.height {
-            for x in 0..self.width {
-                let [r, g, b, _] = pattern_pixel(x, y, self.width, n);
-                let o = x as usize * 4;
-                // XRGB8888 little-endian: B, G, R, X in memory.
-                self.row[o..o + 4].copy_from_slice(&[b, g, r, 0xff]);
-            }
-            map.write_at(y as usize * pitch, &self.row)?;
-        }
+        draw_pattern(
+            &self.buffers[index],
+            self.width,
+            self.height,
+            n,
+            &mut self.row,
+        )?;
         Ok(())
     }
 }
