@@ -1,31 +1,16 @@
 //! Port of the kernel's drivers/dma-buf/st-dma-fence-chain.c, one test per case.
 
+mod common;
+use common::mock_fence;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-use bufsync::fence::{ChainError, Fence, FenceChain, FenceKind, FenceTimeline};
+use bufsync::fence::{ChainError, Fence, FenceChain, FenceTimeline};
 
 /// The kernel's CHAIN_SZ (4 << 10).
 const CHAIN_SZ: usize = 4 << 10;
-
-struct Mock;
-
-impl FenceKind for Mock {
-    fn driver_name(&self) -> &str {
-        "mock"
-    }
-    fn timeline_name(&self) -> &str {
-        "mock"
-    }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-}
-
-fn mock_fence() -> Fence {
-    Fence::new(Arc::new(Mock), 0, 0)
-}
 
 fn mock_chain(prev: Option<&Fence>, fence: &Fence, seqno: u64) -> Fence {
     FenceChain::create(prev, fence.clone(), seqno)

@@ -1,30 +1,14 @@
 //! Port of the kernel's drivers/dma-buf/st-dma-fence.c, one test per case.
 
+mod common;
+use common::mock_fence;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use bufsync::fence::{Fence, FenceError, FenceKind, FenceStatus, WaitError};
-
-/// The kernel's `mock_ops`: a fence kind with names and nothing else.
-struct Mock;
-
-impl FenceKind for Mock {
-    fn driver_name(&self) -> &str {
-        "mock"
-    }
-    fn timeline_name(&self) -> &str {
-        "mock"
-    }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-}
-
-fn mock_fence() -> Fence {
-    Fence::new(Arc::new(Mock), 0, 0)
-}
+use bufsync::fence::{Fence, FenceError, FenceStatus, WaitError};
 
 fn seen_callback(seen: &Arc<AtomicBool>) -> impl FnOnce(&Fence) + Send + 'static {
     let seen = seen.clone();

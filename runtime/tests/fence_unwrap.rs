@@ -1,26 +1,9 @@
 //! Port of the kernel's drivers/dma-buf/st-dma-fence-unwrap.c, one test per case.
 
-use std::sync::Arc;
+mod common;
+use common::mock_fence_at;
 
-use bufsync::fence::{self, alloc_contexts, unwrap, Fence, FenceArray, FenceChain, FenceKind};
-
-struct Mock;
-
-impl FenceKind for Mock {
-    fn driver_name(&self) -> &str {
-        "mock"
-    }
-    fn timeline_name(&self) -> &str {
-        "mock"
-    }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-}
-
-fn mock_fence_at(context: u64, seqno: u64) -> Fence {
-    Fence::new(Arc::new(Mock), context, seqno)
-}
+use bufsync::fence::{self, alloc_contexts, unwrap, Fence, FenceArray, FenceChain};
 
 fn mock_fence() -> Fence {
     let f = mock_fence_at(alloc_contexts(1), 1);
