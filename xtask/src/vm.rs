@@ -190,7 +190,7 @@ pub fn run(opts: &VmOptions, cmd: &[String]) -> io::Result<i32> {
                 "xtask vm: the guest outlived its timeout of {:.0} s and was killed",
                 opts.timeout.as_secs_f64()
             );
-            report_console(&console);
+            report_console(&run_dir);
             124
         }
         Some(qs) => match fs::read_to_string(run_dir.join("status"))
@@ -200,7 +200,7 @@ pub fn run(opts: &VmOptions, cmd: &[String]) -> io::Result<i32> {
             Some(code) => code,
             None => {
                 eprintln!("xtask vm: the guest gave no exit status (qemu: {qs})");
-                report_console(&console);
+                report_console(&run_dir);
                 125
             }
         },
@@ -296,9 +296,35 @@ fn guest_script(opts: &VmOptions, run_dir: &Path, cwd: &Path, cmd: &[String]) ->
     s
 }
 
-fn report_console(console: &Path) {
-    let text = fs::read_to_string(console).unwrap_or_default();
+/// Tells how far the guest got (its stage marks, guest clock) and prints the
+/// tail of its console, which a quiet boot leaves empty unless the kernel
+/// warned or panicked.
+fn report_console(run_dir: &Path) {
+    let stage = |f: &str| {
+        fs::read_to_string(run_dir.join(f))
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    let reached = match (stage("boot"), stage("started")) {
+        (None, _) => "the guest never reached its init script".to_string(),
+        (Some(b), None) => {
+            format!("the guest reached init at {b} s but never started the command")
+        }
+        (Some(b), Some(s)) => {
+            format!("the guest reached init at {b} s and started the command at {s} s")
+        }
+    };
+    eprintln!("xtask vm: {reached} (guest clock)");
+    let console = run_dir.join("console.log");
+    let text = fs::read_to_string(&console).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
+    if lines.is_empty() {
+        eprintln!(
+            "xtask vm: the guest console ({}) is empty: no kernel warning or panic",
+            console.display()
+        );
+        return;
+    }
     let tail = &lines[lines.len().saturating_sub(40)..];
     eprintln!(
         "xtask vm: last {} lines of the guest console ({}):",
