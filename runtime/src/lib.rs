@@ -11,6 +11,7 @@
 //!
 //! Backends (crate `bufsync-backends`) give the model real kernel objects.
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod debug;
 pub mod fence;

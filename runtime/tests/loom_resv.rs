@@ -170,10 +170,10 @@ fn three_wound_wait() {
     three(Algorithm::WoundWait);
 }
 
-/// The fence list: a reader snapshots it (under the list's spin lock only)
-/// while the ww lock holder edits it in place, copies it (the reader holds a
-/// snapshot) and grows it. loom checks every access to the list's cell; the
-/// reader sees only states the writer published, each one whole.
+/// The fence list: a reader snapshots it (under the list mutex only, never
+/// the ww lock) while the ww lock holder edits it in place, copies it (the
+/// reader holds a snapshot) and grows it. The reader sees only states the
+/// writer published, each one whole.
 #[test]
 fn fence_list_reader_and_writer() {
     use bufsync::fence::Fence;
@@ -210,7 +210,7 @@ fn fence_list_reader_and_writer() {
             g.reserve_fences(1).unwrap();
             // Replaces f1 (same context, later): in place or a copy.
             g.add_fence(&f2, Usage::Write);
-            // The same fence again: no change, no lock.
+            // The fence just placed again: no change, no list lock.
             g.add_fence(&f2, Usage::Write);
             g.reserve_fences(1).unwrap();
             g.add_fence(&f3, Usage::Read);
@@ -222,7 +222,8 @@ fn fence_list_reader_and_writer() {
 }
 
 /// Two tickets commit to one reservation through the flow: the ww lock
-/// orders their unlocked reads (`peek`) and edits of the fence list.
+/// orders their edits of the fence list and of its last-placed record, which
+/// lets a commit of the fence just placed skip the list lock.
 #[test]
 fn fence_list_two_writers() {
     use bufsync::fence::Fence;

@@ -186,6 +186,13 @@ impl Fence {
         Arc::ptr_eq(&self.0, &other.0)
     }
 
+    /// The fence's address: equal for two live handles exactly when
+    /// [`Fence::ptr_eq`] is; aligned to 8, so the low 3 bits are free.
+    #[inline]
+    pub(crate) fn addr(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+
     /// True once signaled (`dma_fence_is_signaled`): one Acquire load when
     /// signaled; on a pending fence of a polled kind, asks the kind's
     /// `poll_signaled` hook and signals the fence if it says so. No lock.

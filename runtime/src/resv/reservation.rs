@@ -6,17 +6,16 @@
 //!   ww lock; the API enforces it: only a [`ResvGuard`] or a
 //!   [`crate::resv::Reserved`] can call them.
 //! - The fence list is an immutable-once-shared `Arc<Vec<Slot>>` in a
-//!   [`FenceList`]: `busy`, a one-bit spin lock, is held only to clone the
-//!   pointer (readers) or to replace or edit the list (the ww lock holder).
-//!   Readers ([`Reservation::fences`], `test_signaled`, `wait`) never take
-//!   the ww lock: they clone the pointer and read a consistent snapshot.
-//! - The ww lock holder reads the list without `busy` (it is the only
-//!   writer, readers never write), so an `add_fence` that changes nothing
-//!   (the same fence again, nothing to prune) takes no lock at all.
+//!   [`FenceList`], whose mutex is held only to clone the pointer (readers)
+//!   or to check and edit the list (the ww lock holder, once per
+//!   `add_fence`). Readers ([`Reservation::fences`], `test_signaled`,
+//!   `wait`) never take the ww lock: they clone the pointer and read a
+//!   consistent snapshot without any lock.
 //! - A writer edits the list in place when no reader holds a snapshot
 //!   (`Arc::make_mut`); otherwise it copies (the only allocation in steady state).
-//! - No fence hook or callback runs under `busy`: code holding it reads the
-//!   signaled flag only (`test_signaled_flag`), never polls a fence.
+//! - No fence hook or callback runs under the list mutex: code holding it
+//!   reads the signaled flag only (`test_signaled_flag`), never polls a fence.
+//! - No `unsafe`: the runtime is safe Rust (`#![forbid(unsafe_code)]`).
 //! - `spare` (free capacity) and `reserved` are atomics written only by the
 //!   ww lock holder, so `reserve_fences` with room to spare takes no lock.
 
@@ -25,11 +24,10 @@ use std::time::{Duration, Instant};
 
 use crate::fence::{Fence, FenceSet, WaitError};
 use crate::resv::class::WwClass;
+use crate::resv::parker::lock;
 use crate::resv::ticket::{Ticket, WwError, WwGuard};
 use crate::resv::ww_mutex::{WwMutex, WwMutexGuard};
-#[cfg(not(loom))]
-use crate::sync::AtomicBool;
-use crate::sync::{AtomicUsize, Ordering};
+use crate::sync::{AtomicUsize, Mutex, Ordering};
 
 /// How a fence uses a buffer (`enum dma_resv_usage`). Ordered: a query for
 /// usage `U` returns every fence with usage `<= U`.
@@ -94,111 +92,30 @@ struct Slot {
     usage: Usage,
 }
 
-#[cfg(loom)]
-use loom::cell::UnsafeCell;
-
-/// `std::cell::UnsafeCell` with loom's `with` / `with_mut` interface, so the
-/// loom models check every access to the fence list.
-#[cfg(not(loom))]
-struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
-
-#[cfg(not(loom))]
-impl<T> UnsafeCell<T> {
-    fn new(value: T) -> Self {
-        UnsafeCell(std::cell::UnsafeCell::new(value))
-    }
-
-    fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
-        f(self.0.get())
-    }
-
-    fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
-        f(self.0.get())
-    }
-}
-
-/// The published fence list (RCU-like): an `Arc<Vec<Slot>>` that readers
-/// clone under `busy` (a spin lock held for a reference-count increment) and
-/// that only the ww lock holder replaces or edits, also under `busy`.
+/// The published fence list (RCU-like): an `Arc<Vec<Slot>>` behind a mutex
+/// held only to clone the pointer (readers) or to check and edit the list
+/// (the ww lock holder). Readers keep their snapshot without any lock.
 struct FenceList {
-    #[cfg(not(loom))]
-    busy: AtomicBool,
-    #[cfg(loom)]
-    busy: crate::sync::Mutex<()>,
-    list: UnsafeCell<StdArc<Vec<Slot>>>,
+    list: Mutex<StdArc<Vec<Slot>>>,
 }
-
-// SAFETY: `list` is only reached through `snapshot` (under `busy`), `peek`
-// and `edit` (whose callers hold the ww lock, see their contracts); `Slot`s
-// are `Send + Sync` (fences are), so sharing the list between threads is
-// sound once those accesses are exclusive as described.
-unsafe impl Sync for FenceList {}
 
 impl FenceList {
     fn new() -> FenceList {
         FenceList {
-            busy: Default::default(),
-            list: UnsafeCell::new(StdArc::new(Vec::new())),
+            list: Mutex::new(StdArc::new(Vec::new())),
         }
     }
 
-    /// Runs `f` under `busy`: a reference-count increment or a short list
-    /// edit is all that runs under it, so spinning (then yielding) is enough.
-    #[cfg(not(loom))]
+    /// Runs `f` on the list under its mutex. Only a reference-count increment
+    /// or a short list edit runs under it; no fence hook or callback.
     #[inline]
-    fn with_busy<R>(&self, f: impl FnOnce() -> R) -> R {
-        let mut spins = 0u32;
-        while self.busy.swap(true, Ordering::Acquire) {
-            while self.busy.load(Ordering::Relaxed) {
-                spins += 1;
-                if spins % 64 == 0 {
-                    crate::sync::thread::yield_now();
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
-        }
-        let r = f();
-        self.busy.store(false, Ordering::Release);
-        r
+    fn with<R>(&self, f: impl FnOnce(&mut StdArc<Vec<Slot>>) -> R) -> R {
+        f(&mut lock(&self.list))
     }
 
-    /// Under loom, `busy` is a mutex (loom does not model spinning well);
-    /// the models check every access to `list` against it and the ww lock.
-    #[cfg(loom)]
-    fn with_busy<R>(&self, f: impl FnOnce() -> R) -> R {
-        let _g = crate::resv::parker::lock(&self.busy);
-        f()
-    }
-
-    /// A snapshot for a reader: clones the pointer under `busy`. Lock-free
-    /// apart from `busy`; never takes the ww lock.
+    /// A snapshot for a reader: clones the pointer. Never takes the ww lock.
     fn snapshot(&self) -> StdArc<Vec<Slot>> {
-        // SAFETY: under `busy` nobody replaces or edits `list` (`edit` takes
-        // `busy` too); other holders of `&` access only read it.
-        self.with_busy(|| self.list.with(|p| StdArc::clone(unsafe { &*p })))
-    }
-
-    /// Reads the list without `busy`.
-    ///
-    /// # Safety
-    /// The caller holds the reservation's ww lock: it is the only writer
-    /// (`edit` is called only under the ww lock), and readers never write.
-    unsafe fn peek<R>(&self, f: impl FnOnce(&Vec<Slot>) -> R) -> R {
-        // SAFETY: the caller's contract: no `edit` runs concurrently, and a
-        // previous `edit` by another holder happened before (ww lock).
-        self.list.with(|p| f(unsafe { &*p }))
-    }
-
-    /// Replaces or edits the list under `busy`.
-    ///
-    /// # Safety
-    /// The caller holds the reservation's ww lock (no concurrent `peek` or
-    /// `edit`).
-    unsafe fn edit<R>(&self, f: impl FnOnce(&mut StdArc<Vec<Slot>>) -> R) -> R {
-        // SAFETY: `busy` excludes readers' `snapshot`; the ww lock excludes
-        // every other `peek` and `edit` (the caller's contract).
-        self.with_busy(|| self.list.with_mut(|p| f(unsafe { &mut *p })))
+        self.with(|list| StdArc::clone(list))
     }
 }
 
@@ -211,6 +128,11 @@ pub struct Reservation {
     /// lock holder (the lock orders them; no other lock needed).
     spare: AtomicUsize,
     reserved: AtomicUsize,
+    /// The fence the last edit placed and its usage (`addr | usage`), 0 if
+    /// none: written only by the ww lock holder under the list mutex. That
+    /// fence stays in the list until the next edit, which rewrites `last`,
+    /// so a live fence at this address is that fence (no ABA).
+    last: AtomicUsize,
 }
 
 impl std::fmt::Debug for Reservation {
@@ -243,6 +165,7 @@ impl Reservation {
             slots: FenceList::new(),
             spare: AtomicUsize::new(0),
             reserved: AtomicUsize::new(0),
+            last: AtomicUsize::new(0),
         }
     }
 
@@ -325,21 +248,18 @@ impl Reservation {
     fn grow_locked(&self, n: usize) -> Result<(), ResvError> {
         let object = self.id();
         let oom = |_| ResvError::NoMemory { object, wanted: n };
-        // SAFETY: the caller holds the ww lock.
-        let spare = unsafe {
-            self.slots.edit(|list| {
-                match StdArc::get_mut(list) {
-                    Some(v) => v.try_reserve(n).map_err(oom)?,
-                    None => {
-                        let mut v = Vec::new();
-                        v.try_reserve_exact(list.len() + n).map_err(oom)?;
-                        v.extend(list.iter().cloned());
-                        *list = StdArc::new(v);
-                    }
+        let spare = self.slots.with(|list| {
+            match StdArc::get_mut(list) {
+                Some(v) => v.try_reserve(n).map_err(oom)?,
+                None => {
+                    let mut v = Vec::new();
+                    v.try_reserve_exact(list.len() + n).map_err(oom)?;
+                    v.extend(list.iter().cloned());
+                    *list = StdArc::new(v);
                 }
-                Ok::<_, ResvError>(list.capacity() - list.len())
-            })?
-        };
+            }
+            Ok::<_, ResvError>(list.capacity() - list.len())
+        })?;
         self.spare.store(spare, Ordering::Relaxed);
         self.reserved.store(n, Ordering::Relaxed);
         Ok(())
@@ -348,7 +268,8 @@ impl Reservation {
     /// Adds `fence` with `usage` (`dma_resv_add_fence`): replaces the first
     /// slot that holds a signaled fence or an earlier-or-same fence of the same
     /// context with a usage `>=` this one; drops other signaled fences; else
-    /// takes a reserved slot. Caller holds the ww lock.
+    /// takes a reserved slot. Caller holds the ww lock; takes the list mutex
+    /// once.
     #[inline]
     pub(crate) fn add_locked(&self, fence: &Fence, usage: Usage) {
         let reserved = self.reserved.load(Ordering::Relaxed);
@@ -357,89 +278,86 @@ impl Reservation {
         }
         self.reserved
             .store(reserved.saturating_sub(1), Ordering::Relaxed);
-        let replaceable = |slot: &Slot| {
-            (slot.fence.context() == fence.context()
-                && slot.usage >= usage
-                && (slot.fence.ptr_eq(fence) || !slot.fence.is_later(fence)))
-                || slot.fence.test_signaled_flag()
-        };
-        // SAFETY: the caller holds the ww lock.
-        let unchanged = unsafe {
-            self.slots.peek(|v| match v.iter().position(replaceable) {
-                // The same fence with the same usage, nothing to prune: the
-                // edit would write what is there (no lock, no reference moved).
+        // The fence the last edit placed, with this usage: already there.
+        // (Skipping the edit skips its pruning too; signaled fences go at
+        // the next edit, as the kernel's do.)
+        let key = fence.addr() | usage as usize;
+        if self.last.load(Ordering::Relaxed) == key {
+            return;
+        }
+        let spare = self.slots.with(|list| {
+            // The same fence with the same usage and nothing to prune: the
+            // edit would write what is there (no reference moved, no copy).
+            let unchanged = match list.iter().position(|s| replaceable(s, fence, usage)) {
                 Some(i) => {
-                    v[i].fence.ptr_eq(fence)
-                        && v[i].usage == usage
-                        && !v[i + 1..].iter().any(|s| s.fence.test_signaled_flag())
+                    list[i].fence.ptr_eq(fence)
+                        && list[i].usage == usage
+                        && !list[i + 1..].iter().any(|s| s.fence.test_signaled_flag())
                 }
                 None => false,
-            })
-        };
-        if !unchanged {
-            self.edit_locked(fence, usage);
+            };
+            let spare = (!unchanged).then(|| edit(list, fence, usage));
+            self.last.store(key, Ordering::Relaxed);
+            spare
+        });
+        if let Some(spare) = spare {
+            self.spare.store(spare, Ordering::Relaxed);
         }
-    }
-
-    /// The editing part of [`Reservation::add_locked`]. Caller holds the ww
-    /// lock.
-    #[inline(never)]
-    fn edit_locked(&self, fence: &Fence, usage: Usage) {
-        let replaceable = |slot: &Slot| {
-            (slot.fence.context() == fence.context()
-                && slot.usage >= usage
-                && (slot.fence.ptr_eq(fence) || !slot.fence.is_later(fence)))
-                || slot.fence.test_signaled_flag()
-        };
-        // SAFETY: the caller holds the ww lock.
-        let spare = unsafe {
-            self.slots.edit(|list| {
-                // Copies only when a reader holds the old snapshot.
-                let v = StdArc::make_mut(list);
-                let mut placed = false;
-                v.retain_mut(|slot| {
-                    if !replaceable(slot) {
-                        return true;
-                    }
-                    if placed {
-                        // Later replaceable slots are either signaled (prune)
-                        // or an older fence of this context kept for a weaker
-                        // usage.
-                        return !slot.fence.test_signaled_flag();
-                    }
-                    placed = true;
-                    if !slot.fence.ptr_eq(fence) {
-                        slot.fence = fence.clone();
-                    }
-                    slot.usage = usage;
-                    true
-                });
-                if !placed {
-                    v.push(Slot {
-                        fence: fence.clone(),
-                        usage,
-                    });
-                }
-                v.capacity() - v.len()
-            })
-        };
-        self.spare.store(spare, Ordering::Relaxed);
     }
 
     /// Adds the unsignaled fences with usage `<= usage` to `set`. Caller
-    /// holds the ww lock.
+    /// holds the ww lock; takes the list mutex.
     pub(crate) fn collect_into(&self, usage: Usage, set: &mut FenceSet) {
-        // SAFETY: the caller holds the ww lock.
-        unsafe {
-            self.slots.peek(|v| {
-                for slot in v {
-                    if slot.usage <= usage && !slot.fence.test_signaled_flag() {
-                        set.add(&slot.fence);
-                    }
+        self.slots.with(|list| {
+            for slot in list.iter() {
+                if slot.usage <= usage && !slot.fence.test_signaled_flag() {
+                    set.add(&slot.fence);
                 }
-            });
-        }
+            }
+        });
     }
+}
+
+/// Whether `slot` may take `fence` with `usage`: it is signaled, or holds an
+/// earlier-or-same fence of the same context with a usage `>=` this one.
+#[inline]
+fn replaceable(slot: &Slot, fence: &Fence, usage: Usage) -> bool {
+    (slot.fence.context() == fence.context()
+        && slot.usage >= usage
+        && (slot.fence.ptr_eq(fence) || !slot.fence.is_later(fence)))
+        || slot.fence.test_signaled_flag()
+}
+
+/// The editing part of [`Reservation::add_locked`], under the list mutex:
+/// edits in place unless a reader holds a snapshot (then copies). Returns
+/// the spare capacity left.
+#[inline(never)]
+fn edit(list: &mut StdArc<Vec<Slot>>, fence: &Fence, usage: Usage) -> usize {
+    let v = StdArc::make_mut(list);
+    let mut placed = false;
+    v.retain_mut(|slot| {
+        if !replaceable(slot, fence, usage) {
+            return true;
+        }
+        if placed {
+            // Later replaceable slots are either signaled (prune) or an
+            // older fence of this context kept for a weaker usage.
+            return !slot.fence.test_signaled_flag();
+        }
+        placed = true;
+        if !slot.fence.ptr_eq(fence) {
+            slot.fence = fence.clone();
+        }
+        slot.usage = usage;
+        true
+    });
+    if !placed {
+        v.push(Slot {
+            fence: fence.clone(),
+            usage,
+        });
+    }
+    v.capacity() - v.len()
 }
 
 /// The lock a [`ResvGuard`] holds; its only use is its `Drop`.
