@@ -9,38 +9,16 @@
 //!
 //! Run: `cargo bench -p bufsync-examples --bench frame`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use bufsync::fence::{Fence, FenceContext, FenceSet};
 use bufsync::resv::{Access, Reservation, Ticket};
-
-struct Counting;
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use bufsync_alloc_count::thread_allocations;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: bufsync_alloc_count::Counting = bufsync_alloc_count::Counting;
 
 const SWAPCHAIN: usize = 3;
 const FRAMES: usize = 20_000;
@@ -53,7 +31,7 @@ fn bufsync_flow() -> (f64, f64) {
     let display = FenceContext::new("bench", "display");
     let mut ticket = Ticket::reservation();
     let mut prev: Option<usize> = None;
-    let a0 = ALLOCS.load(Ordering::Relaxed);
+    let a0 = thread_allocations();
     let t = Instant::now();
     for n in 0..FRAMES {
         let i = n % SWAPCHAIN;
@@ -82,7 +60,7 @@ fn bufsync_flow() -> (f64, f64) {
         prev = Some(i);
     }
     let ns = t.elapsed().as_nanos() as f64 / FRAMES as f64;
-    let allocs = (ALLOCS.load(Ordering::Relaxed) - a0) as f64 / FRAMES as f64;
+    let allocs = (thread_allocations() - a0) as f64 / FRAMES as f64;
     (ns, allocs)
 }
 
@@ -92,7 +70,7 @@ fn mutex_flow() -> (f64, f64) {
     let render = FenceContext::new("bench", "render");
     let display = FenceContext::new("bench", "display");
     let mut wait = FenceSet::with_capacity(8);
-    let a0 = ALLOCS.load(Ordering::Relaxed);
+    let a0 = thread_allocations();
     let t = Instant::now();
     for n in 0..FRAMES {
         let i = n % SWAPCHAIN;
@@ -119,7 +97,7 @@ fn mutex_flow() -> (f64, f64) {
         }
     }
     let ns = t.elapsed().as_nanos() as f64 / FRAMES as f64;
-    let allocs = (ALLOCS.load(Ordering::Relaxed) - a0) as f64 / FRAMES as f64;
+    let allocs = (thread_allocations() - a0) as f64 / FRAMES as f64;
     (ns, allocs)
 }
 

@@ -2,48 +2,11 @@
 //! allocates nothing (counting allocator), and a reservation-list entry is at
 //! most 16 bytes.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use bufsync::fence::FenceContext;
 use bufsync::resv::{Access, Reservation, Ticket};
 
-struct Counting;
-
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    /// Only the measuring thread counts (the harness runs tests in parallel).
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn count() {
-    if COUNTING.with(Cell::get) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: bufsync_alloc_count::Counting = bufsync_alloc_count::Counting;
 
 #[test]
 fn entry_is_at_most_16_bytes() {
@@ -80,17 +43,10 @@ fn steady_state_allocates_nothing() {
     for i in 0..10 {
         frame(&mut t, i);
     }
-    COUNTING.with(|c| c.set(true));
-    let before = ALLOCS.load(Ordering::Relaxed);
-    for i in 10..100 {
-        frame(&mut t, i);
-    }
-    let after = ALLOCS.load(Ordering::Relaxed);
-    COUNTING.with(|c| c.set(false));
-    assert_eq!(
-        after - before,
-        0,
-        "steady-state frames allocated {} times",
-        after - before
-    );
+    let n = bufsync_alloc_count::allocations_in(|| {
+        for i in 10..100 {
+            frame(&mut t, i);
+        }
+    });
+    assert_eq!(n, 0, "steady-state frames allocated {n} times");
 }
