@@ -12,6 +12,7 @@
 //! - [`stress`]: render threads and the display contending for the same
 //!   frames through tickets.
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod flow;
 pub mod render;

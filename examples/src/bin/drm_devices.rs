@@ -3,6 +3,7 @@
 //! nodes the CRTCs, planes and connectors with their fence properties.
 //!
 //! Run it in the VM with `cargo xtask vm -- target/debug/drm_devices`.
+#![forbid(unsafe_code)]
 
 use bufsync_backends::drm::{DrmDevice, NodeKind, PlaneKind};
 use std::process::ExitCode;

@@ -14,6 +14,7 @@
 //! table; exits non-zero when a frame was not presented or a capture was
 //! not exactly its frame. Ctrl-C stops after the current frame, restoring
 //! the display.
+#![forbid(unsafe_code)]
 
 use bufsync_examples::flow::{self, FlowConfig, RendererKind, SyncPath};
 use bufsync_examples::report;
