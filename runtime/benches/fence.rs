@@ -73,20 +73,53 @@ fn bench_signal() -> Row {
             }
         })
     });
-    const N: usize = 20_000;
-    let m = Mutex::new(0u64);
-    let b = best(100, || {
-        ns_per_op(N as u64, || {
-            for _ in 0..N {
-                *black_box(&m).lock().unwrap() += 1;
-            }
-        })
-    });
+    let b = mutex_baseline();
     Row {
         name: "signal, no waiters",
         value: v,
         unit: "ns",
         goal: "<= 30 ns",
+        baseline_name: "std Mutex lock+unlock",
+        baseline: b,
+    }
+}
+
+/// The baseline of the signal rows: an uncontended std Mutex lock+unlock, ns.
+fn mutex_baseline() -> f64 {
+    const N: usize = 20_000;
+    let m = Mutex::new(0u64);
+    best(100, || {
+        ns_per_op(N as u64, || {
+            for _ in 0..N {
+                *black_box(&m).lock().unwrap() += 1;
+            }
+        })
+    })
+}
+
+/// `signal_timestamp` with one clock read shared by the batch (a device's
+/// completion time, or an engine's poll round): the signal without its
+/// clock read, against the same Mutex baseline.
+fn bench_signal_timestamp() -> Row {
+    const BATCH: usize = 2048;
+    let ctx = alloc_contexts(1);
+    let v = best(200, || {
+        let fences: Vec<Fence> = (0..BATCH as u64)
+            .map(|i| Fence::software(ctx, i + 1))
+            .collect();
+        ns_per_op(BATCH as u64, || {
+            let at = Instant::now();
+            for f in &fences {
+                let _ = black_box(f.signal_timestamp(at));
+            }
+        })
+    });
+    let b = mutex_baseline();
+    Row {
+        name: "signal_timestamp, batch clock",
+        value: v,
+        unit: "ns",
+        goal: "(report)",
         baseline_name: "std Mutex lock+unlock",
         baseline: b,
     }
@@ -373,7 +406,12 @@ fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` runs a quick smoke pass.
     let quick = !std::env::args().any(|a| a == "--bench");
     let started = Instant::now();
-    let mut rows = vec![bench_is_signaled(), bench_signal(), bench_clock()];
+    let mut rows = vec![
+        bench_is_signaled(),
+        bench_signal(),
+        bench_clock(),
+        bench_signal_timestamp(),
+    ];
     if !quick {
         rows.extend(bench_wake());
     }

@@ -349,3 +349,25 @@ fn engine_default_timeout_bounds_polled_fences() {
     e.run_once(t0 + Duration::from_secs(1));
     assert_eq!(stuck.status(), FenceStatus::Error(FenceError::TimedOut));
 }
+
+#[test]
+fn signal_timestamp_records_the_callers_time_once() {
+    let ctx = alloc_contexts(1);
+    let (a, b) = (Fence::software(ctx, 1), Fence::software(ctx, 2));
+    // One clock read for a batch, taken after the runtime's first timestamp.
+    let _ = Fence::signaled(ctx, 0);
+    let at = Instant::now();
+    thread::sleep(Duration::from_millis(2));
+    a.signal_timestamp(at).unwrap();
+    b.signal_timestamp(at).unwrap();
+    assert!(a.is_signaled() && b.is_signaled());
+    let ts = a.timestamp().unwrap();
+    assert_eq!(Some(ts), b.timestamp());
+    // Nanosecond storage: equal to the caller's instant within 1 ns.
+    assert!(ts <= at + Duration::from_nanos(1) && at <= ts + Duration::from_nanos(1));
+    assert!(ts + Duration::from_millis(1) < Instant::now());
+    // A second signal of either kind fails and keeps the first timestamp.
+    assert!(a.signal_timestamp(Instant::now()).is_err());
+    assert!(a.signal().is_err());
+    assert_eq!(a.timestamp(), Some(ts));
+}
