@@ -5,11 +5,15 @@
 //! `realloc`). Per thread, so tests running in parallel in one binary do not
 //! count each other's allocations. Install it in the test or bench binary:
 //!
-//! ```ignore
+//! ```
 //! #[global_allocator]
 //! static GLOBAL: bufsync_alloc_count::Counting = bufsync_alloc_count::Counting;
 //!
-//! assert_eq!(bufsync_alloc_count::allocations_in(|| fence.signal().unwrap()), 0);
+//! fn main() {
+//!     let mut v: Vec<u32> = Vec::with_capacity(4);
+//!     assert_eq!(bufsync_alloc_count::allocations_in(|| v.push(1)), 0);
+//!     assert_eq!(bufsync_alloc_count::allocations_in(|| v.extend([2, 3, 4, 5])), 1);
+//! }
 //! ```
 //!
 //! This is test support, kept out of the runtime (which has no `unsafe`):
