@@ -8,14 +8,15 @@
 
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bufsync::fence::{alloc_contexts, Fence, FenceError};
 use bufsync_backends::dmabuf::{fourcc, Access, DmaBuf, Layout, Udmabuf, MOD_LINEAR};
 use bufsync_backends::drm::DrmDevice;
 use bufsync_backends::kms::{
-    AtomicRequest, CommitFlags, Display, FencedFlip, FlipRequest, InFencePath, KmsError,
+    AtomicRequest, CommitFlags, Display, FencedFlip, FlipRequest, Framebuffer, InFencePath,
+    KmsError,
 };
 use bufsync_backends::sync_file::SyncFileFence;
 use bufsync_backends::testing::{SwSyncTimeline, VgemBuffer};
@@ -74,6 +75,15 @@ fn pattern_buffer(w: u32, h: u32, seed: u32) -> DmaBuf {
 
 fn open_display() -> Display {
     Display::open_by_driver("vkms").expect("open vkms by driver name")
+}
+
+/// A display-sized (zeroed) vgem buffer, its dma-buf and its framebuffer.
+fn vgem_frame(display: &Display, vgem: &Arc<DrmDevice>) -> (VgemBuffer, DmaBuf, Framebuffer) {
+    let (w, h) = display.size();
+    let bo = VgemBuffer::create(vgem, w, h).unwrap();
+    let buf = bo.export().unwrap();
+    let fb = display.import_framebuffer(&buf).unwrap();
+    (bo, buf, fb)
 }
 
 #[test]
@@ -172,9 +182,7 @@ fn vgem_buffer_imported_through_prime() {
     let mut display = open_display();
     let (w, h) = display.size();
     let vgem = VgemBuffer::device().unwrap();
-    let bo = VgemBuffer::create(&vgem, w, h).unwrap();
-    let buf = bo.export().unwrap();
-    let fb = display.import_framebuffer(&buf).unwrap();
+    let (_bo, _buf, fb) = vgem_frame(&display, &vgem);
     assert!(fb.id() != 0);
     display
         .test_commit(FlipRequest::new(&fb))
@@ -228,17 +236,11 @@ fn flip_waits_for_pending_in_fence() {
     require!("vkms", has_driver("vkms"));
     require!("vgem", has_driver("vgem"));
     let mut display = open_display();
-    let (w, h) = display.size();
     let vgem = VgemBuffer::device().unwrap();
-    let first = VgemBuffer::create(&vgem, w, h).unwrap();
-    let first_fb = display
-        .import_framebuffer(&first.export().unwrap())
-        .unwrap();
+    let (_first, _, first_fb) = vgem_frame(&display, &vgem);
     display.commit(FlipRequest::new(&first_fb)).unwrap();
 
-    let bo = VgemBuffer::create(&vgem, w, h).unwrap();
-    let buf = bo.export().unwrap();
-    let fb = display.import_framebuffer(&buf).unwrap();
+    let (bo, buf, fb) = vgem_frame(&display, &vgem);
     let fence = bo.attach_fence(true).unwrap();
     let in_fence = buf.export_sync_file(Access::Read).unwrap();
     assert!(!in_fence.is_signaled().unwrap());
@@ -282,16 +284,11 @@ fn flip_waits_for_implicit_write_fence() {
     require!("vkms", has_driver("vkms"));
     require!("vgem", has_driver("vgem"));
     let mut display = open_display();
-    let (w, h) = display.size();
     let vgem = VgemBuffer::device().unwrap();
-    let first = VgemBuffer::create(&vgem, w, h).unwrap();
-    let first_fb = display
-        .import_framebuffer(&first.export().unwrap())
-        .unwrap();
+    let (_first, _, first_fb) = vgem_frame(&display, &vgem);
     display.commit(FlipRequest::new(&first_fb)).unwrap();
 
-    let bo = VgemBuffer::create(&vgem, w, h).unwrap();
-    let fb = display.import_framebuffer(&bo.export().unwrap()).unwrap();
+    let (bo, _, fb) = vgem_frame(&display, &vgem);
     let fence = bo.attach_fence(true).unwrap();
     let out = display
         .commit(FlipRequest {
@@ -319,15 +316,11 @@ fn ebusy_waits_for_previous_flip() {
     require!("vkms", has_driver("vkms"));
     require!("vgem", has_driver("vgem"));
     let mut display = open_display();
-    let (w, h) = display.size();
     let vgem = VgemBuffer::device().unwrap();
-    let a = VgemBuffer::create(&vgem, w, h).unwrap();
-    let a_fb = display.import_framebuffer(&a.export().unwrap()).unwrap();
+    let (_a, _, a_fb) = vgem_frame(&display, &vgem);
     display.commit(FlipRequest::new(&a_fb)).unwrap();
 
-    let b = VgemBuffer::create(&vgem, w, h).unwrap();
-    let b_buf = b.export().unwrap();
-    let b_fb = display.import_framebuffer(&b_buf).unwrap();
+    let (b, b_buf, b_fb) = vgem_frame(&display, &vgem);
     let fence = b.attach_fence(true).unwrap();
     let in_fence = b_buf.export_sync_file(Access::Read).unwrap();
     display
@@ -580,13 +573,9 @@ fn commit_fenced_picks_the_path() {
     require!("vkms", has_driver("vkms"));
     require!("vgem", has_driver("vgem"));
     let mut display = open_display();
-    let (w, h) = display.size();
     let vgem = VgemBuffer::device().unwrap();
-    let a = VgemBuffer::create(&vgem, w, h).unwrap();
-    let a_fb = display.import_framebuffer(&a.export().unwrap()).unwrap();
-    let b = VgemBuffer::create(&vgem, w, h).unwrap();
-    let b_buf = b.export().unwrap();
-    let b_fb = display.import_framebuffer(&b_buf).unwrap();
+    let (_a, _, a_fb) = vgem_frame(&display, &vgem);
+    let (b, b_buf, b_fb) = vgem_frame(&display, &vgem);
     let ctx = alloc_contexts(1);
     let flip = |fb, in_fence| FencedFlip {
         fb,
