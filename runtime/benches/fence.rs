@@ -59,29 +59,23 @@ fn bench_is_signaled() -> Row {
     }
 }
 
-fn bench_signal() -> Row {
-    // Batches small enough to stay in cache: fence creation is not timed.
+/// ns per signal of fresh, unwaited fences: `signal(fence, at)` for each of
+/// a batch, `at` read once per batch. Batches small enough to stay in cache;
+/// fence creation is not timed.
+fn signal_batch_ns(signal: impl Fn(&Fence, Instant)) -> f64 {
     const BATCH: usize = 2048;
     let ctx = alloc_contexts(1);
-    let v = best(200, || {
+    best(200, || {
         let fences: Vec<Fence> = (0..BATCH as u64)
             .map(|i| Fence::software(ctx, i + 1))
             .collect();
         ns_per_op(BATCH as u64, || {
+            let at = Instant::now();
             for f in &fences {
-                let _ = black_box(f.signal());
+                signal(f, at);
             }
         })
-    });
-    let b = mutex_baseline();
-    Row {
-        name: "signal, no waiters",
-        value: v,
-        unit: "ns",
-        goal: "<= 30 ns",
-        baseline_name: "std Mutex lock+unlock",
-        baseline: b,
-    }
+    })
 }
 
 /// The baseline of the signal rows: an uncontended std Mutex lock+unlock, ns.
@@ -97,31 +91,32 @@ fn mutex_baseline() -> f64 {
     })
 }
 
+fn bench_signal() -> Row {
+    Row {
+        name: "signal, no waiters",
+        value: signal_batch_ns(|f, _| {
+            let _ = black_box(f.signal());
+        }),
+        unit: "ns",
+        goal: "<= 30 ns",
+        baseline_name: "std Mutex lock+unlock",
+        baseline: mutex_baseline(),
+    }
+}
+
 /// `signal_timestamp` with one clock read shared by the batch (a device's
 /// completion time, or an engine's poll round): the signal without its
 /// clock read, against the same Mutex baseline.
 fn bench_signal_timestamp() -> Row {
-    const BATCH: usize = 2048;
-    let ctx = alloc_contexts(1);
-    let v = best(200, || {
-        let fences: Vec<Fence> = (0..BATCH as u64)
-            .map(|i| Fence::software(ctx, i + 1))
-            .collect();
-        ns_per_op(BATCH as u64, || {
-            let at = Instant::now();
-            for f in &fences {
-                let _ = black_box(f.signal_timestamp(at));
-            }
-        })
-    });
-    let b = mutex_baseline();
     Row {
         name: "signal_timestamp, batch clock",
-        value: v,
+        value: signal_batch_ns(|f, at| {
+            let _ = black_box(f.signal_timestamp(at));
+        }),
         unit: "ns",
         goal: "(report)",
         baseline_name: "std Mutex lock+unlock",
-        baseline: b,
+        baseline: mutex_baseline(),
     }
 }
 
@@ -163,89 +158,76 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 const WAKE_ROUNDS: usize = 200;
 const WAKE_BLOCKS: usize = 10;
 
-/// Latency from `signal` to the return of a blocked `Fence::wait`.
-fn fence_wake_latencies() -> Vec<f64> {
-    let slot: Arc<Mutex<Option<Fence>>> = Arc::new(Mutex::new(None));
+/// One-shot events timed by [`wake_latencies`]: a fence, or the raw
+/// `Mutex<bool>` + `Condvar` baseline.
+trait Event: Clone + Send + 'static {
+    fn new(round: u64) -> Self;
+    fn wait(&self);
+    fn signal(&self);
+}
+
+impl Event for Fence {
+    fn new(round: u64) -> Self {
+        static CTX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        Fence::software(*CTX.get_or_init(|| alloc_contexts(1)), round)
+    }
+    fn wait(&self) {
+        Fence::wait(self).unwrap();
+    }
+    fn signal(&self) {
+        Fence::signal(self).unwrap();
+    }
+}
+
+impl Event for Arc<(Mutex<bool>, Condvar)> {
+    fn new(_: u64) -> Self {
+        Arc::new((Mutex::new(false), Condvar::new()))
+    }
+    fn wait(&self) {
+        let mut g = self.0.lock().unwrap();
+        while !*g {
+            g = self.1.wait(g).unwrap();
+        }
+    }
+    fn signal(&self) {
+        *self.0.lock().unwrap() = true;
+        self.1.notify_all();
+    }
+}
+
+/// Latency from `signal` to the return of a blocked `wait`, per round: the
+/// waiter takes each round's event, blocks (50 us given), is signaled.
+fn wake_latencies<E: Event>() -> Vec<f64> {
+    let slot: Arc<Mutex<Option<E>>> = Arc::new(Mutex::new(None));
     let ready = Arc::new(AtomicUsize::new(0));
     let woke = Arc::new(Mutex::new(Vec::with_capacity(WAKE_ROUNDS)));
     let waiter = {
         let (slot, ready, woke) = (slot.clone(), ready.clone(), woke.clone());
         thread::spawn(move || {
             for round in 1..=WAKE_ROUNDS {
-                let f = loop {
-                    if let Some(f) = slot.lock().unwrap().take() {
-                        break f;
+                let e = loop {
+                    if let Some(e) = slot.lock().unwrap().take() {
+                        break e;
                     }
                     std::hint::spin_loop();
                 };
                 ready.store(round, Ordering::Release);
-                f.wait().unwrap();
+                e.wait();
                 let t = Instant::now();
                 woke.lock().unwrap().push(t);
             }
         })
     };
-    let ctx = alloc_contexts(1);
     let mut signaled_at = Vec::with_capacity(WAKE_ROUNDS);
     for round in 1..=WAKE_ROUNDS {
-        let f = Fence::software(ctx, round as u64);
-        *slot.lock().unwrap() = Some(f.clone());
+        let e = E::new(round as u64);
+        *slot.lock().unwrap() = Some(e.clone());
         while ready.load(Ordering::Acquire) != round {
             std::hint::spin_loop();
         }
         thread::sleep(Duration::from_micros(50)); // let it block
         signaled_at.push(Instant::now());
-        f.signal().unwrap();
-        while woke.lock().unwrap().len() < round {
-            thread::yield_now();
-        }
-    }
-    waiter.join().unwrap();
-    let woke = woke.lock().unwrap();
-    woke.iter()
-        .zip(&signaled_at)
-        .map(|(w, s)| w.saturating_duration_since(*s).as_nanos() as f64)
-        .collect()
-}
-
-/// The same protocol on a raw `Mutex<bool>` + `Condvar`.
-fn condvar_wake_latencies() -> Vec<f64> {
-    type Pair = (Mutex<bool>, Condvar);
-    let slot: Arc<Mutex<Option<Arc<Pair>>>> = Arc::new(Mutex::new(None));
-    let ready = Arc::new(AtomicUsize::new(0));
-    let woke = Arc::new(Mutex::new(Vec::with_capacity(WAKE_ROUNDS)));
-    let waiter = {
-        let (slot, ready, woke) = (slot.clone(), ready.clone(), woke.clone());
-        thread::spawn(move || {
-            for round in 1..=WAKE_ROUNDS {
-                let p = loop {
-                    if let Some(p) = slot.lock().unwrap().take() {
-                        break p;
-                    }
-                    std::hint::spin_loop();
-                };
-                ready.store(round, Ordering::Release);
-                let mut g = p.0.lock().unwrap();
-                while !*g {
-                    g = p.1.wait(g).unwrap();
-                }
-                drop(g);
-                let t = Instant::now();
-                woke.lock().unwrap().push(t);
-            }
-        })
-    };
-    let mut signaled_at = Vec::with_capacity(WAKE_ROUNDS);
-    for round in 1..=WAKE_ROUNDS {
-        let p: Arc<Pair> = Arc::new((Mutex::new(false), Condvar::new()));
-        *slot.lock().unwrap() = Some(p.clone());
-        while ready.load(Ordering::Acquire) != round {
-            std::hint::spin_loop();
-        }
-        thread::sleep(Duration::from_micros(50));
-        signaled_at.push(Instant::now());
-        *p.0.lock().unwrap() = true;
-        p.1.notify_all();
+        e.signal();
         while woke.lock().unwrap().len() < round {
             thread::yield_now();
         }
@@ -262,8 +244,8 @@ fn bench_wake() -> [Row; 2] {
     let mut f = Vec::new();
     let mut c = Vec::new();
     for _ in 0..WAKE_BLOCKS {
-        f.extend(fence_wake_latencies());
-        c.extend(condvar_wake_latencies());
+        f.extend(wake_latencies::<Fence>());
+        c.extend(wake_latencies::<Arc<(Mutex<bool>, Condvar)>>());
     }
     let (f50, f99) = (percentile(&mut f, 0.5), percentile(&mut f, 0.99));
     let (c50, c99) = (percentile(&mut c, 0.5), percentile(&mut c, 0.99));
