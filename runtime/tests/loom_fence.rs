@@ -18,6 +18,12 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
     b.check(f);
 }
 
+/// Signals `f` on a new (modelled) thread.
+fn signal_on_thread(f: &Fence) -> thread::JoinHandle<()> {
+    let f = f.clone();
+    thread::spawn(move || f.signal().unwrap())
+}
+
 fn counting(count: &Arc<AtomicUsize>) -> impl FnOnce(&Fence) + Send + 'static {
     let count = count.clone();
     move |_| {
@@ -32,10 +38,7 @@ fn signal_vs_add_callback() {
     model(|| {
         let f = Fence::software(1, 1);
         let count = Arc::new(AtomicUsize::new(0));
-        let signaler = {
-            let f = f.clone();
-            thread::spawn(move || f.signal().unwrap())
-        };
+        let signaler = signal_on_thread(&f);
         let added = f.add_callback(counting(&count)).is_ok();
         signaler.join().unwrap();
         assert!(f.is_signaled());
@@ -50,10 +53,7 @@ fn signal_vs_add_vs_remove_callback() {
     model(|| {
         let f = Fence::software(1, 1);
         let count = Arc::new(AtomicUsize::new(0));
-        let signaler = {
-            let f = f.clone();
-            thread::spawn(move || f.signal().unwrap())
-        };
+        let signaler = signal_on_thread(&f);
         let expected = match f.add_callback(counting(&count)) {
             Err(_) => 0,
             Ok(id) => {
@@ -134,10 +134,7 @@ fn wait_callbacks_after_signal() {
         let f = Fence::software(1, 1);
         let count = Arc::new(AtomicUsize::new(0));
         f.add_callback(counting(&count)).unwrap();
-        let signaler = {
-            let f = f.clone();
-            thread::spawn(move || f.signal().unwrap())
-        };
+        let signaler = signal_on_thread(&f);
         let _ = f.wait();
         f.wait_callbacks();
         assert_eq!(count.load(Ordering::SeqCst), 1);

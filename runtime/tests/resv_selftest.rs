@@ -10,6 +10,13 @@ fn fence() -> Fence {
     FenceContext::new("st-dma-resv", "t").create_fence()
 }
 
+/// Locks `resv` alone, reserves one slot and adds `f` with `usage`.
+fn add_one(resv: &Reservation, f: &Fence, usage: Usage) {
+    let mut g = resv.lock_alone();
+    g.reserve_fences(1).unwrap();
+    g.add_fence(f, usage);
+}
+
 #[test]
 fn sanitycheck() {
     let f = fence();
@@ -26,11 +33,7 @@ fn signaling() {
     for usage in Usage::ALL {
         let resv = Reservation::new();
         let f = fence();
-        {
-            let mut g = resv.lock_alone();
-            g.reserve_fences(1).unwrap();
-            g.add_fence(&f, usage);
-        }
+        add_one(&resv, &f, usage);
         assert!(
             !resv.test_signaled(usage),
             "{usage:?}: resv unexpectedly signaled"
@@ -72,19 +75,11 @@ fn for_each_unlocked() {
     for usage in Usage::ALL {
         let resv = Reservation::new();
         let f = fence();
-        {
-            let mut g = resv.lock_alone();
-            g.reserve_fences(1).unwrap();
-            g.add_fence(&f, usage);
-        }
+        add_one(&resv, &f, usage);
         // Unlocked: a snapshot stays consistent while a writer changes the list.
         let snap = resv.fences(usage);
         let other = fence();
-        {
-            let mut g = resv.lock_alone();
-            g.reserve_fences(1).unwrap();
-            g.add_fence(&other, usage);
-        }
+        add_one(&resv, &other, usage);
         assert_eq!(snap.len(), 1, "snapshot changed under the reader");
         assert!(snap.iter().next().unwrap().ptr_eq(&f));
         assert_eq!(resv.fences(usage).len(), 2);
@@ -98,11 +93,7 @@ fn get_fences() {
     for usage in Usage::ALL {
         let resv = Reservation::new();
         let f = fence();
-        {
-            let mut g = resv.lock_alone();
-            g.reserve_fences(1).unwrap();
-            g.add_fence(&f, usage);
-        }
+        add_one(&resv, &f, usage);
         let got: Vec<Fence> = resv.fences(usage).iter().cloned().collect();
         assert_eq!(got.len(), 1);
         assert!(got[0].ptr_eq(&f));
@@ -184,11 +175,7 @@ fn add_fence_prunes_signaled() {
 fn wait_times_out_and_reports_errors() {
     let resv = Reservation::new();
     let f = fence();
-    {
-        let mut g = resv.lock_alone();
-        g.reserve_fences(1).unwrap();
-        g.add_fence(&f, Usage::Write);
-    }
+    add_one(&resv, &f, Usage::Write);
     assert!(resv
         .wait(Usage::Write, Some(Duration::from_millis(1)))
         .is_err());

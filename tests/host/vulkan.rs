@@ -5,7 +5,7 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bufsync::fence::{Fence, FenceError};
@@ -15,35 +15,7 @@ use bufsync_backends::vulkan::{
     PatternRenderer, SeqnoWriter, Submitter, TimelinePoint, TimelineSemaphore, VulkanContext,
     VulkanError, Wait, WaitPath, DRM_FORMAT_XRGB8888,
 };
-use bufsync_tests::require;
-
-const LVP_ICD: &str = "/usr/share/vulkan/icd.d/lvp_icd.json";
-
-fn lavapipe() -> Option<Arc<VulkanContext>> {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        bufsync_tests::init_log();
-        // Only lavapipe: other ICDs would probe /dev/dri.
-        std::env::set_var("VK_ICD_FILENAMES", LVP_ICD);
-    });
-    if !Path::new(LVP_ICD).exists() {
-        return None;
-    }
-    match VulkanContext::new() {
-        Ok(c) => Some(c),
-        Err(e) => {
-            eprintln!("lavapipe context: {e}");
-            None
-        }
-    }
-}
-
-/// Tests run one at a time: the fd-leak check counts the process's fds.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
+use bufsync_tests::{lavapipe, require, serial};
 
 /// `ctx_or_skip!(ctx)`: takes the serial lock and binds the lavapipe
 /// context to `ctx`, or skips the test.
@@ -78,7 +50,7 @@ fn read_all(fd: &OwnedFd, size: u64) -> Vec<u8> {
 fn caps_probe() {
     ctx_or_skip!(ctx);
     let caps = ctx.caps();
-    eprintln!("{caps}");
+    log::info!("{caps}");
     assert!(caps.timeline_semaphore);
     assert!(!caps.device_name.is_empty());
     // lavapipe imports memfds as DMA_BUF handles on any kernel.
@@ -322,7 +294,7 @@ fn memfd_import_as_linear_image() {
             assert_eq!(img.format(), vk::Format::B8G8R8A8_UNORM);
         }
         // A driver whose LINEAR pitch differs must say so, typed.
-        Err(VulkanError::Unsupported(why)) => eprintln!("linear image import refused: {why}"),
+        Err(VulkanError::Unsupported(why)) => log::info!("linear image import refused: {why}"),
         Err(e) => panic!("{e}"),
     }
     let bad = ImageLayout {

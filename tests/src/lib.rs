@@ -6,6 +6,10 @@
 //! returns early.
 
 use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, Once};
+
+use bufsync_backends::vulkan::VulkanContext;
 
 /// Whether this process runs inside the test VM (`BUFSYNC_IN_VM=1`).
 pub fn in_vm() -> bool {
@@ -76,7 +80,40 @@ pub fn open_fds() -> usize {
         .unwrap_or(0)
 }
 
-/// Initializes `env_logger` once (RUST_LOG controls it).
+/// Initializes `env_logger` once, through the test harness's capture:
+/// `info` and up by default (the tests' figures and capabilities), RUST_LOG
+/// overrides.
 pub fn init_log() {
-    let _ = env_logger::builder().is_test(true).try_init();
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .is_test(true)
+        .try_init();
+}
+
+/// Runs a test binary's tests one at a time where they share a device (the
+/// vkms CRTC) or count the process's fds: hold the guard for the whole test.
+/// Also initializes logging.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    init_log();
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Where Mesa installs lavapipe's ICD manifest.
+pub const LVP_ICD: &str = "/usr/share/vulkan/icd.d/lvp_icd.json";
+
+/// A Vulkan context on lavapipe only (`VK_ICD_FILENAMES` is set once, so no
+/// other ICD probes `/dev/dri`), or `None` when lavapipe is not installed or
+/// refuses (the reason is logged).
+pub fn lavapipe() -> Option<Arc<VulkanContext>> {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        init_log();
+        std::env::set_var("VK_ICD_FILENAMES", LVP_ICD);
+    });
+    if !Path::new(LVP_ICD).exists() {
+        return None;
+    }
+    VulkanContext::new()
+        .map_err(|e| log::warn!("lavapipe context: {e}"))
+        .ok()
 }

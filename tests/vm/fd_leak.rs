@@ -14,6 +14,7 @@ const CYCLES: usize = 10_000;
 
 #[test]
 fn no_fd_leak_over_10000_cycles() {
+    bufsync_tests::init_log();
     require!("vgem", has_driver("vgem"));
     require!("virtio_gpu", has_driver("virtio_gpu"));
     require!("sw_sync", SwSyncTimeline::is_available());
@@ -79,7 +80,7 @@ fn no_fd_leak_over_10000_cycles() {
     // Let the reactor drop its last entries.
     settle();
     let after = open_fds();
-    eprintln!(
+    log::info!(
         "fd-leak: {before} fds before, {after} after {CYCLES} cycles; reactor pending {}",
         reactor.pending()
     );

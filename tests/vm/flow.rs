@@ -7,16 +7,13 @@ use bufsync_examples::stress;
 use bufsync_tests::require;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
-/// vkms has one CRTC: one flow at a time.
-static DISPLAY: Mutex<()> = Mutex::new(());
-
-/// Takes the display for test `test`; `None` (the test skips, loudly)
-/// without DRM devices outside the VM.
+/// Takes the display for test `test` (vkms has one CRTC: one flow at a
+/// time); `None` (the test skips, loudly) without DRM devices outside the VM.
 fn take_display(test: &str) -> Option<MutexGuard<'static, ()>> {
-    let guard = DISPLAY.lock().unwrap_or_else(|e| e.into_inner());
+    let guard = bufsync_tests::serial();
     require(
         test,
         "vkms, vgem and a writeback connector",
@@ -41,7 +38,7 @@ fn run(name: &str, path: SyncPath, renderer: RendererKind) {
         stop: Arc::new(AtomicBool::new(false)),
     };
     let r = flow::run(&cfg).unwrap_or_else(|e| panic!("{name}: {e}"));
-    println!(
+    log::info!(
         "{}",
         bufsync_examples::report::table(std::slice::from_ref(&r))
     );
@@ -105,7 +102,7 @@ fn stress_two_renderers_and_display_contend_through_tickets() {
         hold: Duration::from_millis(2),
     };
     let r = stress::run(&cfg).unwrap_or_else(|e| panic!("stress: {e}"));
-    println!(
+    log::info!(
         "stress: {} flips, rendered {:?}, {} back-offs, {} captures, {} repeats, {:.1} s",
         r.flips,
         r.rendered,
@@ -191,7 +188,7 @@ fn flow_stopped_early_restores_display_and_leaks_no_fd() {
     };
     let r = flow::run(&cfg).unwrap_or_else(|e| panic!("flow: {e}"));
     stopper.join().unwrap();
-    println!(
+    log::info!(
         "stopped after {} frames; routing before: {routing:?}",
         r.frames_rendered
     );

@@ -8,7 +8,7 @@
 
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bufsync::fence::{alloc_contexts, Fence, FenceError};
@@ -20,17 +20,10 @@ use bufsync_backends::kms::{
 };
 use bufsync_backends::sync_file::SyncFileFence;
 use bufsync_backends::testing::{SwSyncTimeline, VgemBuffer};
-use bufsync_tests::{has_driver, open_fds, require};
-
-static LOCK: Mutex<()> = Mutex::new(());
+use bufsync_tests::{has_driver, open_fds, require, serial};
 
 const XR24: u32 = fourcc(b"XR24");
 const WAIT: Duration = Duration::from_secs(5);
-
-fn serial() -> MutexGuard<'static, ()> {
-    bufsync_tests::init_log();
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn errno_of(e: &KmsError) -> Option<i32> {
     e.errno()

@@ -16,7 +16,7 @@ fn devices_present_by_driver_name() {
         require!(driver, has_driver(driver));
         let dev = DrmDevice::find(driver).expect("find by driver name");
         assert_eq!(dev.driver(), driver);
-        eprintln!("{driver}: {} caps {:?}", dev.path().display(), dev.caps());
+        log::info!("{driver}: {} caps {:?}", dev.path().display(), dev.caps());
     }
     let vkms = DrmDevice::find("vkms").unwrap();
     let kms = vkms.kms_summary().expect("vkms KMS summary");

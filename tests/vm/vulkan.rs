@@ -3,8 +3,7 @@
 //! GPU-side wait on a pending vgem sync_file, the SYNC_FD export probe and
 //! the GPU-written seqno word.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bufsync::fence::FenceError;
@@ -14,34 +13,13 @@ use bufsync_backends::testing::VgemBuffer;
 use bufsync_backends::vulkan::ash::vk;
 use bufsync_backends::vulkan::{
     check_frame, decode_frame_number, wait_fence, ExternalBuffer, ExternalImage, ImageLayout,
-    PatternRenderer, SeqnoWriter, Submitter, SyncFdExport, TimelineSemaphore, VulkanContext, Wait,
-    WaitPath, DRM_FORMAT_MOD_LINEAR, DRM_FORMAT_XRGB8888,
+    PatternRenderer, SeqnoWriter, Submitter, SyncFdExport, TimelineSemaphore, Wait, WaitPath,
+    DRM_FORMAT_MOD_LINEAR, DRM_FORMAT_XRGB8888,
 };
-use bufsync_tests::{has_driver, require};
+use bufsync_tests::{has_driver, lavapipe, require, serial};
 
-const LVP_ICD: &str = "/usr/share/vulkan/icd.d/lvp_icd.json";
 const W: u32 = 128;
 const H: u32 = 48;
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn lavapipe() -> Option<Arc<VulkanContext>> {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        bufsync_tests::init_log();
-        std::env::set_var("VK_ICD_FILENAMES", LVP_ICD);
-    });
-    if !Path::new(LVP_ICD).exists() {
-        return None;
-    }
-    VulkanContext::new()
-        .map_err(|e| eprintln!("lavapipe context: {e}"))
-        .ok()
-}
 
 /// lavapipe that can export dma-bufs (udmabuf present).
 macro_rules! exporting_lavapipe {
@@ -88,7 +66,7 @@ fn render(
 fn caps_in_vm() {
     exporting_lavapipe!(ctx);
     let caps = ctx.caps();
-    eprintln!("{caps}");
+    log::info!("{caps}");
     assert!(caps.dmabuf_buffer.import && caps.dmabuf_buffer.export);
     assert!(caps.image_drm_format_modifier);
     assert!(caps.drm_modifiers.iter().all(|m| m
@@ -104,7 +82,7 @@ fn sync_fd_export_probe() {
     require!("SYNC_FD semaphore export", caps.sync_fd_semaphore.export);
     // The probe decided by trying, and reached a verdict.
     assert_ne!(caps.sync_fd_export, SyncFdExport::Unsupported, "{caps}");
-    eprintln!("SYNC_FD export: {:?}", caps.sync_fd_export);
+    log::info!("SYNC_FD export: {:?}", caps.sync_fd_export);
     // What submissions do follows the verdict: a pending sync_file while the
     // work is held back, or none at all.
     let gate = TimelineSemaphore::new(&ctx, 0).unwrap();
@@ -158,7 +136,7 @@ fn export_linear_image_and_render_through_reimport() {
     let (img, dmabuf) =
         ExternalImage::export_dmabuf(&ctx, W, H, vk::Format::B8G8R8A8_UNORM, usage, true).unwrap();
     let layout = img.layout().clone();
-    eprintln!("exported image layout: {layout:?}");
+    log::info!("exported image layout: {layout:?}");
     assert_eq!(layout.modifier, DRM_FORMAT_MOD_LINEAR);
     assert!(layout.planes[0].stride >= u64::from(W) * 4);
     // Import the exported dma-buf again (as another device would) and draw.

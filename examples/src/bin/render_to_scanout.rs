@@ -135,12 +135,15 @@ fn main() -> ExitCode {
             Ok(r) => {
                 failed |= !r.ok();
                 for (n, seen, e) in &r.bad_frames {
-                    println!("   frame {n}: capture shows {seen:?}: {e}");
+                    log::error!(
+                        "path {}: frame {n}: capture shows {seen:?}: {e}",
+                        path.name()
+                    );
                 }
                 reports.push(r);
             }
             Err(e) => {
-                println!("   path {} failed: {e}", path.name());
+                log::error!("path {} failed: {e}", path.name());
                 failed = true;
             }
         }
