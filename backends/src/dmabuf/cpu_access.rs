@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use rustix::event::{PollFd, PollFlags};
+use rustix::event::PollFlags;
 
 use super::{Access, DmaBuf};
 use crate::error::{ioctl_err, Error, Result};
@@ -37,32 +37,15 @@ impl DmaBuf {
             Access::Read => PollFlags::IN,
             Access::Write => PollFlags::OUT,
         };
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let ts = rustix::time::Timespec {
-                tv_sec: left.as_secs() as i64,
-                tv_nsec: left.subsec_nanos() as _,
-            };
-            let mut fds = [PollFd::new(self, events)];
-            match rustix::event::poll(&mut fds, Some(&ts)) {
-                Ok(n) if n > 0 => {
-                    let r = fds[0].revents();
-                    if r.contains(PollFlags::NVAL) {
-                        return Err(Error::BadFd {
-                            fd: self.fd().as_raw_fd(),
-                        });
-                    }
-                    return Ok(());
-                }
-                Ok(_) if left.is_zero() => {
-                    return Err(Error::TimedOut {
-                        what: "dma-buf implicit fences",
-                    })
-                }
-                Ok(_) | Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(Error::io("poll(dma-buf)", e.into())),
-            }
+        match crate::sys::poll::poll_one(std::os::fd::AsFd::as_fd(self), events, Some(timeout)) {
+            Ok(Some(r)) if r.contains(PollFlags::NVAL) => Err(Error::BadFd {
+                fd: self.fd().as_raw_fd(),
+            }),
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(Error::TimedOut {
+                what: "dma-buf implicit fences",
+            }),
+            Err(e) => Err(Error::io("poll(dma-buf)", e)),
         }
     }
 

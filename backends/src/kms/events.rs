@@ -4,10 +4,10 @@
 //! Locking: events are read from the device fd; only the `Display` that
 //! owns the fd reads them (through `&mut self`), so no lock is needed.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use drm::control::{Device as _, Event};
-use rustix::event::{PollFd, PollFlags};
+use rustix::event::PollFlags;
 
 use super::error::KmsError;
 use crate::drm::DrmDevice;
@@ -25,22 +25,9 @@ pub struct FlipEvent {
 
 /// Polls `dev` for at most `timeout`; true when events can be read.
 fn poll_readable(dev: &DrmDevice, timeout: Duration) -> Result<bool, KmsError> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let ts = rustix::time::Timespec {
-            tv_sec: left.as_secs() as i64,
-            tv_nsec: left.subsec_nanos() as _,
-        };
-        let mut fds = [PollFd::new(dev, PollFlags::IN)];
-        match rustix::event::poll(&mut fds, Some(&ts)) {
-            Ok(n) if n > 0 => return Ok(true),
-            Ok(_) => return Ok(false),
-            Err(rustix::io::Errno::INTR) if !left.is_zero() => continue,
-            Err(rustix::io::Errno::INTR) => return Ok(false),
-            Err(e) => return Err(KmsError::io("poll(DRM fd)", e)),
-        }
-    }
+    crate::sys::poll::poll_one(std::os::fd::AsFd::as_fd(dev), PollFlags::IN, Some(timeout))
+        .map(|ready| ready.is_some())
+        .map_err(|e| KmsError::io("poll(DRM fd)", e))
 }
 
 /// Reads the flip events available within `timeout` (empty when none

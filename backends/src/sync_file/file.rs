@@ -6,7 +6,7 @@
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use rustix::event::{PollFd, PollFlags};
+use rustix::event::PollFlags;
 
 use super::SyncFileInfo;
 use crate::error::{ioctl_err, Error, Result};
@@ -71,20 +71,9 @@ impl SyncFile {
     }
 
     fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
-        let ts = timeout.map(|d| rustix::time::Timespec {
-            tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
-            tv_nsec: d.subsec_nanos() as _,
-        });
-        let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
-        loop {
-            match rustix::event::poll(&mut fds, ts.as_ref()) {
-                Ok(n) => {
-                    return Ok(n > 0 && fds[0].revents().intersects(PollFlags::IN | PollFlags::ERR))
-                }
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(Error::io("poll(sync_file)", e.into())),
-            }
-        }
+        sys::poll::poll_one(self.fd.as_fd(), PollFlags::IN, timeout)
+            .map(|r| r.is_some_and(|r| r.intersects(PollFlags::IN | PollFlags::ERR)))
+            .map_err(|e| Error::io("poll(sync_file)", e))
     }
 
     /// Blocks until signaled or `timeout` passes ([`Error::TimedOut`]).

@@ -14,6 +14,7 @@ use rustix::ioctl::{Ioctl, IoctlOutput, Opcode};
 pub mod dma_buf;
 pub mod dma_heap;
 pub mod drm;
+pub mod poll;
 pub mod sw_sync;
 pub mod sync_file;
 pub mod udmabuf;

@@ -138,6 +138,18 @@ pub fn set_deadline(sync: BorrowedFd<'_>, deadline_ns: u64) -> io::Result<()> {
     unsafe { super::call(sync, IOC_SET_DEADLINE, &mut arg) }.map(drop)
 }
 
+/// Polls a sync_file once without blocking: true when poll reports it
+/// ready (every fence in it signaled, with or without error). A failed poll
+/// reads as not signaled.
+pub fn signaled_now(sync: BorrowedFd<'_>) -> bool {
+    let ready = super::poll::poll_one(
+        sync,
+        rustix::event::PollFlags::IN,
+        Some(std::time::Duration::ZERO),
+    );
+    matches!(ready, Ok(Some(_)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

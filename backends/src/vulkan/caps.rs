@@ -441,16 +441,7 @@ fn run_sync_fd_probe(
 /// Polls a raw sync_file fd without blocking.
 fn fd_is_signaled(fd: i32) -> bool {
     // SAFETY: `fd` is open for the duration of this call (owned by the caller).
-    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    let mut pfd = [rustix::event::PollFd::new(
-        &fd,
-        rustix::event::PollFlags::IN,
-    )];
-    let zero = rustix::time::Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    matches!(rustix::event::poll(&mut pfd, Some(&zero)), Ok(n) if n > 0)
+    crate::sys::sync_file::signaled_now(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) })
 }
 
 fn yes(b: bool) -> &'static str {

@@ -179,7 +179,7 @@ impl Submitter {
                 }
             }
             Wait::SyncFile(fd) => {
-                if sync_file_signaled(*fd) {
+                if crate::sys::sync_file::signaled_now(*fd) {
                     WaitPath::Signaled
                 } else if self.ctx.caps().sync_file_in() {
                     WaitPath::SyncFileHw
@@ -563,40 +563,21 @@ fn create_exportable_binary(dev: &ash::Device) -> Result<vk::Semaphore> {
     unsafe { dev.create_semaphore(&info, None) }.map_err(VulkanError::vk("vkCreateSemaphore"))
 }
 
-fn sync_file_signaled(fd: BorrowedFd<'_>) -> bool {
-    let mut pfd = [rustix::event::PollFd::new(
-        &fd,
-        rustix::event::PollFlags::IN,
-    )];
-    let zero = rustix::time::Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    matches!(rustix::event::poll(&mut pfd, Some(&zero)), Ok(n) if n > 0)
-}
-
 /// Blocks until the sync_file `fd` signals (poll for POLLIN).
 fn wait_sync_file(fd: BorrowedFd<'_>) -> Result<()> {
-    loop {
-        let mut pfd = [rustix::event::PollFd::new(
-            &fd,
-            rustix::event::PollFlags::IN,
-        )];
-        match rustix::event::poll(&mut pfd, None) {
-            Ok(n) if n > 0 => {
-                if pfd[0]
-                    .revents()
-                    .intersects(rustix::event::PollFlags::ERR | rustix::event::PollFlags::NVAL)
-                {
-                    return Err(VulkanError::Os {
-                        call: "poll(sync_file)",
-                        errno: rustix::io::Errno::INVAL.raw_os_error(),
-                    });
-                }
-                return Ok(());
-            }
-            Ok(_) | Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(VulkanError::os("poll(sync_file)")(e)),
-        }
+    use rustix::event::PollFlags;
+    match crate::sys::poll::poll_one(fd, PollFlags::IN, None) {
+        Ok(Some(r)) if r.intersects(PollFlags::ERR | PollFlags::NVAL) => Err(VulkanError::Os {
+            call: "poll(sync_file)",
+            errno: rustix::io::Errno::INVAL.raw_os_error(),
+        }),
+        // No time limit: only a ready fd ends the poll.
+        Ok(_) => Ok(()),
+        Err(e) => Err(VulkanError::Os {
+            call: "poll(sync_file)",
+            errno: e
+                .raw_os_error()
+                .unwrap_or(rustix::io::Errno::IO.raw_os_error()),
+        }),
     }
 }
