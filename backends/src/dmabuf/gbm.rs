@@ -150,11 +150,17 @@ impl GbmAllocator {
                 stride: bo.stride_for_plane(i),
             })
             .collect();
+        // A BO made with the LINEAR flag is linear even where GBM reports
+        // no explicit modifier (DRM_FORMAT_MOD_INVALID, kms_swrast).
+        let modifier = match u64::from(bo.modifier()) {
+            super::MOD_INVALID if modifiers.is_empty() => super::MOD_LINEAR,
+            m => m,
+        };
         let layout = Layout {
             width,
             height,
             fourcc,
-            modifier: u64::from(bo.modifier()),
+            modifier,
             planes,
         };
         let dmabuf = DmaBuf::from_fd(fd)?.with_layout(layout)?;

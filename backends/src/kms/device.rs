@@ -303,7 +303,11 @@ impl Display {
             let connected = info.state() == connector::State::Connected;
             seen.push(format!(
                 "{name} ({})",
-                if connected { "connected" } else { "disconnected" }
+                if connected {
+                    "connected"
+                } else {
+                    "disconnected"
+                }
             ));
             if chosen.is_some() || !connected || info.modes().is_empty() {
                 continue;

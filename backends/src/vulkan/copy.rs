@@ -46,7 +46,8 @@ pub fn record_image_to_buffer_copy(
             plane.stride
         )));
     }
-    let end = offset + plane.stride * u64::from(dst_layout.height.max(1) - 1)
+    let end = offset
+        + plane.stride * u64::from(dst_layout.height.max(1) - 1)
         + u64::from(dst_layout.width) * 4;
     if end > dst.size() {
         return Err(VulkanError::Invalid(format!(
