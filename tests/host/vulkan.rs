@@ -11,10 +11,11 @@ use std::time::Duration;
 use bufsync::fence::{Fence, FenceError};
 use bufsync_backends::vulkan::ash::vk;
 use bufsync_backends::vulkan::{
-    check_frame, decode_frame_number, wait_fence, ExternalBuffer, ExternalImage, ImageLayout,
-    PatternRenderer, SeqnoWriter, Submitter, TimelinePoint, TimelineSemaphore, VulkanContext,
-    VulkanError, Wait, WaitPath, DRM_FORMAT_XRGB8888,
+    wait_fence, ExternalBuffer, ExternalImage, ImageLayout, SeqnoWriter, Submitter, TimelinePoint,
+    TimelineSemaphore, VulkanContext, VulkanError, Wait, WaitPath, DRM_FORMAT_XRGB8888,
 };
+use bufsync_examples::check::{check_frame, decode_frame_number};
+use bufsync_examples::render::pattern::PatternRenderer;
 use bufsync_tests::{lavapipe, require, serial};
 
 /// `ctx_or_skip!(ctx)`: takes the serial lock and binds the lavapipe
@@ -531,7 +532,7 @@ fn gpu_seqno_fence_on_memfd() {
 #[test]
 fn checked_in_spirv_is_fresh() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let shaders = root.join("shaders");
+    let shaders = root.join("examples").join("shaders");
     let have_glslc = std::process::Command::new("glslc")
         .arg("--version")
         .output()
@@ -543,7 +544,7 @@ fn checked_in_spirv_is_fresh() {
         .arg(&out)
         .status()
         .unwrap();
-    assert!(status.success(), "shaders/build.sh failed");
+    assert!(status.success(), "examples/shaders/build.sh failed");
     let mut n = 0;
     for entry in std::fs::read_dir(&shaders).unwrap() {
         let path = entry.unwrap().path();
@@ -553,7 +554,7 @@ fn checked_in_spirv_is_fresh() {
             let checked_in = std::fs::read(shaders.join(&name)).unwrap_or_default();
             assert!(
                 fresh == checked_in,
-                "shaders/{name} is stale: run shaders/build.sh"
+                "examples/shaders/{name} is stale: run examples/shaders/build.sh"
             );
             n += 1;
         }

@@ -12,10 +12,11 @@ use bufsync_backends::sync_file::SyncFileFence;
 use bufsync_backends::testing::VgemBuffer;
 use bufsync_backends::vulkan::ash::vk;
 use bufsync_backends::vulkan::{
-    check_frame, decode_frame_number, wait_fence, ExternalBuffer, ExternalImage, ImageLayout,
-    PatternRenderer, SeqnoWriter, Submitter, SyncFdExport, TimelineSemaphore, Wait, WaitPath,
-    DRM_FORMAT_MOD_LINEAR, DRM_FORMAT_XRGB8888,
+    wait_fence, ExternalBuffer, ExternalImage, ImageLayout, SeqnoWriter, Submitter, SyncFdExport,
+    TimelineSemaphore, Wait, WaitPath, DRM_FORMAT_MOD_LINEAR, DRM_FORMAT_XRGB8888,
 };
+use bufsync_examples::check::{check_frame, decode_frame_number};
+use bufsync_examples::render::pattern::PatternRenderer;
 use bufsync_tests::{has_driver, lavapipe, require, serial};
 
 const W: u32 = 128;
@@ -50,7 +51,7 @@ fn read_dmabuf(buf: &DmaBuf) -> Vec<u8> {
 fn render(
     sub: &Submitter,
     renderer: &PatternRenderer,
-    target: &bufsync_backends::vulkan::RenderTarget,
+    target: &bufsync_examples::render::pattern::RenderTarget,
     frame: u32,
 ) {
     let s = sub

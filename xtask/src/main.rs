@@ -16,6 +16,7 @@
 mod demo;
 mod layout;
 mod process;
+mod qmp;
 mod results;
 mod setup;
 mod setup_check;

@@ -1,6 +1,6 @@
 //! Vulkan backend: dma-buf import and export, timeline semaphores as fences,
-//! hardware waits on foreign fences, a GPU seqno writer and a test-pattern
-//! renderer.
+//! hardware waits on foreign fences, a GPU seqno writer and a GPU copy into
+//! another device's buffer.
 //!
 //! Everything works on an application's existing ash handles
 //! ([`VulkanContext::from_application`]); [`VulkanContext::new`] creates a
@@ -18,7 +18,6 @@ mod error;
 mod image;
 mod layout;
 mod memory;
-mod renderer;
 mod semaphore;
 mod seqno_writer;
 mod submit;
@@ -35,10 +34,6 @@ pub use layout::{
     drm_fourcc, fd_size, vk_format, ImageLayout, PlaneLayout, DRM_FORMAT_ABGR8888,
     DRM_FORMAT_ARGB8888, DRM_FORMAT_MOD_INVALID, DRM_FORMAT_MOD_LINEAR, DRM_FORMAT_XBGR8888,
     DRM_FORMAT_XRGB8888,
-};
-pub use renderer::{
-    check_frame, decode_frame_number, pattern_pixel, FrameMismatch, PatternRenderer, RenderTarget,
-    STRIP_ROWS,
 };
 pub use semaphore::SyncFileSemaphore;
 pub use seqno_writer::SeqnoWriter;

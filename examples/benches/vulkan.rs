@@ -8,18 +8,18 @@
 //!   against `chain/sw_wait`: the CPU waits for the first before submitting
 //!   the second.
 //!
-//! Run: `eval "$(cargo xtask env)"; cargo bench -p bufsync-backends --bench vulkan`
+//! Run: `eval "$(cargo xtask env)"; cargo bench -p bufsync-examples --bench vulkan`
 //! (`xtask env` points Vulkan at the cached lavapipe; a host with its own
 //! Mesa 25 lavapipe needs nothing).
 
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
-use ash::vk;
+use bufsync_backends::vulkan::ash::vk;
 use bufsync_backends::vulkan::{
-    wait_fence, ExternalBuffer, ImageLayout, PatternRenderer, RenderTarget, Submitter,
-    VulkanContext, Wait, DRM_FORMAT_XRGB8888,
+    wait_fence, ExternalBuffer, ImageLayout, Submitter, VulkanContext, Wait, DRM_FORMAT_XRGB8888,
 };
+use bufsync_examples::render::pattern::{PatternRenderer, RenderTarget};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 const W: u32 = 256;
