@@ -226,9 +226,10 @@ pub fn run(cfg: &FlowConfig) -> Result<PathReport, FlowError> {
         }
         if software {
             // The fallback: the display cannot wait for this fence itself.
+            // (A Vulkan point is waited with vkWaitSemaphores directly.)
             renderer.flush()?;
             let t = Instant::now();
-            rendered.fence.wait_timeout(WAIT)?;
+            bufsync_backends::vulkan::wait_fence(&rendered.fence, WAIT)?;
             rep.wait_time += t.elapsed();
             rep.flip_sw_waits += 1;
         } else if in_fence.is_some() {

@@ -16,7 +16,7 @@
 use std::any::Any;
 use std::sync::{Arc, Mutex};
 
-use bufsync::fence::{alloc_contexts, engine, Fence, FenceError, FenceKind};
+use bufsync::fence::{alloc_contexts, engine, Fence, FenceError, FenceKind, FenceStatus};
 
 use super::SyncFile;
 use crate::error::{Error, Result};
@@ -155,40 +155,56 @@ impl FenceKind for SyncFileFence {
 }
 
 /// The sync_file form of a runtime fence, if it has one: `Ok(None)` when
-/// it signaled cleanly (nothing to wait for), a dup of the fd for a
-/// [`SyncFileFence`], a syncobj point's exported sync_file for a
-/// [`SyncobjPoint`](crate::drm::SyncobjPoint); [`Error::NoSyncFile`] for a
-/// pending fence of another kind (wait for it in software instead).
+/// it signaled cleanly (nothing to wait for), [`Error::Fence`] when it
+/// signaled with an error, a dup of the fd for a pending [`SyncFileFence`]
+/// (with the error its file carries), a syncobj point's exported sync_file
+/// for a [`SyncobjPoint`](crate::drm::SyncobjPoint); [`Error::NoSyncFile`]
+/// for a pending fence of another kind (wait for it in software instead).
 pub fn to_sync_file(fence: &Fence) -> Result<Option<SyncFile>> {
+    match fence.status() {
+        FenceStatus::Signaled => return Ok(None),
+        FenceStatus::Error(e) => return Err(Error::Fence(e)),
+        FenceStatus::Pending => {}
+    }
     if let Some(k) = fence.kind_as::<SyncFileFence>() {
         return k.file.try_clone().map(Some);
     }
     if let Some(p) = fence.kind_as::<crate::drm::SyncobjPoint>() {
         return p.export_sync_file().map(Some);
     }
-    match fence.status() {
-        bufsync::fence::FenceStatus::Signaled => Ok(None),
-        bufsync::fence::FenceStatus::Error(e) => Err(Error::Fence(e)),
-        bufsync::fence::FenceStatus::Pending => Err(Error::NoSyncFile {
-            driver: fence.driver_name().to_owned(),
-        }),
-    }
+    Err(Error::NoSyncFile {
+        driver: fence.driver_name().to_owned(),
+    })
 }
 
 /// One sync_file for several runtime fences (`SYNC_IOC_MERGE` of their
-/// sync_file parts); `Ok(None)` when all signaled cleanly.
+/// sync_file parts); `Ok(None)` when all signaled cleanly. Errors survive:
+/// a fence that already failed is carried by the result (the first error
+/// wins), or is the error when nothing else is pending.
 pub fn merge_to_sync_file<'a>(
     fences: impl IntoIterator<Item = &'a Fence>,
     name: &str,
 ) -> Result<Option<SyncFile>> {
     let mut acc: Option<SyncFile> = None;
+    // The first error in list order, already failed or carried by a part.
+    let mut first: Option<FenceError> = None;
     for f in fences {
-        if let Some(part) = to_sync_file(f)? {
-            acc = Some(match acc {
-                None => part,
-                Some(prev) => prev.merge(&part, name)?,
-            });
+        match to_sync_file(f) {
+            Ok(Some(part)) => {
+                first = first.or(part.carried_error());
+                acc = Some(match acc {
+                    None => part,
+                    Some(prev) => prev.merge(&part, name)?,
+                });
+            }
+            Ok(None) => {}
+            Err(Error::Fence(e)) => first = first.or(Some(e)),
+            Err(e) => return Err(e),
         }
     }
-    Ok(acc)
+    match (acc, first) {
+        (Some(file), first) => Ok(Some(file.with_carried(first))),
+        (None, Some(e)) => Err(Error::Fence(e)),
+        (None, None) => Ok(None),
+    }
 }

@@ -8,7 +8,10 @@
 //! run time into [`VulkanCaps`]; no path is chosen by driver name.
 //!
 //! Locking: see each module; the only lock shared between modules is the
-//! context's queue lock, taken around every `vkQueueSubmit`.
+//! context's queue lock ([`VulkanContext::queue_lock`]: bufsync's submit
+//! mutex plus the application's [`QueueSync`] hooks), taken around every
+//! `vkQueueSubmit`. No module starts a thread: timeline points are polled
+//! by the runtime's fence engine (which an event loop can drive).
 
 mod buffer;
 mod caps;
@@ -18,6 +21,7 @@ mod image;
 mod layout;
 mod memory;
 mod renderer;
+mod semaphore;
 mod seqno_writer;
 mod submit;
 mod timeline;
@@ -25,7 +29,9 @@ mod timeline;
 pub use ash;
 pub use buffer::ExternalBuffer;
 pub use caps::{FormatModifiers, HandleSupport, ModifierInfo, SyncFdExport, VulkanCaps};
-pub use context::{ApplicationHandles, VulkanContext, WANTED_DEVICE_EXTENSIONS};
+pub use context::{
+    ApplicationHandles, QueueGuard, QueueLock, QueueSync, VulkanContext, WANTED_DEVICE_EXTENSIONS,
+};
 pub use error::{Result, VulkanError};
 pub use image::ExternalImage;
 pub use layout::{

@@ -21,6 +21,13 @@ use std::time::Duration;
 
 use super::vgem::XRGB8888;
 
+/// Bound on the software waits for a frame's dependencies.
+const DEP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound on the warm-up frame: the first dispatch of a pipeline compiles
+/// its shader (llvmpipe compiles with LLVM at first use, seconds under qemu
+/// TCG), a one-time cost paid at creation rather than in frame 0's bound.
+const WARMUP_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// The Vulkan renderer.
 pub struct VulkanRenderer {
     ctx: Arc<VulkanContext>,
@@ -51,6 +58,18 @@ impl VulkanRenderer {
             targets.push(pattern.target(Arc::new(buffer), &layout)?);
             frames.push(dmabuf);
         }
+        if let Some(first) = targets.first() {
+            let t = std::time::Instant::now();
+            let warm = submitter.submit(&[], DEP_TIMEOUT, |_, cmd| {
+                pattern.record(cmd, first, 0);
+                Ok(())
+            })?;
+            bufsync_backends::vulkan::wait_fence(&warm.fence, WARMUP_TIMEOUT)?;
+            log::info!(
+                "vulkan renderer: warm-up frame (pipeline compile) took {:?}",
+                t.elapsed()
+            );
+        }
         Ok((
             VulkanRenderer {
                 ctx,
@@ -78,7 +97,7 @@ impl Renderer for VulkanRenderer {
         let t = std::time::Instant::now();
         let target = &self.targets[index];
         let pattern = &self.pattern;
-        let submitted = self.submitter.submit(&waits, |_, cmd| {
+        let submitted = self.submitter.submit(&waits, DEP_TIMEOUT, |_, cmd| {
             pattern.record(cmd, target, n);
             Ok(())
         })?;
