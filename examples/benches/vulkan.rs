@@ -22,6 +22,9 @@ use bufsync_backends::vulkan::{
 use bufsync_examples::render::pattern::{PatternRenderer, RenderTarget};
 use criterion::{criterion_group, criterion_main, Criterion};
 
+/// Bound on waits that must succeed.
+const LONG: std::time::Duration = std::time::Duration::from_secs(10);
+
 const W: u32 = 256;
 const H: u32 = 256;
 
@@ -66,15 +69,15 @@ fn signal(c: &mut Criterion) {
     let mut g = c.benchmark_group("signal");
     g.bench_function("runtime_fence", |b| {
         b.iter(|| {
-            let s = sub.submit(&[], |_, _| Ok(())).expect("submit");
+            let s = sub.submit(&[], LONG, |_, _| Ok(())).expect("submit");
             // The runtime's wait: enable_signaling -> waiter thread -> signal.
             s.fence.wait().expect("wait");
         })
     });
     g.bench_function("vk_wait_semaphores", |b| {
         b.iter(|| {
-            let s = sub.submit(&[], |_, _| Ok(())).expect("submit");
-            assert!(sub.timeline().wait(s.value, None).expect("wait"));
+            let s = sub.submit(&[], LONG, |_, _| Ok(())).expect("submit");
+            assert!(sub.timeline().wait(s.value, LONG).expect("wait"));
         })
     });
     g.finish();
@@ -97,37 +100,37 @@ fn chain(c: &mut Criterion) {
         b.iter(|| {
             frame = frame.wrapping_add(1);
             let a = sub
-                .submit(&[], |_, cmd| {
+                .submit(&[], LONG, |_, cmd| {
                     renderer.record(cmd, &t1, frame);
                     Ok(())
                 })
                 .expect("submit a");
             let b2 = sub
-                .submit(&[Wait::Fence(&a.fence)], |_, cmd| {
+                .submit(&[Wait::Fence(&a.fence)], LONG, |_, cmd| {
                     renderer.record(cmd, &t2, frame);
                     Ok(())
                 })
                 .expect("submit b");
-            wait_fence(&b2.fence, None).expect("wait b");
+            wait_fence(&b2.fence, LONG).expect("wait b");
         })
     });
     g.bench_function("sw_wait", |b| {
         b.iter(|| {
             frame = frame.wrapping_add(1);
             let a = sub
-                .submit(&[], |_, cmd| {
+                .submit(&[], LONG, |_, cmd| {
                     renderer.record(cmd, &t1, frame);
                     Ok(())
                 })
                 .expect("submit a");
             a.fence.wait().expect("wait a");
             let b2 = sub
-                .submit(&[], |_, cmd| {
+                .submit(&[], LONG, |_, cmd| {
                     renderer.record(cmd, &t2, frame);
                     Ok(())
                 })
                 .expect("submit b");
-            wait_fence(&b2.fence, None).expect("wait b");
+            wait_fence(&b2.fence, LONG).expect("wait b");
         })
     });
     g.finish();

@@ -308,7 +308,7 @@ pub fn run_with(
                     rep.check(cfg, f as u32, &pixels, layout)?;
                 }
             }
-            Check::Screendump(layout) if n % cfg.screendump_every.max(1) == 0 => {
+            Check::Screendump(layout) if n.is_multiple_of(cfg.screendump_every.max(1)) => {
                 presenter.wait_idle(WAIT)?;
                 let dump = screendump::take(WAIT * 2)?;
                 if (dump.width, dump.height) != (w, h) {

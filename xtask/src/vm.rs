@@ -240,7 +240,7 @@ fn serve_screendumps(dir: &Path, socket: &Path, qmp: &mut Option<Qmp>) {
         return;
     };
     for req in rd.filter_map(|e| e.ok().map(|e| e.path())) {
-        if req.extension().map_or(true, |x| x != "req") {
+        if req.extension().is_none_or(|x| x != "req") {
             continue;
         }
         let Ok(target) = fs::read_to_string(&req) else {

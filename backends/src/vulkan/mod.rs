@@ -8,7 +8,10 @@
 //! run time into [`VulkanCaps`]; no path is chosen by driver name.
 //!
 //! Locking: see each module; the only lock shared between modules is the
-//! context's queue lock, taken around every `vkQueueSubmit`.
+//! context's queue lock ([`VulkanContext::queue_lock`]: bufsync's submit
+//! mutex plus the application's [`QueueSync`] hooks), taken around every
+//! `vkQueueSubmit`. No module starts a thread: timeline points are polled
+//! by the runtime's fence engine (which an event loop can drive).
 
 mod buffer;
 mod caps;
@@ -22,11 +25,14 @@ mod semaphore;
 mod seqno_writer;
 mod submit;
 mod timeline;
+mod wait_semaphore;
 
 pub use ash;
 pub use buffer::ExternalBuffer;
 pub use caps::{FormatModifiers, HandleSupport, ModifierInfo, SyncFdExport, VulkanCaps};
-pub use context::{ApplicationHandles, VulkanContext, WANTED_DEVICE_EXTENSIONS};
+pub use context::{
+    ApplicationHandles, QueueGuard, QueueLock, QueueSync, VulkanContext, WANTED_DEVICE_EXTENSIONS,
+};
 pub use copy::record_image_to_buffer_copy;
 pub use error::{Result, VulkanError};
 pub use image::ExternalImage;
@@ -35,7 +41,7 @@ pub use layout::{
     DRM_FORMAT_ARGB8888, DRM_FORMAT_MOD_INVALID, DRM_FORMAT_MOD_LINEAR, DRM_FORMAT_XBGR8888,
     DRM_FORMAT_XRGB8888,
 };
-pub use semaphore::SyncFileSemaphore;
 pub use seqno_writer::SeqnoWriter;
 pub use submit::{SubmitReport, Submitted, Submitter, Wait, WaitPath};
 pub use timeline::{to_sync_file, wait_fence, TimelinePoint, TimelineSemaphore};
+pub use wait_semaphore::SyncFileSemaphore;

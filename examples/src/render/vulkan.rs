@@ -12,11 +12,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bufsync_backends::vulkan::{Submitter, VulkanContext, Wait};
+use bufsync_backends::vulkan::ash::vk;
+use bufsync_backends::vulkan::{ExternalImage, Submitter, VulkanContext, Wait};
 use bufsync_present::{Frame, RenderDone};
 
 use super::pattern::{PatternRenderer, RenderTarget};
 use super::{RenderError, Rendered};
+
+/// Bound on the software waits for a frame's dependencies.
+const DEP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound on the warm-up frame: the first dispatch of a pipeline compiles
+/// its shader (llvmpipe compiles with LLVM at first use, seconds under qemu
+/// TCG), a one-time cost paid at creation rather than in frame 0's bound.
+const WARMUP_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The Vulkan renderer.
 pub struct VulkanRenderer {
@@ -28,14 +36,37 @@ pub struct VulkanRenderer {
 }
 
 impl VulkanRenderer {
-    /// A renderer on `ctx`.
+    /// A renderer on `ctx`, its pipeline warmed up by one frame into a
+    /// small private image.
     pub fn new(ctx: &Arc<VulkanContext>) -> Result<Self, RenderError> {
-        Ok(VulkanRenderer {
+        let me = VulkanRenderer {
             ctx: ctx.clone(),
             submitter: Submitter::new(ctx)?,
             pattern: PatternRenderer::new(ctx)?,
             targets: Vec::new(),
-        })
+        };
+        let t = Instant::now();
+        let (image, _fd) = ExternalImage::export_with_modifiers(
+            ctx,
+            64,
+            64,
+            vk::Format::B8G8R8A8_UNORM,
+            vk::ImageUsageFlags::STORAGE,
+            &[],
+        )?;
+        let target = me.pattern.image_target(Arc::new(image))?;
+        let warm = me.submitter.submit(&[], DEP_TIMEOUT, |_, cmd| {
+            me.pattern.record(cmd, &target, 0);
+            Ok(())
+        })?;
+        bufsync_backends::vulkan::wait_fence(&warm.fence, WARMUP_TIMEOUT)
+            .map_err(|e| RenderError::Target(format!("warm-up frame: {e}")))?;
+        me.submitter.retire();
+        log::info!(
+            "vulkan renderer: warm-up frame (pipeline compile) took {:?}",
+            t.elapsed()
+        );
+        Ok(me)
     }
 
     /// The context.
@@ -61,14 +92,14 @@ impl VulkanRenderer {
         if self.targets.len() <= i {
             self.targets.resize_with(i + 1, || None);
         }
-        if self.targets[i].as_ref().map_or(true, |(k, _)| *k != key) {
+        if self.targets[i].as_ref().is_none_or(|(k, _)| *k != key) {
             self.targets[i] = Some((key, self.pattern.image_target(image.clone())?));
         }
         let (_, target) = self.targets[i].as_ref().expect("made above");
         let waits: Vec<Wait<'_>> = frame.wait_fences().iter().map(Wait::Fence).collect();
         let t = Instant::now();
         let pattern = &self.pattern;
-        let submitted = self.submitter.submit(&waits, |_, cmd| {
+        let submitted = self.submitter.submit(&waits, DEP_TIMEOUT, |_, cmd| {
             pattern.record(cmd, target, n);
             Ok(())
         })?;
