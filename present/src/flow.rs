@@ -275,6 +275,7 @@ impl Presenter {
                 cpu_wait: info.cpu_wait,
                 latency: None,
                 shown: false,
+                early: false,
                 vblank: None,
             });
         }
@@ -383,11 +384,44 @@ impl Presenter {
             .and_then(|i| i.fences.iter().map(|x| x.timestamp_ns).max())
             .filter(|&ns| ns > 0)
             .or_else(|| f.done_at.map(bufsync_backends::clock::monotonic_ns_at));
-        if let (Some(ev), Some(done)) = (ev, done_ns) {
-            let shown = u64::try_from(ev.time.as_nanos()).unwrap_or(u64::MAX);
+        // On screen: when the kernel signaled the flip's out-fence (the
+        // event's vblank time is the driver's estimate; vkms reports its
+        // timer's scheduled expiry, which TCG delays).
+        let shown_ns = f
+            .out
+            .as_ref()
+            .and_then(|o| o.info().ok())
+            .and_then(|i| i.fences.iter().map(|x| x.timestamp_ns).max())
+            .filter(|&ns| ns > 0)
+            .or_else(|| ev.map(|e| u64::try_from(e.time.as_nanos()).unwrap_or(u64::MAX)));
+        if let (Some(shown), Some(done)) = (shown_ns, done_ns) {
             f.stats.latency = Some(Duration::from_nanos(shown.saturating_sub(done)));
         }
         f.stats.vblank = ev.map(|e| e.frame);
+        // The implicit edge relies on the display waiting for the buffer's
+        // fences; one that put the frame on screen (signaled its out-fence)
+        // before the render fence signaled does not (virtio_gpu's primary
+        // plane ignores them): no more implicit edge.
+        if f.stats.edge == Edge::Implicit {
+            let pending = f
+                .render_sync
+                .as_ref()
+                .is_some_and(|s| !s.is_signaled().unwrap_or(true));
+            let before = matches!((shown_ns, done_ns), (Some(s), Some(d)) if d > s);
+            if pending || before {
+                f.stats.early = true;
+                self.totals.implicit_unhonored += 1;
+                if self.implicit_ok {
+                    self.implicit_ok = false;
+                    log::warn!(
+                        "presenter: {} put frame {} on screen before its render fence signaled: \
+                         it does not wait for implicit fences; the implicit edge is off from now on",
+                        self.display.driver(),
+                        f.stats.frame
+                    );
+                }
+            }
+        }
         self.push_stats(f.stats);
     }
 
@@ -404,6 +438,7 @@ impl Presenter {
             Edge::Signaled
         };
         let mut render_sync: Option<SyncFile> = None;
+        let mut out_sync: Option<SyncFile> = None;
         let mut done_at = info.waited;
         let edge_pref = self.cfg.edge;
         let implicit_ok = self.implicit_ok;
@@ -478,6 +513,7 @@ impl Presenter {
                     name: "OUT_FENCE_PTR",
                 }))?;
             render_sync = sync;
+            out_sync = out.try_clone().ok();
             SyncFileFence::fence(out).map_err(|e| FlipError::Kms(e.into()))
         });
         match result {
@@ -493,9 +529,11 @@ impl Presenter {
                         cpu_wait: info.cpu_wait,
                         latency: None,
                         shown: true,
+                        early: false,
                         vblank: None,
                     },
                     render_sync,
+                    out: out_sync,
                     done_at,
                 });
                 Ok(())

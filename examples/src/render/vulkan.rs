@@ -20,7 +20,7 @@ use super::pattern::{PatternRenderer, RenderTarget};
 use super::{RenderError, Rendered};
 
 /// Bound on the software waits for a frame's dependencies.
-const DEP_TIMEOUT: Duration = Duration::from_secs(5);
+const DEP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Bound on the warm-up frame: the first dispatch of a pipeline compiles
 /// its shader (llvmpipe compiles with LLVM at first use, seconds under qemu
 /// TCG), a one-time cost paid at creation rather than in frame 0's bound.
