@@ -30,7 +30,9 @@ fn median(v: &mut [Duration]) -> Duration {
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let Ok(vgem) = DrmDevice::find("vgem") else {
-        println!("SKIPPED: copy bench: no vgem (run it in the VM: cargo xtask vm -- <bench binary>)");
+        println!(
+            "SKIPPED: copy bench: no vgem (run it in the VM: cargo xtask vm -- <bench binary>)"
+        );
         return;
     };
     let cfg = PresenterConfig {
@@ -73,7 +75,10 @@ fn main() {
         copies.push(s.copy_time);
     }
     let (c, m) = (median(&mut copies), median(&mut memcpys));
-    println!("CPU copy per frame, {w}x{h} XR24 ({bytes} bytes), {FRAMES} frames, {}", p.strategy());
+    println!(
+        "CPU copy per frame, {w}x{h} XR24 ({bytes} bytes), {FRAMES} frames, {}",
+        p.strategy()
+    );
     println!();
     println!("| what | median per frame | throughput |");
     println!("|---|---|---|");

@@ -75,7 +75,10 @@ impl Jobs {
     /// A pending job fence and its sync_file.
     fn job(&self) -> (bufsync_backends::testing::VgemFence, SyncFile) {
         let fence = self.buffer.attach_fence(true).expect("VGEM_FENCE_ATTACH");
-        let sync = self.dmabuf.export_sync_file(Access::Write).expect("sync_file");
+        let sync = self
+            .dmabuf
+            .export_sync_file(Access::Write)
+            .expect("sync_file");
         (fence, sync)
     }
 }
@@ -88,7 +91,11 @@ fn raw(vgem: &Arc<DrmDevice>) -> Run {
         .collect();
     let fbs: Vec<Framebuffer> = bufs
         .iter()
-        .map(|b| display.import_framebuffer(&b.export().expect("export")).expect("fb"))
+        .map(|b| {
+            display
+                .import_framebuffer(&b.export().expect("export"))
+                .expect("fb")
+        })
         .collect();
     let jobs = Jobs::new(vgem);
     let mut lat = Vec::with_capacity(FRAMES);
@@ -142,7 +149,8 @@ fn presenter(vgem: &Arc<DrmDevice>) -> Run {
     for _ in 0..FRAMES {
         let frame = p.acquire(WAIT).expect("acquire");
         let (fence, sync) = jobs.job();
-        p.present(frame, RenderDone::SyncFile(sync)).expect("present");
+        p.present(frame, RenderDone::SyncFile(sync))
+            .expect("present");
         fence.signal().expect("signal");
         while let Some(s) = p.take_stats() {
             lat.extend(s.latency);
@@ -153,7 +161,11 @@ fn presenter(vgem: &Arc<DrmDevice>) -> Run {
     while let Some(s) = p.take_stats() {
         lat.extend(s.latency);
     }
-    assert_eq!(p.totals().in_fence, FRAMES as u64, "every flip waited by the display");
+    assert_eq!(
+        p.totals().in_fence,
+        FRAMES as u64,
+        "every flip waited by the display"
+    );
     Run {
         rate: FRAMES as f64 / elapsed.as_secs_f64(),
         latency: median(&mut lat),
@@ -164,7 +176,9 @@ fn presenter(vgem: &Arc<DrmDevice>) -> Run {
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let Ok(vgem) = DrmDevice::find("vgem") else {
-        println!("SKIPPED: e2e bench: no vgem (run it in the VM: cargo xtask vm -- <bench binary>)");
+        println!(
+            "SKIPPED: e2e bench: no vgem (run it in the VM: cargo xtask vm -- <bench binary>)"
+        );
         return;
     };
     if Display::open_by_driver("vkms").is_err() {
