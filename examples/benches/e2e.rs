@@ -29,8 +29,8 @@ use bufsync_backends::sync_file::SyncFile;
 use bufsync_backends::testing::VgemBuffer;
 use bufsync_present::{DisplayTarget, Presenter, PresenterConfig, RenderDevice, RenderDone};
 
-const FRAMES: usize = 240;
-const ROUNDS: usize = 3;
+const FRAMES: usize = 300;
+const ROUNDS: usize = 5;
 const WAIT: Duration = Duration::from_secs(20);
 
 struct Run {
@@ -212,9 +212,20 @@ fn main() {
         );
     }
     ratios.sort_by(f64::total_cmp);
+    let mut cpu: Vec<f64> = raws
+        .iter()
+        .zip(&pres)
+        .map(|(r, p)| p.cpu_per_frame.as_secs_f64() / r.cpu_per_frame.as_secs_f64().max(1e-12))
+        .collect();
+    cpu.sort_by(f64::total_cmp);
+    let total = |v: &[Run]| v.iter().map(|r| r.rate).sum::<f64>();
     println!();
     println!(
-        "median rate ratio presenter / raw: {:.3} (goal >= 0.95)",
-        ratios[ratios.len() / 2]
+        "median rate ratio presenter / raw: {:.3} (goal >= 0.95); mean rates {:.1} / {:.1} fps; \
+         median CPU per frame ratio {:.2}",
+        ratios[ratios.len() / 2],
+        total(&pres) / ROUNDS as f64,
+        total(&raws) / ROUNDS as f64,
+        cpu[cpu.len() / 2]
     );
 }

@@ -130,15 +130,28 @@ impl DmaBufMap {
         let last = |p: &super::Plane| p.offset as usize + p.stride as usize * (rows - 1) + row;
         src.range(0, last(s))?;
         self.range(0, last(d))?;
+        if s.stride == d.stride && s.stride as usize == row && s.offset == d.offset {
+            // Both tightly packed the same way: one copy of the whole image.
+            // SAFETY: the range was checked against both mappings above;
+            // `src` and `self` are two different mappings (distinct virtual
+            // ranges, `&` and `&mut` of two objects), so they do not overlap.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    src.map.as_ptr().add(s.offset as usize),
+                    self.map.as_mut_ptr().add(d.offset as usize),
+                    row * rows,
+                );
+            }
+            return Ok((row * rows) as u64);
+        }
         for y in 0..rows {
             let from = s.offset as usize + y * s.stride as usize;
             let to = d.offset as usize + y * d.stride as usize;
             // SAFETY: both rows lie inside their live mappings (the last
             // row's end was checked above and rows grow monotonically); the
-            // mappings are distinct buffers or, for the same buffer, the
-            // caller's own overlapping copy of plain bytes (`copy` allows it).
+            // two mappings are distinct virtual ranges (see above).
             unsafe {
-                std::ptr::copy(
+                std::ptr::copy_nonoverlapping(
                     src.map.as_ptr().add(from),
                     self.map.as_mut_ptr().add(to),
                     row,
