@@ -375,3 +375,13 @@ impl Drop for Presenter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_presenter_can_move_to_another_thread() {
+        fn send<T: Send>() {}
+        send::<super::Presenter>();
+        send::<crate::Frame>();
+    }
+}
