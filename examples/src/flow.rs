@@ -217,7 +217,7 @@ pub fn run(cfg: &FlowConfig) -> Result<PathReport, FlowError> {
         let mut in_fence = None;
         let mut software = false;
         match cfg.path {
-            SyncPath::Hw if pending_sync => in_fence = sync.as_ref().map(|s| s.fd()),
+            SyncPath::Hw if pending_sync => in_fence = sync.as_ref(),
             SyncPath::Implicit if pending_sync || sync.is_some() => {
                 frames[i].push_fence(&rendered.fence, BufAccess::Write)?;
                 rep.implicit_pushes += 1;

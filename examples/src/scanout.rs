@@ -13,7 +13,6 @@ use bufsync_backends::kms::{Display, FlipRequest, Framebuffer, KmsError};
 use bufsync_backends::sync_file::SyncFile;
 use bufsync_backends::testing::VgemBuffer;
 use bufsync_backends::vulkan::ImageLayout;
-use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -119,7 +118,7 @@ impl Scanout {
     pub fn flip(
         &mut self,
         fb: &Framebuffer,
-        in_fence: Option<BorrowedFd<'_>>,
+        in_fence: Option<&SyncFile>,
     ) -> Result<Flip, KmsError> {
         let mut req = FlipRequest::new(fb);
         req.in_fence = in_fence;
