@@ -81,6 +81,13 @@ pub enum Error {
     /// A fence completed with an error.
     #[error("fence signaled with error: {0}")]
     Fence(bufsync::fence::FenceError),
+    /// The reactor or the fence engine was already in use (its thread
+    /// started) when the application asked to drive it.
+    #[error("{what} is already running on its own thread")]
+    AlreadyRunning {
+        /// Which one.
+        what: &'static str,
+    },
     /// The shared reactor (epoll thread) could not be started.
     #[error("the fence reactor is unavailable: {what}")]
     ReactorUnavailable {
