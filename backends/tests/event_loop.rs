@@ -4,33 +4,13 @@
 //! made once per process.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bufsync::fence::{alloc_contexts, Fence, FenceKind};
 use bufsync_backends::event_loop;
+use bufsync_backends::seqno::{SeqnoMemory, SeqnoWidth};
 use rustix::event::PollFlags;
-
-struct Word(Arc<AtomicU64>);
-
-impl FenceKind for Word {
-    fn driver_name(&self) -> &str {
-        "test"
-    }
-    fn timeline_name(&self) -> &str {
-        "word"
-    }
-    fn poll_signaled(&self, fence: &Fence) -> bool {
-        self.0.load(Ordering::Acquire) >= fence.seqno()
-    }
-    fn needs_polling(&self) -> bool {
-        true
-    }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-}
 
 fn bufsync_threads() -> usize {
     std::fs::read_dir("/proc/self/task")
@@ -57,11 +37,13 @@ fn reactor_and_engine_run_from_the_callers_loop() {
         .unwrap()
         .register(efd.clone(), None, move |_| f2.store(true, Ordering::SeqCst))
         .unwrap();
-    let word = Arc::new(AtomicU64::new(0));
-    let fence = Fence::new(Arc::new(Word(word.clone())), alloc_contexts(1), 1);
+    // A seqno fence needs polling: the engine's work.
+    let mem = SeqnoMemory::anonymous(64).unwrap();
+    let word = mem.word(0, SeqnoWidth::U32).unwrap();
+    let fence = word.fence(1);
     fence.enable_signaling();
     rustix::io::write(&*efd, &1u64.to_ne_bytes()).unwrap();
-    word.store(1, Ordering::Release);
+    word.store(1); // a silent write: only the engine's poll sees it
     let until = Instant::now() + Duration::from_secs(10);
     while !(fired.load(Ordering::SeqCst) && fence.test_signaled_flag()) {
         assert!(Instant::now() < until, "nothing ran from the loop");

@@ -266,6 +266,43 @@ fn flip_waits_for_implicit_write_fence() {
     display.wait_flip(WAIT).unwrap().expect("flip event");
 }
 
+/// Frame A on screen, then a non-blocking flip to frame B held back by a
+/// pending vgem fence (`fence`) as its IN_FENCE_FD.
+struct HeldFlip {
+    a_fb: Framebuffer,
+    fence: bufsync_backends::testing::VgemFence,
+    _keep: (
+        VgemBuffer,
+        VgemBuffer,
+        DmaBuf,
+        Framebuffer,
+        bufsync_backends::sync_file::SyncFile,
+    ),
+}
+
+impl HeldFlip {
+    fn new(display: &mut Display, vgem: &Arc<DrmDevice>) -> HeldFlip {
+        let (a, _, a_fb) = vgem_frame(display, vgem);
+        display.commit(FlipRequest::new(&a_fb)).unwrap();
+        let (b, b_buf, b_fb) = vgem_frame(display, vgem);
+        let fence = b.attach_fence(true).unwrap();
+        let in_fence = b_buf.export_sync_file(Access::Read).unwrap();
+        display
+            .commit(FlipRequest {
+                fb: &b_fb,
+                in_fence: Some(&in_fence),
+                want_out_fence: false,
+                nonblock: true,
+            })
+            .unwrap();
+        HeldFlip {
+            a_fb,
+            fence,
+            _keep: (a, b, b_buf, b_fb, in_fence),
+        }
+    }
+}
+
 /// A non-blocking commit while the previous flip is pending gets EBUSY
 /// from the kernel; `Display::commit` waits for that flip and retries.
 #[test]
@@ -275,25 +312,13 @@ fn ebusy_waits_for_previous_flip() {
     require!("vgem", has_driver("vgem"));
     let mut display = open_display();
     let vgem = VgemBuffer::device().unwrap();
-    let (_a, _, a_fb) = vgem_frame(&display, &vgem);
-    display.commit(FlipRequest::new(&a_fb)).unwrap();
-
-    let (b, b_buf, b_fb) = vgem_frame(&display, &vgem);
-    let fence = b.attach_fence(true).unwrap();
-    let in_fence = b_buf.export_sync_file(Access::Read).unwrap();
-    display
-        .commit(FlipRequest {
-            fb: &b_fb,
-            in_fence: Some(&in_fence),
-            want_out_fence: false,
-            nonblock: true,
-        })
-        .unwrap();
+    let held = HeldFlip::new(&mut display, &vgem);
+    let (a_fb, fence) = (&held.a_fb, held.fence);
 
     // The raw commit sees EBUSY while the fenced flip is pending.
     let (raw, flags) = display
         .flip_request(&FlipRequest {
-            fb: &a_fb,
+            fb: a_fb,
             in_fence: None,
             want_out_fence: false,
             nonblock: true,
@@ -309,7 +334,7 @@ fn ebusy_waits_for_previous_flip() {
     });
     let out = display
         .commit(FlipRequest {
-            fb: &a_fb,
+            fb: a_fb,
             in_fence: None,
             want_out_fence: true,
             nonblock: true,
@@ -689,23 +714,12 @@ fn flip_behind_a_held_flip_is_busy() {
     require!("vgem", has_driver("vgem"));
     let mut display = open_display();
     let vgem = VgemBuffer::device().unwrap();
-    let (_a, _, a_fb) = vgem_frame(&display, &vgem);
-    display.commit(FlipRequest::new(&a_fb)).unwrap();
-    let (b, b_buf, b_fb) = vgem_frame(&display, &vgem);
-    let fence = b.attach_fence(true).unwrap();
-    let in_fence = b_buf.export_sync_file(Access::Read).unwrap();
-    display
-        .commit(FlipRequest {
-            fb: &b_fb,
-            in_fence: Some(&in_fence),
-            want_out_fence: false,
-            nonblock: true,
-        })
-        .unwrap();
+    let held = HeldFlip::new(&mut display, &vgem);
+    let (a_fb, fence) = (&held.a_fb, held.fence);
     let t = std::time::Instant::now();
     let e = display
         .commit(FlipRequest {
-            fb: &a_fb,
+            fb: a_fb,
             in_fence: None,
             want_out_fence: true,
             nonblock: true,
@@ -721,7 +735,7 @@ fn flip_behind_a_held_flip_is_busy() {
         .expect("the held flip completes");
     let out = display
         .commit(FlipRequest {
-            fb: &a_fb,
+            fb: a_fb,
             in_fence: None,
             want_out_fence: true,
             nonblock: true,
