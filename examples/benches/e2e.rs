@@ -111,7 +111,7 @@ fn raw(vgem: &Arc<DrmDevice>) -> Run {
         let (fence, sync) = jobs.job();
         let req = FlipRequest {
             fb: &fbs[n % 3],
-            in_fence: Some(sync.fd()),
+            in_fence: Some(&sync),
             want_out_fence: true,
             nonblock: true,
         };

@@ -257,12 +257,15 @@ fn display_buffer(
                 modifiers.to_vec()
             };
             let bo = gbm
-                .create_buffer(dev, env.width, env.height, env.fourcc, &mods)
+                .create_buffer(env.width, env.height, env.fourcc, &mods)
                 .map_err(|e| Refusal::device(strategy, on("gbm_bo_create"), &e))?;
+            // GBM owns the BO's handle on its own fd; the display imports
+            // the BO (PRIME, on the device that allocated it) into its
+            // fd's handle table.
             let fb = env
                 .display
-                .add_framebuffer_handle(bo.handle(), bo.size(), layout_of(bo.dmabuf()))
-                .map_err(|e| Refusal::kms(strategy, on("ADDFB2"), &e))?;
+                .import_framebuffer(bo.dmabuf())
+                .map_err(|e| Refusal::kms(strategy, on("PRIME import + ADDFB2"), &e))?;
             let buf = Arc::new(
                 bo.dmabuf()
                     .try_clone()

@@ -475,7 +475,7 @@ impl Presenter {
                         .map_err(|e| FlipError::Kms(e.into()))?;
                     edge_taken = Edge::Implicit;
                 } else if in_fence_ok {
-                    in_fence = Some(s.fd());
+                    in_fence = Some(s);
                     edge_taken = Edge::InFence;
                 } else {
                     done_at = Some(

@@ -13,14 +13,14 @@
 //! kind keeps its reactor token in a mutex taken briefly.
 
 use std::any::Any;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bufsync::fence::{alloc_contexts, engine, Fence, FenceError, FenceKind};
 
 use super::DrmDevice;
-use crate::error::{Error, Result};
+use crate::error::{check_open, ioctl_err, Error, Result};
 use crate::reactor::{self, Outcome, Token};
 use crate::sync_file::SyncFile;
 use crate::sys::drm as ffi;
@@ -68,11 +68,20 @@ impl Syncobj {
         })
     }
 
-    /// `DRM_IOCTL_SYNCOBJ_FD_TO_HANDLE`: imports an opaque syncobj fd.
-    pub fn import(dev: &Arc<DrmDevice>, fd: &OwnedFd) -> Result<Self> {
+    /// `DRM_IOCTL_SYNCOBJ_FD_TO_HANDLE`: imports an opaque syncobj fd (not
+    /// consumed). A closed fd is [`Error::BadFd`], an open fd of any other
+    /// kind (a sync_file, a dma-buf, a memfd...) [`Error::NotASyncobj`]:
+    /// the kernel answers EINVAL to both.
+    pub fn import(dev: &Arc<DrmDevice>, fd: BorrowedFd<'_>) -> Result<Self> {
         Self::check_cap(dev)?;
-        let handle = ffi::syncobj_from_fd(dev.as_fd(), fd.as_fd())
-            .map_err(|e| Error::io("DRM_IOCTL_SYNCOBJ_FD_TO_HANDLE", e))?;
+        check_open(fd)?;
+        let handle = ffi::syncobj_from_fd(dev.as_fd(), fd).map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) {
+                Error::NotASyncobj { fd: fd.as_raw_fd() }
+            } else {
+                ioctl_err("DRM_IOCTL_SYNCOBJ_FD_TO_HANDLE", fd.as_raw_fd())(e)
+            }
+        })?;
         Ok(Self {
             dev: Arc::clone(dev),
             handle,
