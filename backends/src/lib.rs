@@ -10,6 +10,8 @@
 //! - [`event_loop`]: the reactor and the fence engine driven by the
 //!   application's own event loop (no bufsync thread), calloop included
 //!   with feature `calloop`;
+//! - [`wait_path`]: how each wait is done (hardware or software), one
+//!   decision for every fence kind and waiter;
 //! - [`clock`]: CLOCK_MONOTONIC conversions for kernel deadlines;
 //! - [`sys`]: the raw ioctl layer;
 //! - `testing` (feature `testing`): vgem fences and sw_sync timelines.
@@ -31,5 +33,6 @@ pub mod sys;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod vulkan;
+pub mod wait_path;
 
 pub use error::{Error, Result};

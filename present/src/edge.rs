@@ -1,11 +1,13 @@
 //! The render → display edge: what form the fences a flip must wait for
 //! have, and the bounded software wait for those without a sync_file.
 //!
-//! Probed per frame, as Mesa and Smithay do: a fence with a *pending*
-//! sync_file form (a kernel GPU fence, a vgem job, a Vulkan render point
-//! whose device exports pending SYNC_FDs) can be handed to the display
-//! (`IN_FENCE_FD`) or to the buffer (`IMPORT_SYNC_FILE`); anything else
-//! (lavapipe's timeline points, software fences) is waited on the CPU.
+//! Probed per frame, as Mesa and Smithay do, and decided by the backends'
+//! shared rule ([`decide`], the one `bufsync-info paths` prints): a fence
+//! with a *pending* sync_file form (a kernel GPU fence, a vgem job, a
+//! Vulkan render point whose device exports pending SYNC_FDs) can be
+//! handed to the display (`IN_FENCE_FD`) or to the buffer
+//! (`IMPORT_SYNC_FILE`); anything else (lavapipe's timeline points,
+//! software fences) is waited on the CPU.
 //!
 //! Locking: none. Callers do the software wait before taking any
 //! reservation (a fence's signaler may need what a waiter holds).
@@ -14,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use bufsync::fence::{Fence, FenceError, WaitError};
 use bufsync_backends::sync_file::SyncFile;
-use bufsync_backends::vulkan::{to_sync_file, wait_fence};
+use bufsync_backends::wait_path::{decide, to_sync_file, wait_fence, FenceForm, Route, Waiter};
+
+use crate::config::EdgeChoice;
 
 /// The sync_file form of a list of fences.
 #[derive(Debug)]
@@ -67,25 +71,28 @@ pub(crate) fn sync_form<'a>(
     })
 }
 
-/// Whether a pending `fence` has a sync_file form, without making one (no
-/// syscall): a sync_file fence, a syncobj point, or a Vulkan point whose
-/// device exported a pending SYNC_FD. `Err` when it signaled with an error.
-pub(crate) fn has_sync_form(fence: &Fence) -> Result<bool, FenceError> {
+/// The render → display edge as a waiter: the plane's `IN_FENCE_FD`, the
+/// buffers' implicit sync (probed, and still honoured by the driver), the
+/// caller's preference.
+pub(crate) fn plane_waiter(in_fence_fd: bool, implicit: bool, edge: EdgeChoice) -> Waiter {
+    Waiter::KmsPlane {
+        in_fence_fd,
+        implicit,
+        prefer_implicit: edge == EdgeChoice::Implicit,
+    }
+}
+
+/// How the display side waits for `fence` ([`decide`] for its form and
+/// `waiter`), without making a sync_file (no syscall): `Ok(None)` when it
+/// has signaled cleanly, `Err` when it signaled with an error.
+pub(crate) fn route(fence: &Fence, waiter: &Waiter) -> Result<Option<Route>, FenceError> {
     if fence.is_signaled() {
         return match fence.error() {
             Some(e) => Err(e),
-            None => Ok(true),
+            None => Ok(None),
         };
     }
-    Ok(fence
-        .kind_as::<bufsync_backends::sync_file::SyncFileFence>()
-        .is_some()
-        || fence
-            .kind_as::<bufsync_backends::drm::SyncobjPoint>()
-            .is_some()
-        || fence
-            .kind_as::<bufsync_backends::vulkan::TimelinePoint>()
-            .is_some_and(|p| p.sync_file().is_some()))
+    Ok(Some(decide(FenceForm::of(fence), waiter).route))
 }
 
 /// Waits for every fence of `fences` on the CPU, at most `timeout` in all

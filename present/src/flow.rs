@@ -16,6 +16,7 @@ use bufsync::fence::{Fence, FenceError};
 use bufsync_backends::kms::{FlipEvent, FlipRequest, KmsError};
 use bufsync_backends::sync_file::{SyncFile, SyncFileFence};
 use bufsync_backends::vulkan::{ash::vk, SyncFileSemaphore};
+use bufsync_backends::wait_path::{decide, FenceForm, Route, WaitClass, Waiter};
 
 use crate::config::{EdgeChoice, PresentMode, RenderDevice};
 use crate::copy;
@@ -80,7 +81,8 @@ impl Presenter {
     /// everything [`Frame::wait_fences`] holds: a binary semaphore of the
     /// presenter with the fences' merged sync_file as temporary payload.
     /// `None` when there is nothing to wait for (fences without a sync_file
-    /// form are waited here, bounded by the render timeout). Wait on it in
+    /// form, or all of them on a device that cannot import SYNC_FD, are
+    /// waited here, bounded by the render timeout). Wait on it in
     /// the frame's submission; it is the frame's until presented.
     pub fn acquire_semaphore(
         &mut self,
@@ -92,10 +94,11 @@ impl Presenter {
                 "acquire semaphores are for Vulkan render devices".into(),
             ));
         };
+        let gpu = decide(FenceForm::SyncFile, &Waiter::vulkan(ctx)).route == Route::GpuSyncFile;
         let sync = match edge::sync_form(frame.waits.iter()) {
             Ok(SyncForm::Signaled) => return Ok(None),
-            Ok(SyncForm::SyncFile(s)) => s,
-            Ok(SyncForm::Software) => {
+            Ok(SyncForm::SyncFile(s)) if gpu => s,
+            Ok(SyncForm::SyncFile(_) | SyncForm::Software) => {
                 edge::wait_software(frame.waits.iter(), self.cfg.render_timeout)
                     .map_err(|e| self.render_error(frame.number, frame.slot, e))?;
                 return Ok(None);
@@ -159,11 +162,19 @@ impl Presenter {
             },
             None => render.clone(),
         };
-        // The software edge, before any lock.
-        let software = match edge::has_sync_form(&flip_fence) {
+        // The software edge, before any lock: where the display cannot wait
+        // for the fence itself (the shared rule), or the caller asked.
+        let waiter = edge::plane_waiter(
+            self.display.props().plane.in_fence_fd.is_some(),
+            self.implicit_ok,
+            self.cfg.edge,
+        );
+        let software = match edge::route(&flip_fence, &waiter) {
             Err(e) => return Err(self.drop_frame(i, &render, self.render_error(number, i, e))),
-            Ok(false) => true,
-            Ok(true) => self.cfg.edge == EdgeChoice::Software && !flip_fence.is_signaled(),
+            Ok(None) => false,
+            Ok(Some(route)) => {
+                route.class() == WaitClass::Software || self.cfg.edge == EdgeChoice::Software
+            }
         };
         if software {
             let t = Instant::now();
@@ -467,14 +478,15 @@ impl Presenter {
             };
             let mut in_fence = None;
             if let Some(s) = &sync {
-                let implicit = implicit_ok && (edge_pref == EdgeChoice::Implicit || !in_fence_ok);
-                if implicit {
+                let waiter = edge::plane_waiter(in_fence_ok, implicit_ok, edge_pref);
+                let route = decide(FenceForm::SyncFile, &waiter).route;
+                if route == Route::ImplicitFlip {
                     slots[i]
                         .display
                         .import_sync_file(bufsync_backends::dmabuf::Access::Write, s)
                         .map_err(|e| FlipError::Kms(e.into()))?;
                     edge_taken = Edge::Implicit;
-                } else if in_fence_ok {
+                } else if route == Route::InFenceFd {
                     in_fence = Some(s);
                     edge_taken = Edge::InFence;
                 } else {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bufsync::fence::{Fence, FenceContext};
-use bufsync_backends::dmabuf::{Access, DmaBuf, Layout};
+use bufsync_backends::dmabuf::{DmaBuf, Layout};
 use bufsync_backends::kms::{Display, Fourcc, KmsError};
 use bufsync_backends::sync_file::SyncFile;
 use bufsync_backends::vulkan::{vk_format, Submitter, SyncFileSemaphore};
@@ -351,10 +351,7 @@ impl Presenter {
 /// Whether `IMPORT_SYNC_FILE` works on `buf` (a signaled fence of its own,
 /// imported back as a reader: a no-op).
 fn probe_implicit(buf: &DmaBuf) -> bool {
-    match buf
-        .export_sync_file(Access::Read)
-        .and_then(|s| buf.import_sync_file(Access::Read, &s))
-    {
+    match buf.probe_sync_file_import() {
         Ok(()) => true,
         Err(e) => {
             log::info!("no IMPORT_SYNC_FILE on display buffers ({e}): implicit edge unavailable");

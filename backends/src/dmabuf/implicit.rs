@@ -31,8 +31,9 @@ use bufsync::resv::{ResvGuard, Usage};
 
 use super::{Access, DmaBuf};
 use crate::error::{ioctl_err, Error, Result};
-use crate::sync_file::{to_sync_file, SyncFile, SyncFileFence};
+use crate::sync_file::{SyncFile, SyncFileFence};
 use crate::sys;
+use crate::wait_path::{decide, to_sync_file, FenceForm, Route, Waiter};
 
 impl DmaBuf {
     /// `DMA_BUF_IOCTL_EXPORT_SYNC_FILE`: a snapshot of the fences `access`
@@ -59,6 +60,16 @@ impl DmaBuf {
             self.export_sync_file(Access::Read),
             Err(Error::Unsupported { .. })
         )
+    }
+
+    /// Whether this buffer takes IMPORT_SYNC_FILE (the input of
+    /// [`Waiter::DmaBuf`]): probed by importing the buffer's own
+    /// readers' snapshot back as a reader fence, which adds nothing to
+    /// wait for. `Err` with the reason when it does not (a kernel before
+    /// 6.0: [`Error::Unsupported`]; an exporter that refuses).
+    pub fn probe_sync_file_import(&self) -> Result<()> {
+        let snapshot = self.export_sync_file(Access::Read)?;
+        self.import_sync_file(Access::Read, &snapshot)
     }
 
     /// Pull: the kernel fences `access` must wait for, as one runtime fence
@@ -91,10 +102,23 @@ impl DmaBuf {
     }
 
     /// Push: adds `fence` to the kernel's reservation as a writer
-    /// (`Access::Write`) or reader. `Ok(false)` when it had already
-    /// signaled cleanly (nothing to add); [`Error::NoSyncFile`] for a
-    /// pending fence without a sync_file form (see the module's fallback).
+    /// (`Access::Write`) or reader, where [`decide`] says the buffer's
+    /// implicit sync can wait for it (it has a sync_file form; a kernel
+    /// without the ioctl answers [`Error::Unsupported`]). `Ok(false)` when
+    /// it had already signaled cleanly (nothing to add);
+    /// [`Error::NoSyncFile`] for a pending fence without a sync_file form
+    /// (see the module's fallback).
     pub fn push_fence(&self, fence: &Fence, access: Access) -> Result<bool> {
+        if !fence.is_signaled() {
+            let implicit = Waiter::DmaBuf {
+                import_sync_file: true,
+            };
+            if decide(FenceForm::of(fence), &implicit).route != Route::ImportSyncFile {
+                return Err(Error::NoSyncFile {
+                    driver: fence.driver_name().to_owned(),
+                });
+            }
+        }
         match to_sync_file(fence)? {
             Some(file) => self.import_sync_file(access, &file).map(|()| true),
             None => Ok(false),

@@ -1,5 +1,6 @@
 //! Flips driven by runtime fences: the in-fence goes to the plane as
-//! `IN_FENCE_FD` when it has a sync_file form (the display waits in
+//! `IN_FENCE_FD` when [`decide`] says the plane can wait for it (it has a
+//! sync_file form and the plane the property: the display waits in
 //! hardware), otherwise it is waited in software before the commit (the
 //! design's fallback, e.g. lavapipe's CPU fences); the out-fence comes back
 //! as a runtime [`Fence`] over the sync_file ([`SyncFileFence`]).
@@ -15,7 +16,8 @@ use super::device::Display;
 use super::error::KmsError;
 use super::flip::FlipRequest;
 use super::framebuffer::Framebuffer;
-use crate::sync_file::{to_sync_file, SyncFileFence};
+use crate::sync_file::SyncFileFence;
+use crate::wait_path::{decide, to_sync_file, wait_fence, FenceForm, Route, Waiter};
 
 /// How a frame's in-fence reached the display.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +56,8 @@ pub struct FencedOutcome {
 
 impl Display {
     /// Commits a flip that waits for a runtime fence: in hardware
-    /// (`IN_FENCE_FD`) when the fence has a sync_file form, else in
+    /// (`IN_FENCE_FD`) when the fence has a sync_file form and the plane
+    /// the property ([`decide`] with [`Waiter::KmsPlane`]), else in
     /// software (bounded by `software_wait`; [`KmsError::TimedOut`], the
     /// fence left pending). An in-fence that has already failed (a kernel
     /// error mirrored, or one its sync_file carries) is refused
@@ -63,32 +66,46 @@ impl Display {
         let mut path = InFencePath::None;
         let mut sync_file = None;
         if let Some(fence) = flip.in_fence {
-            match to_sync_file(fence) {
-                Ok(None) => {}
-                Ok(Some(file)) => {
-                    if let Some(e) = file.carried_error() {
-                        return Err(KmsError::InFenceFailed(e));
+            if fence.is_signaled() {
+                if let Some(e) = fence.error() {
+                    return Err(KmsError::InFenceFailed(e));
+                }
+            } else {
+                // No buffer to import into here: no implicit route.
+                let plane = Waiter::KmsPlane {
+                    in_fence_fd: self.props.plane.in_fence_fd.is_some(),
+                    implicit: false,
+                    prefer_implicit: false,
+                };
+                let decision = decide(FenceForm::of(fence), &plane);
+                log::debug!("in-fence of `{}`: {}", fence.driver_name(), decision.why);
+                if decision.route == Route::InFenceFd {
+                    match to_sync_file(fence) {
+                        Ok(None) => {}
+                        Ok(Some(file)) => {
+                            if let Some(e) = file.carried_error() {
+                                return Err(KmsError::InFenceFailed(e));
+                            }
+                            path = InFencePath::Hardware;
+                            sync_file = Some(file);
+                        }
+                        // A point exported before its fence was submitted.
+                        Err(crate::Error::NoSyncFile { .. }) => path = InFencePath::Software,
+                        Err(crate::Error::Fence(e)) => return Err(KmsError::InFenceFailed(e)),
+                        Err(e) => return Err(e.into()),
                     }
-                    path = InFencePath::Hardware;
-                    sync_file = Some(file);
-                }
-                Err(crate::Error::NoSyncFile { driver }) => {
-                    log::debug!(
-                        "in-fence of `{driver}` has no sync_file form: waiting in software"
-                    );
+                } else {
                     path = InFencePath::Software;
-                    fence
-                        .wait_timeout(flip.software_wait)
-                        .map_err(|e| match e {
-                            WaitError::TimedOut => KmsError::TimedOut {
-                                what: "in-fence (software wait)",
-                            },
-                            WaitError::Cancelled => KmsError::InFenceFailed(FenceError::Cancelled),
-                            WaitError::Fence(e) => KmsError::InFenceFailed(e),
-                        })?;
                 }
-                Err(crate::Error::Fence(e)) => return Err(KmsError::InFenceFailed(e)),
-                Err(e) => return Err(e.into()),
+                if path == InFencePath::Software {
+                    wait_fence(fence, flip.software_wait).map_err(|e| match e {
+                        WaitError::TimedOut => KmsError::TimedOut {
+                            what: "in-fence (software wait)",
+                        },
+                        WaitError::Cancelled => KmsError::InFenceFailed(FenceError::Cancelled),
+                        WaitError::Fence(e) => KmsError::InFenceFailed(e),
+                    })?;
+                }
             }
         }
         let out = self.commit(FlipRequest {

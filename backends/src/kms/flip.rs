@@ -18,6 +18,7 @@ use super::commit::{AtomicRequest, CommitFlags, CommitOutcome};
 use super::device::Display;
 use super::error::KmsError;
 use super::events::{read_flip_events, FlipEvent};
+use super::formats::FormatSet;
 use super::framebuffer::Framebuffer;
 use crate::dmabuf::{DmaBuf, Layout};
 use crate::drm::{DrmDevice, GemHandle};
@@ -104,6 +105,27 @@ impl Display {
             size,
             layout,
         )?;
+        Framebuffer::add(&self.dev, gem, layout)
+    }
+
+    /// [`add_framebuffer`](Self::add_framebuffer) for another plane of the
+    /// display (an overlay or a cursor), checked against that plane's
+    /// `formats` (its `IN_FORMATS`) instead of the primary plane's.
+    pub fn add_plane_framebuffer(
+        &self,
+        plane: u32,
+        formats: &FormatSet,
+        gem: &GemHandle,
+        size: u64,
+        layout: &Layout,
+    ) -> Result<Framebuffer, KmsError> {
+        if !std::sync::Arc::ptr_eq(gem.device(), &self.dev) {
+            return Err(KmsError::ForeignHandle {
+                handle: gem.raw(),
+                driver: gem.device().driver().to_owned(),
+            });
+        }
+        super::framebuffer::check_layout(plane, formats, self.max_fb, size, layout)?;
         Framebuffer::add(&self.dev, gem, layout)
     }
 

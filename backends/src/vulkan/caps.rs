@@ -260,6 +260,42 @@ fn linear_image_support(ctx: Phys<'_>, format: vk::Format) -> HandleSupport {
     }
 }
 
+/// DMA_BUF import/export of `format` images with DRM format `modifier`
+/// and `usage` (the modifier and DMA_BUF extensions must be enabled).
+pub(crate) fn modifier_image_support(
+    ctx: Phys<'_>,
+    format: vk::Format,
+    modifier: u64,
+    usage: vk::ImageUsageFlags,
+) -> HandleSupport {
+    let mut modifier_info = vk::PhysicalDeviceImageDrmFormatModifierInfoEXT::default()
+        .drm_format_modifier(modifier)
+        .sharing_mode(vk::SharingMode::EXCLUSIVE);
+    let mut ext_info = vk::PhysicalDeviceExternalImageFormatInfo::default()
+        .handle_type(vk::ExternalMemoryHandleTypeFlags::DMA_BUF_EXT);
+    let info = vk::PhysicalDeviceImageFormatInfo2::default()
+        .format(format)
+        .ty(vk::ImageType::TYPE_2D)
+        .tiling(vk::ImageTiling::DRM_FORMAT_MODIFIER_EXT)
+        .usage(usage)
+        .push_next(&mut ext_info)
+        .push_next(&mut modifier_info);
+    let mut ext_out = vk::ExternalImageFormatProperties::default();
+    let mut out = vk::ImageFormatProperties2::default().push_next(&mut ext_out);
+    // SAFETY: valid physical device, both extensions enabled (the caller
+    // checks), chains point to locals.
+    let r = unsafe {
+        ctx.0
+            .get_physical_device_image_format_properties2(ctx.1, &info, &mut out)
+    };
+    match r {
+        Ok(()) => {
+            HandleSupport::from_flags(ext_out.external_memory_properties.external_memory_features)
+        }
+        Err(_) => HandleSupport::default(),
+    }
+}
+
 fn semaphore_support(
     ctx: Phys<'_>,
     ty: vk::SemaphoreType,

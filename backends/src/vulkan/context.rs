@@ -24,7 +24,9 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use ash::{ext, khr, vk};
 
-use super::caps::{probe_sync_fd_export, SyncFdExport, VulkanCaps};
+use super::caps::{
+    modifier_image_support, probe_sync_fd_export, HandleSupport, SyncFdExport, VulkanCaps,
+};
 use super::error::{Result, VulkanError};
 
 /// The device extensions bufsync uses when present.
@@ -194,6 +196,57 @@ fn has_ext(list: &[CString], name: &CStr) -> bool {
     list.iter().any(|e| e.as_c_str() == name)
 }
 
+/// A physical device as the loader lists it
+/// ([`VulkanContext::physical_devices`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PhysicalDeviceInfo {
+    /// Index in `vkEnumeratePhysicalDevices` order (for
+    /// [`VulkanContext::new_on_device`]).
+    pub index: usize,
+    /// `deviceName`.
+    pub name: String,
+    /// `discrete`, `integrated`, `virtual`, `cpu` or `other`.
+    pub device_type: &'static str,
+    /// Device API version (major, minor, patch).
+    pub api_version: (u32, u32, u32),
+    /// Why bufsync cannot use it (before Vulkan 1.2, no compute queue);
+    /// `None` when it can.
+    pub unusable: Option<String>,
+}
+
+fn device_type_name(t: vk::PhysicalDeviceType) -> &'static str {
+    match t {
+        vk::PhysicalDeviceType::DISCRETE_GPU => "discrete",
+        vk::PhysicalDeviceType::INTEGRATED_GPU => "integrated",
+        vk::PhysicalDeviceType::VIRTUAL_GPU => "virtual",
+        vk::PhysicalDeviceType::CPU => "cpu",
+        _ => "other",
+    }
+}
+
+/// The compute queue family bufsync would use on `pd`, or why it cannot.
+fn usable_family(
+    instance: &ash::Instance,
+    pd: vk::PhysicalDevice,
+) -> std::result::Result<u32, String> {
+    // SAFETY: `pd` comes from this instance.
+    let props = unsafe { instance.get_physical_device_properties(pd) };
+    if props.api_version < vk::API_VERSION_1_2 {
+        return Err(format!(
+            "Vulkan {}.{} (bufsync needs 1.2: timeline semaphores)",
+            vk::api_version_major(props.api_version),
+            vk::api_version_minor(props.api_version)
+        ));
+    }
+    // SAFETY: as above.
+    let families = unsafe { instance.get_physical_device_queue_family_properties(pd) };
+    families
+        .iter()
+        .position(|f| f.queue_flags.contains(vk::QueueFlags::COMPUTE))
+        .map(|f| f as u32)
+        .ok_or_else(|| "no compute queue family".to_string())
+}
+
 impl VulkanContext {
     /// Wraps the application's existing handles. Nothing is created and
     /// nothing is submitted here; nothing of the application's is
@@ -222,6 +275,57 @@ impl VulkanContext {
     /// [`WANTED_DEVICE_EXTENSIONS`] that is present and the timeline feature.
     /// The context owns and destroys them.
     pub fn new() -> Result<std::sync::Arc<Self>> {
+        Self::create(None)
+    }
+
+    /// Like [`new`](Self::new), on the physical device at `index` in
+    /// `vkEnumeratePhysicalDevices` order (see
+    /// [`physical_devices`](Self::physical_devices));
+    /// [`VulkanError::NoDevice`] when there is none or it is unusable
+    /// (before Vulkan 1.2, no compute queue).
+    pub fn new_on_device(index: usize) -> Result<std::sync::Arc<Self>> {
+        Self::create(Some(index))
+    }
+
+    /// Every physical device the loader lists, in order, with what makes
+    /// one usable by bufsync. Creates (and destroys) an instance; no device.
+    pub fn physical_devices() -> Result<Vec<PhysicalDeviceInfo>> {
+        let (entry, instance) = Self::load_instance()?;
+        let result = (|| {
+            // SAFETY: valid instance.
+            let physicals = unsafe { instance.enumerate_physical_devices() }
+                .map_err(VulkanError::vk("vkEnumeratePhysicalDevices"))?;
+            Ok(physicals
+                .into_iter()
+                .enumerate()
+                .map(|(index, pd)| {
+                    // SAFETY: `pd` comes from this instance.
+                    let props = unsafe { instance.get_physical_device_properties(pd) };
+                    PhysicalDeviceInfo {
+                        index,
+                        name: props
+                            .device_name_as_c_str()
+                            .map(|c| c.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                        device_type: device_type_name(props.device_type),
+                        api_version: (
+                            vk::api_version_major(props.api_version),
+                            vk::api_version_minor(props.api_version),
+                            vk::api_version_patch(props.api_version),
+                        ),
+                        unusable: usable_family(&instance, pd).err(),
+                    }
+                })
+                .collect())
+        })();
+        // SAFETY: the instance was created above and has no children; the
+        // entry (the loaded library) outlives it.
+        unsafe { instance.destroy_instance(None) };
+        drop(entry);
+        result
+    }
+
+    fn load_instance() -> Result<(ash::Entry, ash::Instance)> {
         // SAFETY: loading libvulkan runs its initializers; it is the system's
         // Vulkan loader, which is what every Vulkan program does.
         let entry = unsafe { ash::Entry::load() }.map_err(|e| VulkanError::Load(e.to_string()))?;
@@ -232,7 +336,12 @@ impl VulkanContext {
         // SAFETY: `info` and what it points to live across the call.
         let instance = unsafe { entry.create_instance(&info, None) }
             .map_err(VulkanError::vk("vkCreateInstance"))?;
-        match Self::create_device(&entry, &instance) {
+        Ok((entry, instance))
+    }
+
+    fn create(index: Option<usize>) -> Result<std::sync::Arc<Self>> {
+        let (entry, instance) = Self::load_instance()?;
+        match Self::create_device(&entry, &instance, index) {
             Ok(handles) => Self::build(handles, true, QueueSync::Internal),
             Err(e) => {
                 // SAFETY: the instance was created above and has no children.
@@ -242,39 +351,52 @@ impl VulkanContext {
         }
     }
 
-    fn create_device(entry: &ash::Entry, instance: &ash::Instance) -> Result<ApplicationHandles> {
+    fn create_device(
+        entry: &ash::Entry,
+        instance: &ash::Instance,
+        index: Option<usize>,
+    ) -> Result<ApplicationHandles> {
         // SAFETY: valid instance.
         let physicals = unsafe { instance.enumerate_physical_devices() }
             .map_err(VulkanError::vk("vkEnumeratePhysicalDevices"))?;
-        let mut best: Option<(u32, vk::PhysicalDevice, u32)> = None;
-        for pd in physicals {
-            // SAFETY: `pd` comes from this instance.
-            let props = unsafe { instance.get_physical_device_properties(pd) };
-            if props.api_version < vk::API_VERSION_1_2 {
-                continue;
+        let (physical_device, family) = match index {
+            Some(i) => {
+                let pd = *physicals.get(i).ok_or_else(|| {
+                    VulkanError::NoDevice(format!(
+                        "no physical device {i} (the loader lists {})",
+                        physicals.len()
+                    ))
+                })?;
+                (
+                    pd,
+                    usable_family(instance, pd).map_err(VulkanError::NoDevice)?,
+                )
             }
-            // SAFETY: as above.
-            let families = unsafe { instance.get_physical_device_queue_family_properties(pd) };
-            let Some(family) = families
-                .iter()
-                .position(|f| f.queue_flags.contains(vk::QueueFlags::COMPUTE))
-            else {
-                continue;
-            };
-            let rank = match props.device_type {
-                vk::PhysicalDeviceType::DISCRETE_GPU => 0,
-                vk::PhysicalDeviceType::INTEGRATED_GPU => 1,
-                vk::PhysicalDeviceType::VIRTUAL_GPU => 2,
-                vk::PhysicalDeviceType::CPU => 3,
-                _ => 4,
-            };
-            if best.map_or(true, |(r, _, _)| rank < r) {
-                best = Some((rank, pd, family as u32));
+            None => {
+                let mut best: Option<(u32, vk::PhysicalDevice, u32)> = None;
+                for pd in physicals {
+                    let Ok(family) = usable_family(instance, pd) else {
+                        continue;
+                    };
+                    // SAFETY: `pd` comes from this instance.
+                    let props = unsafe { instance.get_physical_device_properties(pd) };
+                    let rank = match props.device_type {
+                        vk::PhysicalDeviceType::DISCRETE_GPU => 0,
+                        vk::PhysicalDeviceType::INTEGRATED_GPU => 1,
+                        vk::PhysicalDeviceType::VIRTUAL_GPU => 2,
+                        vk::PhysicalDeviceType::CPU => 3,
+                        _ => 4,
+                    };
+                    if best.map_or(true, |(r, _, _)| rank < r) {
+                        best = Some((rank, pd, family));
+                    }
+                }
+                let (_, pd, family) = best.ok_or_else(|| {
+                    VulkanError::NoDevice("no Vulkan 1.2 device with a compute queue".into())
+                })?;
+                (pd, family)
             }
-        }
-        let (_, physical_device, family) = best.ok_or_else(|| {
-            VulkanError::NoDevice("no Vulkan 1.2 device with a compute queue".into())
-        })?;
+        };
         // SAFETY: valid physical device.
         let available = unsafe { instance.enumerate_device_extension_properties(physical_device) }
             .map_err(VulkanError::vk("vkEnumerateDeviceExtensionProperties"))?;
@@ -399,6 +521,28 @@ impl VulkanContext {
     /// The probed capabilities.
     pub fn caps(&self) -> &VulkanCaps {
         &self.caps
+    }
+
+    /// Whether images of `format` with DRM format `modifier` and `usage`
+    /// can be imported from and exported as DMA_BUF handles
+    /// (`vkGetPhysicalDeviceImageFormatProperties2` with the modifier and
+    /// the external handle type). Nothing without
+    /// VK_EXT_image_drm_format_modifier and VK_EXT_external_memory_dma_buf.
+    pub fn dmabuf_image_support(
+        &self,
+        format: vk::Format,
+        modifier: u64,
+        usage: vk::ImageUsageFlags,
+    ) -> HandleSupport {
+        if !(self.caps.image_drm_format_modifier && self.caps.external_memory_dma_buf) {
+            return HandleSupport::default();
+        }
+        modifier_image_support(
+            (&self.handles.instance, self.handles.physical_device),
+            format,
+            modifier,
+            usage,
+        )
     }
 
     /// The ash entry points.

@@ -27,11 +27,13 @@ mod submit;
 mod timeline;
 mod wait_semaphore;
 
+pub use crate::wait_path::{to_sync_file, wait_fence};
 pub use ash;
 pub use buffer::ExternalBuffer;
 pub use caps::{FormatModifiers, HandleSupport, ModifierInfo, SyncFdExport, VulkanCaps};
 pub use context::{
-    ApplicationHandles, QueueGuard, QueueLock, QueueSync, VulkanContext, WANTED_DEVICE_EXTENSIONS,
+    ApplicationHandles, PhysicalDeviceInfo, QueueGuard, QueueLock, QueueSync, VulkanContext,
+    WANTED_DEVICE_EXTENSIONS,
 };
 pub use copy::record_image_to_buffer_copy;
 pub use error::{Result, VulkanError};
@@ -43,5 +45,5 @@ pub use layout::{
 };
 pub use seqno_writer::SeqnoWriter;
 pub use submit::{SubmitReport, Submitted, Submitter, Wait, WaitPath};
-pub use timeline::{to_sync_file, wait_fence, TimelinePoint, TimelineSemaphore};
+pub use timeline::{TimelinePoint, TimelineSemaphore};
 pub use wait_semaphore::SyncFileSemaphore;

@@ -1,6 +1,7 @@
 //! Submissions that wait in hardware whenever they can.
 //!
-//! Each wait is classified ([`Submitter::classify`]):
+//! Each wait is classified ([`Submitter::classify`], by the shared
+//! [`decide`](crate::wait_path::decide)):
 //! - a pending timeline point of this device becomes a wait semaphore;
 //! - a sync_file (a checked [`SyncFile`], never a raw fd) is imported into a
 //!   temporary binary SYNC_FD semaphore where the device can import those;
@@ -39,8 +40,9 @@ use bufsync::fence::{Fence, FenceStatus, WaitError};
 use super::context::VulkanContext;
 use super::error::{Result, VulkanError};
 use super::semaphore::create_exportable_binary;
-use super::timeline::{wait_fence, TimelinePoint, TimelineSemaphore};
+use super::timeline::{TimelinePoint, TimelineSemaphore};
 use crate::sync_file::SyncFile;
+use crate::wait_path::{decide, wait_fence, FenceForm, Route, Waiter};
 
 /// How long dropping a [`Submitter`] waits for its submissions before it
 /// gives up and leaks their objects (see [`Submitter::set_drop_timeout`]).
@@ -186,32 +188,22 @@ impl Submitter {
         &self.ctx
     }
 
-    /// How `wait` would be waited by a submission on this device.
+    /// How `wait` would be waited by a submission on this device: already
+    /// signaled, or what [`decide`] says for its form and this device
+    /// ([`Waiter::vulkan`]).
     pub fn classify(&self, wait: &Wait<'_>) -> WaitPath {
-        match wait {
-            Wait::Fence(f) => {
-                if f.is_signaled() {
-                    WaitPath::Signaled
-                } else if f
-                    .kind_as::<TimelinePoint>()
-                    .is_some_and(|p| p.same_device(&self.ctx))
-                {
-                    WaitPath::TimelineHw
-                } else if self.ctx.caps().sync_file_in() && has_sync_file_form(f) {
-                    WaitPath::SyncFileHw
-                } else {
-                    WaitPath::Software
-                }
+        let form = match wait {
+            Wait::Fence(f) if f.is_signaled() => return WaitPath::Signaled,
+            Wait::Fence(f) => FenceForm::of(f),
+            Wait::SyncFile(sf) if crate::sys::sync_file::signaled_now(sf.fd()) => {
+                return WaitPath::Signaled
             }
-            Wait::SyncFile(sf) => {
-                if crate::sys::sync_file::signaled_now(sf.fd()) {
-                    WaitPath::Signaled
-                } else if self.ctx.caps().sync_file_in() {
-                    WaitPath::SyncFileHw
-                } else {
-                    WaitPath::Software
-                }
-            }
+            Wait::SyncFile(_) => FenceForm::SyncFile,
+        };
+        match decide(form, &Waiter::vulkan(&self.ctx)).route {
+            Route::GpuTimeline => WaitPath::TimelineHw,
+            Route::GpuSyncFile => WaitPath::SyncFileHw,
+            _ => WaitPath::Software,
         }
     }
 
@@ -284,7 +276,7 @@ impl Submitter {
                     }
                     hw_sync.push(sf.try_clone()?.into_fd());
                 }
-                (Wait::Fence(f), WaitPath::SyncFileHw) => match super::timeline::to_sync_file(f) {
+                (Wait::Fence(f), WaitPath::SyncFileHw) => match crate::wait_path::to_sync_file(f) {
                     Ok(Some(sf)) if sf.carried_error().is_none() => hw_sync.push(sf.into_fd()),
                     Ok(Some(sf)) => {
                         return Err(VulkanError::Fence(sf.carried_error().unwrap_or(
@@ -647,15 +639,6 @@ impl Drop for Submitter {
         // SAFETY: no command buffer of the pool is pending any more.
         unsafe { self.ctx.device().destroy_command_pool(st.pool, None) };
     }
-}
-
-/// Whether a foreign fence can be turned into a sync_file (a sync_file
-/// fence, a syncobj point, or another device's render-done point with one).
-fn has_sync_file_form(f: &Fence) -> bool {
-    f.kind_as::<crate::sync_file::SyncFileFence>().is_some()
-        || f.kind_as::<crate::drm::SyncobjPoint>().is_some()
-        || f.kind_as::<TimelinePoint>()
-            .is_some_and(|p| p.sync_file().is_some())
 }
 
 /// Waits on the CPU for a dependency until `deadline`: a pending one at the

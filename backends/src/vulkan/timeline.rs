@@ -3,8 +3,9 @@
 //! A point `(semaphore, value)` is signaled once the semaphore's counter
 //! reaches `value`. `is_signaled` reads the counter; a CPU wait uses
 //! `vkWaitSemaphores` on the one semaphore with a bound
-//! ([`TimelinePoint::wait_cpu`], [`wait_fence`]). Software signaling (a
-//! runtime wait, a callback) hands the point to the runtime's fence engine,
+//! ([`TimelinePoint::wait_cpu`], [`wait_fence`](crate::wait_path::wait_fence)).
+//! Software signaling (a runtime wait, a callback) hands the point to the
+//! runtime's fence engine,
 //! which polls the counter with back-off (50 µs doubling to 5 ms): no
 //! thread of bufsync's own, and an event loop can drive it.
 //!
@@ -217,37 +218,6 @@ impl TimelinePoint {
             Err(_) => Err(WaitError::Fence(FenceError::DeviceLost)),
         }
     }
-}
-
-/// Waits for `fence` on the CPU, at most `timeout`: a timeline point through
-/// `vkWaitSemaphores` (then the runtime fence is signaled at once), anything
-/// else through the runtime. [`WaitError::TimedOut`] leaves the fence
-/// pending.
-pub fn wait_fence(fence: &Fence, timeout: Duration) -> Result<(), WaitError> {
-    if let Some(point) = fence.kind_as::<TimelinePoint>() {
-        if !fence.test_signaled_flag() {
-            point.wait_cpu(timeout)?;
-            // The counter has reached the point: the poll signals it.
-            fence.is_signaled();
-        }
-        return match fence.error() {
-            Some(e) => Err(WaitError::Fence(e)),
-            None => Ok(()),
-        };
-    }
-    fence.wait_timeout(timeout)
-}
-
-/// The sync_file form of any runtime fence: a Vulkan render-done point's
-/// exported sync_file, else what [`crate::sync_file::to_sync_file`] gives
-/// (`Ok(None)`: signaled cleanly; `Err(NoSyncFile)`: wait in software).
-pub fn to_sync_file(fence: &Fence) -> crate::Result<Option<SyncFile>> {
-    if let Some(p) = fence.kind_as::<TimelinePoint>() {
-        if let Some(sf) = p.sync_file() {
-            return sf.try_clone().map(Some);
-        }
-    }
-    crate::sync_file::to_sync_file(fence)
 }
 
 impl FenceKind for TimelinePoint {
