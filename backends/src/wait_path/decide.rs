@@ -50,6 +50,15 @@ impl FenceForm {
         }
     }
 
+    /// Every [`name`](Self::name), in the order of the variants.
+    pub const NAMES: [&'static str; 5] = [
+        "software",
+        "sync_file",
+        "syncobj_point",
+        "vulkan_point",
+        "seqno",
+    ];
+
     /// A stable short name: `software`, `sync_file`, `syncobj_point`,
     /// `vulkan_point`, `seqno`.
     pub fn name(self) -> &'static str {
@@ -99,6 +108,9 @@ pub enum Waiter {
 }
 
 impl Waiter {
+    /// Every [`name`](Self::name), in the order of the variants.
+    pub const NAMES: [&'static str; 4] = ["cpu", "vulkan", "kms_plane", "dmabuf"];
+
     /// A stable short name: `cpu`, `vulkan`, `kms_plane`, `dmabuf`.
     pub fn name(&self) -> &'static str {
         match self {
@@ -171,6 +183,28 @@ pub enum Route {
 }
 
 impl Route {
+    /// Every route, in the order of the variants.
+    pub const ALL: [Route; 13] = [
+        Route::CpuSyncFilePoll,
+        Route::CpuSyncobjEventfd,
+        Route::CpuVkWaitSemaphores,
+        Route::CpuRuntimeWait,
+        Route::CpuPolled,
+        Route::GpuTimeline,
+        Route::GpuSyncFile,
+        Route::CpuBeforeSubmit,
+        Route::InFenceFd,
+        Route::ImplicitFlip,
+        Route::CpuBeforeCommit,
+        Route::ImportSyncFile,
+        Route::CpuBeforeHandoff,
+    ];
+
+    /// The route named `name` ([`Route::name`]).
+    pub fn from_name(name: &str) -> Option<Route> {
+        Route::ALL.into_iter().find(|r| r.name() == name)
+    }
+
     /// Hardware or software.
     pub fn class(self) -> WaitClass {
         match self {
@@ -490,23 +524,17 @@ mod tests {
     }
 
     #[test]
-    fn names_are_distinct() {
-        let routes = [
-            Route::CpuSyncFilePoll,
-            Route::CpuSyncobjEventfd,
-            Route::CpuVkWaitSemaphores,
-            Route::CpuRuntimeWait,
-            Route::CpuPolled,
-            Route::GpuTimeline,
-            Route::GpuSyncFile,
-            Route::CpuBeforeSubmit,
-            Route::InFenceFd,
-            Route::ImplicitFlip,
-            Route::CpuBeforeCommit,
-            Route::ImportSyncFile,
-            Route::CpuBeforeHandoff,
-        ];
-        let names: std::collections::HashSet<_> = routes.iter().map(|r| r.name()).collect();
-        assert_eq!(names.len(), routes.len());
+    fn names_are_distinct_and_round_trip() {
+        let names: std::collections::HashSet<_> = Route::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(names.len(), Route::ALL.len());
+        for r in Route::ALL {
+            assert_eq!(Route::from_name(r.name()), Some(r));
+        }
+        for f in FORMS {
+            assert!(FenceForm::NAMES.contains(&f.name()));
+        }
+        for w in waiters() {
+            assert!(Waiter::NAMES.contains(&w.name()));
+        }
     }
 }
