@@ -26,14 +26,15 @@ use bufsync_backends::dmabuf::{Access, DmaBuf};
 use bufsync_backends::sync_file::{FenceInfo, SyncFile};
 use rustix::io::Errno;
 use rustix::process::{pidfd_getfd, pidfd_open, Pid, PidfdFlags, PidfdGetfdFlags};
+use schemars::JsonSchema;
 use serde::Serialize;
 
 /// The `buffer` report (JSON schema `bufsync-info.buffer`, version 1).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct BufferReport {
     /// `bufsync-info.buffer`.
     pub schema: &'static str,
-    /// Schema version (1).
+    /// Schema version ([`crate::schema::VERSION`]).
     pub version: u32,
     /// The process.
     pub pid: i32,
@@ -63,16 +64,23 @@ pub struct BufferReport {
     pub read_fences: Vec<Fence>,
     /// Set with `--wait`: how the fences above ended.
     pub wait: Option<WaitReport>,
+    /// The buffer as debugfs `dma_buf/bufinfo` lists it: every fence of
+    /// its reservation, signaled ones included, with seqnos, and the
+    /// attached devices. `null` when that file cannot be read here.
+    pub debugfs: Option<crate::bufinfo::Entry>,
+    /// Why `debugfs` is `null`.
+    pub debugfs_unavailable: Option<String>,
 }
 
 /// One fence.
-#[derive(Debug, Serialize, Clone, PartialEq, Eq)]
+#[derive(Debug, Serialize, JsonSchema, Clone, PartialEq, Eq)]
 pub struct Fence {
     /// The driver's name (`vgem`, `sw_sync`, `i915`...).
     pub driver: String,
     /// The timeline's name.
     pub timeline: String,
     /// `pending`, `signaled` or `error`.
+    #[schemars(extend("enum" = ["pending", "signaled", "error"]))]
     pub status: &'static str,
     /// The errno of an error status.
     pub errno: Option<i32>,
@@ -81,7 +89,7 @@ pub struct Fence {
 }
 
 /// What `--wait` saw.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct WaitReport {
     /// The bound, in milliseconds.
     pub timeout_ms: u64,
@@ -217,7 +225,7 @@ pub fn collect(pid: i32, fd: i32, wait: Option<Duration>) -> Result<BufferReport
     let read = minus(fences(&writers_wait)?, &write);
     let mut report = BufferReport {
         schema: "bufsync-info.buffer",
-        version: 1,
+        version: crate::schema::VERSION,
         pid,
         comm: std::fs::read_to_string(format!("/proc/{pid}/comm"))
             .ok()
@@ -233,6 +241,8 @@ pub fn collect(pid: i32, fd: i32, wait: Option<Duration>) -> Result<BufferReport
         write_fences: write.iter().map(fence).collect(),
         read_fences: read.iter().map(fence).collect(),
         wait: None,
+        debugfs: None,
+        debugfs_unavailable: None,
     };
     if let Some(timeout) = wait {
         let t = Instant::now();
@@ -248,6 +258,15 @@ pub fn collect(pid: i32, fd: i32, wait: Option<Duration>) -> Result<BufferReport
             write_fences: write_after.iter().map(fence).collect(),
             read_fences: read_after.iter().map(fence).collect(),
         });
+    }
+    // After the wait: the kernel's view as it ends.
+    match crate::bufinfo::read(inode) {
+        Ok(Some(e)) => report.debugfs = Some(e),
+        Ok(None) => {
+            report.debugfs_unavailable =
+                Some(format!("inode {inode} is not in {}", crate::bufinfo::PATH))
+        }
+        Err(e) => report.debugfs_unavailable = Some(e),
     }
     // The snapshots and our reference to the buffer close here.
     drop((readers_wait, writers_wait, buf));
@@ -266,30 +285,38 @@ fn fence_lines(out: &mut String, title: &str, list: &[Fence]) {
             _ => String::new(),
         };
         let err = f.errno.map(|e| format!(" (errno {e})")).unwrap_or_default();
-        out.push_str(&format!(
-            "    {:<12} {:<28} {}{err}{when}\n",
+        out.push_str(&crate::text::fit(&format!(
+            "    {:<12} {:<28} {}{err}{when}",
             f.driver, f.timeline, f.status
-        ));
+        )));
     }
 }
 
 /// The report as text (at most 100 columns).
 pub fn render(r: &BufferReport) -> String {
-    let mut out = format!(
-        "dma-buf: fd {} of process {} ({})\n",
+    let mut out = crate::text::fit(&format!(
+        "dma-buf: fd {} of process {} ({})",
         r.fd,
         r.pid,
         r.comm.as_deref().unwrap_or("?")
-    );
-    out.push_str(&format!(
-        "  exporter {}  size {}  inode {}  attachments {}  name {}\n",
-        r.exporter.as_deref().unwrap_or("?"),
-        r.size,
-        r.inode,
-        r.attachments.map_or("?".into(), |c| c.to_string()),
-        r.name.as_deref().unwrap_or("-")
     ));
-    out.push_str(&format!("  (fdinfo from {})\n", r.fdinfo_source));
+    out.push_str(&crate::text::wrap(
+        "  ",
+        &[
+            format!("exporter {}", r.exporter.as_deref().unwrap_or("?")),
+            format!("size {}", r.size),
+            format!("inode {}", r.inode),
+            format!(
+                "attachments {}",
+                r.attachments.map_or("?".into(), |c| c.to_string())
+            ),
+            format!("name {}", r.name.as_deref().unwrap_or("-")),
+        ],
+    ));
+    out.push_str(&crate::text::fit(&format!(
+        "  (fdinfo from {})",
+        r.fdinfo_source
+    )));
     fence_lines(
         &mut out,
         "write fences (a reader waits for them)",
@@ -313,6 +340,33 @@ pub fn render(r: &BufferReport) -> String {
         ));
         fence_lines(&mut out, "write fences", &w.write_fences);
         fence_lines(&mut out, "read fences", &w.read_fences);
+    }
+    match (&r.debugfs, &r.debugfs_unavailable) {
+        (Some(e), _) => {
+            let none = if e.fences.is_empty() { " none" } else { "" };
+            out.push_str(&format!(
+                "  reservation (debugfs dma_buf/bufinfo, file count {}, signaled fences too):{none}\n",
+                e.file_count
+            ));
+            for f in &e.fences {
+                out.push_str(&crate::text::fit(&format!(
+                    "    {:<6} {:<12} {:<24} seq {:<8} {}",
+                    f.usage,
+                    f.driver,
+                    f.timeline,
+                    f.seqno,
+                    if f.signaled { "signaled" } else { "pending" }
+                )));
+            }
+            let attached = if e.attached.is_empty() {
+                vec!["none".to_string()]
+            } else {
+                e.attached.clone()
+            };
+            out.push_str(&crate::text::wrap("  attached devices: ", &attached));
+        }
+        (None, Some(why)) => out.push_str(&crate::text::para("  reservation: ", why)),
+        (None, None) => {}
     }
     out
 }

@@ -14,17 +14,18 @@ use bufsync_backends::drm::{DrmDevice, NodeKind};
 use bufsync_backends::kms::FormatSet;
 use drm::control::{connector, Device as _, ModeTypeFlags, ResourceHandle};
 use drm::{ClientCapability, Device as _, DriverCapability};
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::names;
 use crate::text::{wrap, yes, Table};
 
 /// The `devices` report (JSON schema `bufsync-info.devices`, version 1).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct DevicesReport {
     /// `bufsync-info.devices`.
     pub schema: &'static str,
-    /// Schema version (1).
+    /// Schema version ([`crate::schema::VERSION`]).
     pub version: u32,
     /// Every node under `/dev/dri`, sorted by path.
     pub nodes: Vec<Node>,
@@ -35,7 +36,7 @@ pub struct DevicesReport {
 }
 
 /// A node that could not be opened.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Unopened {
     /// Its path.
     pub path: String,
@@ -44,7 +45,7 @@ pub struct Unopened {
 }
 
 /// One DRM node.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Node {
     /// `/dev/dri/card0`, `/dev/dri/renderD128`.
     pub path: String,
@@ -55,6 +56,7 @@ pub struct Node {
     /// `major.minor.patch`.
     pub driver_version: String,
     /// `primary` (card) or `render`.
+    #[schemars(extend("enum" = ["primary", "render"]))]
     pub kind: &'static str,
     /// The sysfs device the node belongs to (`0000:00:02.0`, `vkms`):
     /// nodes with the same value are one device.
@@ -66,7 +68,7 @@ pub struct Node {
 }
 
 /// Driver capabilities of one node.
-#[derive(Debug, Serialize, Clone, Copy)]
+#[derive(Debug, Serialize, JsonSchema, Clone, Copy)]
 pub struct NodeCaps {
     /// `DRM_PRIME_CAP_IMPORT`.
     pub prime_import: bool,
@@ -86,7 +88,7 @@ pub struct NodeCaps {
 }
 
 /// The KMS objects of a primary node.
-#[derive(Debug, Serialize, Default)]
+#[derive(Debug, Serialize, JsonSchema, Default)]
 pub struct Kms {
     /// Connectors, writeback ones included.
     pub connectors: Vec<Connector>,
@@ -97,7 +99,7 @@ pub struct Kms {
 }
 
 /// One mode.
-#[derive(Debug, Serialize, Clone)]
+#[derive(Debug, Serialize, JsonSchema, Clone)]
 pub struct ModeInfo {
     /// `WxH@HZ`.
     pub name: String,
@@ -112,13 +114,14 @@ pub struct ModeInfo {
 }
 
 /// One connector.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Connector {
     /// KMS object id.
     pub id: u32,
     /// `Virtual-1`, `HDMI-A-1`, `Writeback-1`.
     pub name: String,
     /// `connected`, `disconnected` or `unknown`.
+    #[schemars(extend("enum" = ["connected", "disconnected", "unknown"]))]
     pub state: &'static str,
     /// The CRTC driving it now (`CRTC_ID`), if any.
     pub crtc: Option<u32>,
@@ -133,7 +136,7 @@ pub struct Connector {
 }
 
 /// One CRTC.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Crtc {
     /// KMS object id.
     pub id: u32,
@@ -146,12 +149,13 @@ pub struct Crtc {
 }
 
 /// One plane.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Plane {
     /// KMS object id.
     pub id: u32,
     /// `primary`, `overlay`, `cursor` or `unknown`.
     #[serde(rename = "type")]
+    #[schemars(extend("enum" = ["primary", "overlay", "cursor", "unknown"]))]
     pub kind: &'static str,
     /// The CRTCs it can be on.
     pub possible_crtcs: Vec<u32>,
@@ -184,7 +188,7 @@ impl Plane {
 pub fn collect() -> DevicesReport {
     let mut report = DevicesReport {
         schema: "bufsync-info.devices",
-        version: 1,
+        version: crate::schema::VERSION,
         nodes: Vec::new(),
         unopened: Vec::new(),
         untested: Vec::new(),
@@ -409,7 +413,7 @@ pub fn render(r: &DevicesReport) -> String {
     if r.nodes.is_empty() && r.unopened.is_empty() {
         out.push_str("no DRM nodes (no /dev/dri on this machine)\n");
     } else {
-        out.push_str("DRM nodes\n");
+        out.push_str("DRM nodes (/dev/dri)\n");
         let mut t = Table::new([
             "node", "driver", "kind", "device", "import", "export", "dumb", "syncobj", "timeline",
             "atomic", "fb-mods",
@@ -417,7 +421,10 @@ pub fn render(r: &DevicesReport) -> String {
         for n in &r.nodes {
             let c = n.caps;
             t.row([
-                n.path.clone(),
+                n.path
+                    .strip_prefix("/dev/dri/")
+                    .unwrap_or(&n.path)
+                    .to_string(),
                 n.driver.clone(),
                 n.kind.to_string(),
                 n.sysfs_device.clone().unwrap_or_else(|| "?".into()),
@@ -432,7 +439,10 @@ pub fn render(r: &DevicesReport) -> String {
         }
         out.push_str(&t.render(2));
         for u in &r.unopened {
-            out.push_str(&format!("  {}: cannot open: {}\n", u.path, u.error));
+            out.push_str(&crate::text::para(
+                &format!("  {}: cannot open: ", u.path),
+                &u.error,
+            ));
         }
     }
     for n in &r.nodes {

@@ -37,10 +37,12 @@
 #![forbid(unsafe_code)]
 
 pub mod buffer;
+pub mod bufinfo;
 pub mod devices;
 pub mod names;
 pub mod negotiate;
 pub mod paths;
+pub mod schema;
 pub mod text;
 pub mod vulkan;
 
@@ -63,6 +65,7 @@ commands:
                             inode, pending read and write fences; --wait: how they end
   negotiate                 the presenter's buffer negotiation per (Vulkan device, display);
                             headless when no display is found
+  schema COMMAND            the JSON Schema of COMMAND's --json report (docs/info/)
   help                      this text
 
 options:
@@ -218,6 +221,19 @@ fn command(a: &Args, out: &mut dyn Write) -> Result<i32, Failure> {
                 negotiate::render,
                 out,
             )?;
+            Ok(0)
+        }
+        "schema" => {
+            let [name] = rest else {
+                return Err(Failure::Usage(format!(
+                    "schema needs one of: {}",
+                    schema::COMMANDS.join(", ")
+                )));
+            };
+            let s = schema::schema(name)
+                .ok_or_else(|| Failure::Usage(format!("no report named `{name}`")))?;
+            serde_json::to_writer_pretty(&mut *out, &s).map_err(std::io::Error::other)?;
+            writeln!(out)?;
             Ok(0)
         }
         other => Err(Failure::Usage(format!("unknown command `{other}`"))),

@@ -6,17 +6,18 @@
 //! display is put back as it was.
 
 use bufsync_present::{DisplayTarget, PresentError, Presenter, PresenterConfig, RenderDevice};
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::devices::DevicesReport;
 use crate::vulkan::VkDevice;
 
 /// The `negotiate` report (JSON schema `bufsync-info.negotiate`, version 1).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct NegotiateReport {
     /// `bufsync-info.negotiate`.
     pub schema: &'static str,
-    /// Schema version (1).
+    /// Schema version ([`crate::schema::VERSION`]).
     pub version: u32,
     /// The displays found (primary nodes with a connected connector).
     pub displays: Vec<String>,
@@ -27,7 +28,7 @@ pub struct NegotiateReport {
 }
 
 /// One negotiation.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Pair {
     /// The Vulkan device (`vk0`...).
     pub renderer: String,
@@ -48,7 +49,7 @@ pub struct Pair {
 pub fn collect(devices: &DevicesReport, vk: &Result<Vec<VkDevice>, String>) -> NegotiateReport {
     let mut r = NegotiateReport {
         schema: "bufsync-info.negotiate",
-        version: 1,
+        version: crate::schema::VERSION,
         displays: Vec::new(),
         pairs: Vec::new(),
         untested: Vec::new(),
@@ -110,24 +111,24 @@ pub fn collect(devices: &DevicesReport, vk: &Result<Vec<VkDevice>, String>) -> N
     r
 }
 
-/// The report as text.
+/// The report as text (at most 100 columns).
 pub fn render(r: &NegotiateReport) -> String {
     let mut out = String::from("presenter negotiation (Presenter::new, TEST_ONLY commits only)\n");
     if r.displays.is_empty() {
         out.push_str("  no display found: headless\n");
     }
     for p in &r.pairs {
-        out.push_str(&format!("  {} -> {}: ", p.renderer, p.display));
-        match (&p.chosen, &p.error) {
-            (Some(s), _) => out.push_str(&format!(
-                "{s}, modifier {}\n",
-                p.modifier.as_deref().unwrap_or("?")
-            )),
-            (None, Some(e)) => out.push_str(&format!("failed: {e}\n")),
-            (None, None) => out.push_str("every strategy refused\n"),
-        }
+        let what = match (&p.chosen, &p.error) {
+            (Some(s), _) => format!("{s}, modifier {}", p.modifier.as_deref().unwrap_or("?")),
+            (None, Some(e)) => format!("failed: {e}"),
+            (None, None) => "every strategy refused".to_string(),
+        };
+        out.push_str(&crate::text::para(
+            &format!("  {} -> {}: ", p.renderer, p.display),
+            &what,
+        ));
         for x in &p.refusals {
-            out.push_str(&format!("    refused {x}\n"));
+            out.push_str(&crate::text::para("    refused ", x));
         }
     }
     for u in &r.untested {

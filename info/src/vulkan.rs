@@ -15,6 +15,7 @@ use bufsync_backends::vulkan::{
     HandleSupport, PhysicalDeviceInfo, SyncFdExport, VulkanContext, DRM_FORMAT_ABGR8888,
     DRM_FORMAT_ARGB8888, DRM_FORMAT_XBGR8888, DRM_FORMAT_XRGB8888, WANTED_DEVICE_EXTENSIONS,
 };
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::names;
@@ -52,11 +53,11 @@ pub fn open_all() -> Result<Vec<VkDevice>, String> {
 }
 
 /// The `vulkan` report (JSON schema `bufsync-info.vulkan`, version 1).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct VulkanReport {
     /// `bufsync-info.vulkan`.
     pub schema: &'static str,
-    /// Schema version (1).
+    /// Schema version ([`crate::schema::VERSION`]).
     pub version: u32,
     /// Each physical device, in the loader's order.
     pub devices: Vec<Device>,
@@ -65,7 +66,7 @@ pub struct VulkanReport {
 }
 
 /// One physical device.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Device {
     /// `vk0`, `vk1`... (the loader's order; `paths` uses the same ids).
     pub id: String,
@@ -73,6 +74,7 @@ pub struct Device {
     pub name: String,
     /// `discrete`, `integrated`, `virtual`, `cpu`, `other`.
     #[serde(rename = "type")]
+    #[schemars(extend("enum" = ["discrete", "integrated", "virtual", "cpu", "other"]))]
     pub kind: &'static str,
     /// `major.minor.patch`.
     pub api_version: String,
@@ -83,7 +85,7 @@ pub struct Device {
 }
 
 /// What a context on the device says.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Context {
     /// `driverName (driverInfo)`.
     pub driver: String,
@@ -104,11 +106,12 @@ pub struct Context {
     /// The SYNC_FD export probe: `pending` (render-done fences get a
     /// pending sync_file), `blocks` (the export waits for the work and
     /// returns a signaled fd: useless for a display) or `unsupported`.
+    #[schemars(extend("enum" = ["pending", "blocks", "unsupported"]))]
     pub sync_fd_export: &'static str,
 }
 
 /// One extension.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Extension {
     /// `VK_KHR_external_memory_fd`...
     pub name: String,
@@ -117,7 +120,7 @@ pub struct Extension {
 }
 
 /// Import/export support of one handle type for one object.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Handle {
     /// `buffer`, `linear image`, `binary semaphore`, `timeline semaphore`.
     pub object: &'static str,
@@ -130,7 +133,7 @@ pub struct Handle {
 }
 
 /// The modifiers of one Vulkan format.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct FormatModifiers {
     /// `B8G8R8A8_UNORM`, `R8G8B8A8_UNORM`.
     pub vk_format: String,
@@ -141,7 +144,7 @@ pub struct FormatModifiers {
 }
 
 /// One modifier of a format.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Modifier {
     /// Its name (`LINEAR`, `X_TILED`...).
     pub name: String,
@@ -261,7 +264,7 @@ fn context(ctx: &VulkanContext) -> Context {
 pub fn collect(devices: &Result<Vec<VkDevice>, String>) -> VulkanReport {
     let mut r = VulkanReport {
         schema: "bufsync-info.vulkan",
-        version: 1,
+        version: crate::schema::VERSION,
         devices: Vec::new(),
         untested: Vec::new(),
     };
@@ -320,27 +323,34 @@ pub fn render(r: &VulkanReport) -> String {
         out.push_str("no Vulkan devices\n");
     }
     for d in &r.devices {
-        out.push_str(&format!(
-            "{}: {} ({}, Vulkan {})\n",
+        out.push_str(&crate::text::fit(&format!(
+            "{}: {} ({}, Vulkan {})",
             d.id, d.name, d.kind, d.api_version
-        ));
+        )));
         let Some(c) = &d.context else {
-            out.push_str(&format!(
-                "  unusable: {}\n\n",
-                d.unusable.as_deref().unwrap_or("?")
+            out.push_str(&crate::text::para(
+                "  unusable: ",
+                d.unusable.as_deref().unwrap_or("?"),
             ));
+            out.push('\n');
             continue;
         };
-        out.push_str(&format!("  driver          {}\n", c.driver));
+        out.push_str(&crate::text::fit(&format!(
+            "  driver          {}",
+            c.driver
+        )));
         out.push_str(&format!("  device uuid     {}\n", c.device_uuid));
         out.push_str(&format!(
-            "  timeline semaphores {}   SYNC_FD export probe: {}\n",
-            yes(c.timeline_semaphores),
+            "  timeline semaphores {}\n",
+            yes(c.timeline_semaphores)
+        ));
+        out.push_str(&crate::text::para(
+            "  SYNC_FD export probe: ",
             match c.sync_fd_export {
                 "pending" => "pending (render fences get a pending sync_file)",
                 "blocks" => "blocks (the export waits for the work: no pending sync_file)",
                 _ => "unsupported",
-            }
+            },
         ));
         out.push_str("  extensions\n");
         let mut t = Table::new(["", ""]);
@@ -361,17 +371,17 @@ pub fn render(r: &VulkanReport) -> String {
             ]);
         }
         out.push_str(t.render(4).split_once('\n').map_or("", |x| x.1));
-        out.push_str(&format!(
-            "  DRM modifiers (DMA_BUF import/export for usage {})\n",
-            c.modifier_usage
+        out.push_str(&crate::text::para(
+            "  DRM modifiers ",
+            &format!("(DMA_BUF import/export for usage {})", c.modifier_usage),
         ));
         for f in &c.drm_modifiers {
-            out.push_str(&format!(
-                "    {} ({}): {} modifiers\n",
+            out.push_str(&crate::text::fit(&format!(
+                "    {} ({}): {} modifiers",
                 f.vk_format,
                 f.drm_formats.join(", "),
                 f.modifiers.len()
-            ));
+            )));
             let pairs = |pick: &dyn Fn(&Modifier) -> bool| -> Vec<String> {
                 let mut v = Vec::new();
                 for m in f.modifiers.iter().filter(|m| pick(m)) {
@@ -387,11 +397,9 @@ pub fn render(r: &VulkanReport) -> String {
             out.push_str(&wrap("      export: ", &pairs(&|m| m.export)));
             out.push_str(&wrap("      import: ", &pairs(&|m| m.import)));
             for m in &f.modifiers {
-                out.push_str(&format!(
-                    "      {:<44} {} plane(s), {}\n",
-                    format!("{} ({})", m.name, m.value),
-                    m.planes,
-                    m.features.join(" ")
+                out.push_str(&crate::text::para(
+                    &format!("      {} ({}): ", m.name, m.value),
+                    &format!("{} plane(s), {}", m.planes, m.features.join(" ")),
                 ));
             }
         }

@@ -18,6 +18,7 @@ mod kms;
 mod verify;
 
 use bufsync_backends::wait_path::{decide, FenceForm, Route, Waiter};
+use schemars::JsonSchema;
 use serde::Serialize;
 
 pub use env::Env;
@@ -25,11 +26,11 @@ pub use env::Env;
 use crate::text::{Table, WIDTH};
 
 /// The `paths` report (JSON schema `bufsync-info.paths`, version 1).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct PathsReport {
     /// `bufsync-info.paths`.
     pub schema: &'static str,
-    /// Schema version (1).
+    /// Schema version ([`crate::schema::VERSION`]).
     pub version: u32,
     /// Whether `--verify` ran.
     pub verified: bool,
@@ -44,11 +45,12 @@ pub struct PathsReport {
 }
 
 /// One fence kind.
-#[derive(Debug, Serialize, Clone)]
+#[derive(Debug, Serialize, JsonSchema, Clone)]
 pub struct FenceRow {
     /// `software`, `sync_file`, `syncobj`, `vk0`..., `seqno`.
     pub id: String,
-    /// The form's name ([`FenceForm::name`]).
+    /// The form's name ([`FenceForm::name`]), `unavailable` when there is none.
+    #[schemars(schema_with = "crate::schema::fence_kinds")]
     pub kind: &'static str,
     /// What it is here (e.g. which device makes it).
     pub label: String,
@@ -61,11 +63,12 @@ pub struct FenceRow {
 }
 
 /// One waiter.
-#[derive(Debug, Serialize, Clone)]
+#[derive(Debug, Serialize, JsonSchema, Clone)]
 pub struct WaiterCol {
     /// `cpu`, `vk0`..., `plane:card0:31`..., `dmabuf`.
     pub id: String,
     /// The waiter's kind ([`Waiter::name`]).
+    #[schemars(schema_with = "crate::schema::waiter_kinds")]
     pub kind: &'static str,
     /// What it is (device, plane type, ...).
     pub label: String,
@@ -76,15 +79,17 @@ pub struct WaiterCol {
 }
 
 /// One (fence, waiter) cell.
-#[derive(Debug, Serialize, Clone)]
+#[derive(Debug, Serialize, JsonSchema, Clone)]
 pub struct Cell {
     /// The row's id.
     pub fence: String,
     /// The column's id.
     pub waiter: String,
     /// `hardware`, `software` or `impossible`.
+    #[schemars(extend("enum" = ["hardware", "software", "impossible"]))]
     pub class: &'static str,
     /// The route ([`Route::name`]); `null` when impossible.
+    #[schemars(schema_with = "crate::schema::routes")]
     pub route: Option<&'static str>,
     /// Why.
     pub why: String,
@@ -93,9 +98,10 @@ pub struct Cell {
 }
 
 /// The outcome of one verified cell.
-#[derive(Debug, Serialize, Clone)]
+#[derive(Debug, Serialize, JsonSchema, Clone)]
 pub struct Verified {
     /// `pass`, `fail` or `skipped`.
+    #[schemars(extend("enum" = ["pass", "fail", "skipped"]))]
     pub result: &'static str,
     /// From the producer's signal to the waiter done, in microseconds.
     pub latency_us: Option<f64>,
@@ -174,7 +180,7 @@ pub fn collect(env: &mut Env, verify: Option<verify::Options>) -> PathsReport {
     }
     PathsReport {
         schema: "bufsync-info.paths",
-        version: 1,
+        version: crate::schema::VERSION,
         verified,
         fences: rows.into_iter().map(|r| r.report).collect(),
         waiters: cols.into_iter().map(|c| c.report).collect(),
@@ -188,22 +194,7 @@ pub use verify::Options as VerifyOptions;
 /// The matrix's short cell text for a route.
 fn code(route: Option<&str>) -> &'static str {
     let Some(name) = route else { return "--" };
-    let all = [
-        Route::CpuSyncFilePoll,
-        Route::CpuSyncobjEventfd,
-        Route::CpuVkWaitSemaphores,
-        Route::CpuRuntimeWait,
-        Route::CpuPolled,
-        Route::GpuTimeline,
-        Route::GpuSyncFile,
-        Route::CpuBeforeSubmit,
-        Route::InFenceFd,
-        Route::ImplicitFlip,
-        Route::CpuBeforeCommit,
-        Route::ImportSyncFile,
-        Route::CpuBeforeHandoff,
-    ];
-    match all.into_iter().find(|r| r.name() == name) {
+    match Route::from_name(name) {
         Some(Route::CpuSyncFilePoll) => "hw poll",
         Some(Route::CpuSyncobjEventfd) => "hw eventfd",
         Some(Route::CpuVkWaitSemaphores) => "hw vkwait",
@@ -238,7 +229,9 @@ fn latency(v: &Option<Verified>) -> String {
     }
 }
 
-const LABEL: usize = 26;
+/// Width of a waiter's id in the grids and the legend.
+const ID: usize = 16;
+/// Width of a grid cell, its separator included.
 const CELL: usize = 11;
 
 fn short(s: &str, n: usize) -> String {
@@ -254,15 +247,15 @@ fn short(s: &str, n: usize) -> String {
 /// One table (waiters as rows, fences as columns), split into chunks of
 /// columns that fit in [`WIDTH`].
 fn grid(r: &PathsReport, cell: &dyn Fn(&Cell) -> String) -> String {
-    let per = ((WIDTH - LABEL - 1) / CELL).max(1);
+    let per = ((WIDTH - 2 - ID - 1) / CELL).max(1);
     let mut out = String::new();
     for chunk in r.fences.chunks(per) {
         let mut t = Table::new(
             std::iter::once("waiter \\ fence".to_string())
-                .chain(chunk.iter().map(|f| f.id.clone())),
+                .chain(chunk.iter().map(|f| short(&f.id, CELL - 1))),
         );
         for w in &r.waiters {
-            let mut row = vec![short(&w.label, LABEL)];
+            let mut row = vec![short(&w.id, ID)];
             for f in chunk {
                 let c = r.cells.iter().find(|c| c.fence == f.id && c.waiter == w.id);
                 row.push(c.map_or(String::new(), cell));
@@ -293,18 +286,22 @@ pub fn render(r: &PathsReport) -> String {
     }
     out.push_str("waiters\n");
     for w in &r.waiters {
-        out.push_str(&format!(
-            "  {:<22} {}{}\n",
-            short(&w.id, 22),
-            w.label,
-            if w.caps.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", w.caps)
-            }
+        let mut what = w.label.clone();
+        if !w.caps.is_empty() {
+            what = format!("{what}: {}", w.caps);
+        }
+        if let Some(why) = &w.unavailable {
+            what = format!("{what} (impossible here: {why})");
+        }
+        out.push_str(&crate::text::para(
+            &format!("  {:<ID$} ", short(&w.id, ID)),
+            &what,
         ));
     }
-    out.push_str("\npaths (hw = hardware, sw = software, -- = impossible)\n");
+    out.push_str(
+        "\npaths: rows are the waiters, columns the fence kinds \
+         (hw = hardware, sw = software, -- = impossible)\n",
+    );
     out.push_str(&grid(r, &|c| code(c.route).to_string()));
     if r.verified {
         out.push_str("\nverify: latency from the producer's signal to the waiter done\n");
@@ -349,13 +346,16 @@ pub fn render(r: &PathsReport) -> String {
         for c in &r.cells {
             let Some(v) = &c.verify else { continue };
             if v.result == "fail" {
-                out.push_str(&format!(
-                    "  FAIL {} by {}: {}\n",
-                    c.fence, c.waiter, v.detail
+                out.push_str(&crate::text::para(
+                    &format!("  FAIL {} by {}: ", c.fence, c.waiter),
+                    &v.detail,
                 ));
             } else if v.result == "skipped" && !skips.contains(&v.detail.as_str()) {
                 skips.push(&v.detail);
-                out.push_str(&format!("  skipped ({}): {}\n", c.fence, v.detail));
+                out.push_str(&crate::text::para(
+                    &format!("  skipped ({} by {}): ", c.fence, c.waiter),
+                    &v.detail,
+                ));
             }
         }
     }

@@ -299,26 +299,6 @@ fn skipped(detail: String) -> Verified {
     }
 }
 
-fn route_of(name: &str) -> Option<Route> {
-    [
-        Route::CpuSyncFilePoll,
-        Route::CpuSyncobjEventfd,
-        Route::CpuVkWaitSemaphores,
-        Route::CpuRuntimeWait,
-        Route::CpuPolled,
-        Route::GpuTimeline,
-        Route::GpuSyncFile,
-        Route::CpuBeforeSubmit,
-        Route::InFenceFd,
-        Route::ImplicitFlip,
-        Route::CpuBeforeCommit,
-        Route::ImportSyncFile,
-        Route::CpuBeforeHandoff,
-    ]
-    .into_iter()
-    .find(|r| r.name() == name)
-}
-
 /// Runs every possible cell of the matrix, filling in `verify`.
 pub(super) fn run(
     env: &mut Env,
@@ -334,7 +314,7 @@ pub(super) fn run(
     for (ri, row) in rows.iter().enumerate() {
         for (ci, col) in cols.iter().enumerate() {
             let cell = &mut cells[ri * cols.len() + ci];
-            let Some(route) = cell.route.and_then(route_of) else {
+            let Some(route) = cell.route.and_then(Route::from_name) else {
                 continue;
             };
             // The waiter's side first: a skipped column makes no fence.
