@@ -166,6 +166,11 @@ pub struct Plane {
     /// The formats came from `IN_FORMATS` (else the plain format list,
     /// LINEAR only).
     pub in_formats: bool,
+    /// A cursor plane of a para-virtualized driver (virtio_gpu, vmwgfx,
+    /// qxl...): the kernel shows it to an atomic client only after
+    /// `DRM_CLIENT_CAP_CURSOR_PLANE_HOTSPOT`, which promises to set its
+    /// hotspot; bufsync's displays do not, so they never use it.
+    pub hotspot_cursor: bool,
     /// Every (format, modifier) pair, `FOURCC:MODIFIER`.
     pub formats: Vec<String>,
 }
@@ -377,7 +382,18 @@ fn kms(dev: &DrmDevice) -> std::io::Result<Kms> {
             out_fence_ptr: prop(&list, "OUT_FENCE_PTR").is_some(),
         });
     }
-    for h in dev.plane_handles()? {
+    // What an atomic client sees (bufsync's displays), then every plane:
+    // para-virtualized drivers hide their cursor planes from the first.
+    let atomic_view = dev.plane_handles()?;
+    let hotspot = dev
+        .set_client_capability(ClientCapability::CursorPlaneHotspot, true)
+        .is_ok();
+    let all = if hotspot {
+        dev.plane_handles()?
+    } else {
+        atomic_view.clone()
+    };
+    for h in all {
         let info = dev.get_plane(h)?;
         let list = props(dev, h)?;
         let (set, in_formats) = plane_formats(dev, h)?;
@@ -397,6 +413,7 @@ fn kms(dev: &DrmDevice) -> std::io::Result<Kms> {
             crtc: info.crtc().map(u32::from),
             in_fence_fd: prop(&list, "IN_FENCE_FD").is_some(),
             in_formats,
+            hotspot_cursor: !atomic_view.contains(&h),
             formats: Plane::pairs(&set),
         });
     }
@@ -496,8 +513,8 @@ pub fn render(r: &DevicesReport) -> String {
         out.push_str("  planes\n");
         let mut shown: Vec<(u32, &Vec<String>)> = Vec::new();
         for p in &k.planes {
-            out.push_str(&format!(
-                "    {:<4} {:<8} crtcs {:<6} on {:<5} IN_FENCE_FD: {:<4} formats from {}\n",
+            out.push_str(&crate::text::fit(&format!(
+                "    {:<4} {:<8} crtcs {:<6} on {:<5} IN_FENCE_FD: {:<4} formats from {}",
                 p.id,
                 p.kind,
                 ids(&p.possible_crtcs),
@@ -508,7 +525,13 @@ pub fn render(r: &DevicesReport) -> String {
                 } else {
                     "the format list (LINEAR)"
                 }
-            ));
+            )));
+            if p.hotspot_cursor {
+                out.push_str(
+                    "         hidden from atomic clients without CURSOR_PLANE_HOTSPOT \
+                     (bufsync does not use it)\n",
+                );
+            }
             match shown.iter().find(|(_, f)| **f == p.formats) {
                 Some((same, _)) => {
                     out.push_str(&format!("         formats: as plane {same}\n"));

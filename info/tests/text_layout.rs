@@ -70,6 +70,7 @@ fn plane(id: u32, kind: &'static str) -> Plane {
         crtc: Some(80),
         in_fence_fd: true,
         in_formats: true,
+        hotspot_cursor: kind == "cursor",
         formats,
     }
 }

@@ -117,11 +117,20 @@ fn devices_lists_vkms_vgem_virtio_gpu_as_the_kernel_says() {
         if n["kms"].is_null() {
             continue;
         }
+        // Every plane a universal-planes client sees; those an atomic
+        // client does not are the hotspot cursors.
         dev.set_client_capability(ClientCapability::UniversalPlanes, true)
             .unwrap();
         let planes = dev.plane_handles().unwrap();
         let listed = n["kms"]["planes"].as_array().unwrap();
         assert_eq!(listed.len(), planes.len(), "{path}: every plane");
+        dev.set_client_capability(ClientCapability::Atomic, true)
+            .unwrap();
+        let atomic = dev.plane_handles().unwrap();
+        for p in listed {
+            let h = planes.iter().find(|h| p["id"] == u32::from(**h)).unwrap();
+            assert_eq!(p["hotspot_cursor"], !atomic.contains(h), "{path}: {p:#}");
+        }
         for (p, h) in listed.iter().zip(&planes) {
             assert_eq!(p["id"], u32::from(*h));
             // The plain format list (GETPLANE) is in IN_FORMATS' pairs.
@@ -192,8 +201,13 @@ fn devices_lists_vkms_vgem_virtio_gpu_as_the_kernel_says() {
     assert_eq!(vg["caps"]["syncobj"], true);
     assert_eq!(vg["caps"]["syncobj_timeline"], true);
     let vp = vg["kms"]["planes"].as_array().unwrap();
-    assert_eq!(vp.len(), 1);
+    assert_eq!(vp.len(), 2, "primary and the hotspot cursor");
     assert_eq!(vp[0]["type"], "primary");
+    assert_eq!(vp[0]["hotspot_cursor"], false);
+    assert_eq!(
+        (vp[1]["type"].as_str(), vp[1]["hotspot_cursor"].as_bool()),
+        (Some("cursor"), Some(true))
+    );
     assert_eq!(vp[0]["in_fence_fd"], true);
     assert!(strings(&vp[0]["formats"]).contains(&"XR24:LINEAR"));
     assert_eq!(node(&r, "virtio_gpu", "render")["caps"]["syncobj"], true);
