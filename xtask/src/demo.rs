@@ -8,6 +8,10 @@
 //! takes from outside the guest), with vgem and lavapipe rendering. Per
 //! display the demo prints the buffer strategy chosen and why the others
 //! were refused. The PNGs and the table land under `target/demo/`.
+//!
+//! Before the run it prints `bufsync-info devices` and `bufsync-info paths`
+//! for the machine the demo runs on (the VM's, or this one's): the devices,
+//! their caps and planes, and how each wait will be done.
 
 use crate::{layout, process, setup, vm};
 use std::fs;
@@ -33,14 +37,27 @@ pub fn run(args: &[String]) -> io::Result<u8> {
         setup::ensure(&setup::Options::default())?;
     }
     println!(
-        "demo: building render_to_scanout and drm_devices (release; the first build takes a few minutes)"
+        "demo: building render_to_scanout and bufsync-info (release; the first build takes a few minutes)"
     );
     process::run(
         Command::new(env!("CARGO"))
-            .args(["build", "--release", "-p", "bufsync-examples", "--bins"])
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "bufsync-examples",
+                "--bins",
+                "-p",
+                "bufsync-info",
+            ])
             .current_dir(layout::workspace()),
     )?;
     let release = layout::target_dir().join("release");
+    let info = release.join("bufsync-info").to_string_lossy().into_owned();
+    let info_cmds = [
+        vec![info.clone(), "devices".to_string()],
+        vec![info, "paths".to_string()],
+    ];
     let demo_dir = layout::target_dir().join("demo");
     fs::create_dir_all(&demo_dir)?;
     let mut cmd = vec![release
@@ -57,6 +74,13 @@ pub fn run(args: &[String]) -> io::Result<u8> {
         for node in drm_nodes() {
             println!("demo:   {}", describe_node(&node));
         }
+        for c in &info_cmds {
+            println!("demo: $ bufsync-info {}", c[1]);
+            // Informative only: the demo runs whatever it says.
+            if let Err(e) = Command::new(&c[0]).args(&c[1..]).status() {
+                eprintln!("demo: bufsync-info {}: {e}", c[1]);
+            }
+        }
         let status = Command::new(&cmd[0]).args(&cmd[1..]).status()?;
         if !status.success() {
             explain_master(&drm_nodes());
@@ -71,9 +95,17 @@ pub fn run(args: &[String]) -> io::Result<u8> {
     if !chose_display {
         cmd.extend(["--display".to_string(), "vkms,virtio_gpu".to_string()]);
     }
-    // The device table first, then the demo.
-    let table = vec![release.join("drm_devices").to_string_lossy().into_owned()];
-    let script = format!("{} && {}", shell_line(&table), shell_line(&cmd));
+    // What the VM has and how each wait will be done, then the demo (whose
+    // status is the guest's).
+    let mut script = String::new();
+    for c in &info_cmds {
+        script += &format!(
+            "echo 'demo: $ bufsync-info {}'; {}; ",
+            c[1],
+            shell_line(c)
+        );
+    }
+    script += &format!("exec {}", shell_line(&cmd));
     let code = vm::run(
         &vm::VmOptions::default(),
         &["sh".into(), "-c".into(), script],
