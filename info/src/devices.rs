@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use bufsync_backends::drm::{DrmDevice, NodeKind};
+use bufsync_backends::drm::{property_value, DrmDevice, NodeKind, ObjectProperty};
 use bufsync_backends::kms::FormatSet;
 use drm::control::{connector, Device as _, ModeTypeFlags, ResourceHandle};
 use drm::{ClientCapability, Device as _, DriverCapability};
@@ -282,19 +282,19 @@ fn node(dev: &DrmDevice) -> Node {
     }
 }
 
-/// Property name -> raw value of one KMS object.
-fn props<H: ResourceHandle>(dev: &DrmDevice, h: H) -> std::io::Result<Vec<(String, u64)>> {
-    let set = dev.get_properties(h)?;
-    let mut out = Vec::new();
-    for (id, value) in set.iter() {
-        let info = dev.get_property(*id)?;
-        out.push((info.name().to_string_lossy().into_owned(), *value));
-    }
-    Ok(out)
+/// Every property of one KMS object (name, id, value).
+fn props<H: ResourceHandle>(dev: &DrmDevice, h: H) -> std::io::Result<Vec<ObjectProperty>> {
+    dev.properties(h).map_err(std::io::Error::other)
 }
 
-fn prop(list: &[(String, u64)], name: &str) -> Option<u64> {
-    list.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+/// A plane's `type` property value as the report names it.
+pub fn plane_type(value: Option<u64>) -> &'static str {
+    match value {
+        Some(0) => "overlay",
+        Some(1) => "primary",
+        Some(2) => "cursor",
+        _ => "unknown",
+    }
 }
 
 /// The formats a plane scans out: its `IN_FORMATS` blob, else its plain
@@ -305,7 +305,7 @@ pub fn plane_formats(
 ) -> std::io::Result<(FormatSet, bool)> {
     let info = dev.get_plane(plane)?;
     let list = props(dev, plane)?;
-    if let Some(blob) = prop(&list, "IN_FORMATS").filter(|&b| b != 0) {
+    if let Some(blob) = property_value(&list, "IN_FORMATS").filter(|&b| b != 0) {
         let bytes = dev.get_property_blob(blob)?;
         match FormatSet::parse_in_formats(blob, &bytes) {
             Ok(set) => return Ok((set, true)),
@@ -332,15 +332,16 @@ fn kms(dev: &DrmDevice) -> std::io::Result<Kms> {
         let info = dev.get_connector(h, true)?;
         let list = props(dev, h)?;
         let writeback = info.interface() == connector::Interface::Writeback;
-        let writeback_formats = match prop(&list, "WRITEBACK_PIXEL_FORMATS").filter(|&b| b != 0) {
-            Some(blob) => dev
-                .get_property_blob(blob)?
-                .chunks_exact(4)
-                .map(|c| names::fourcc(u32::from_ne_bytes([c[0], c[1], c[2], c[3]])))
-                .collect(),
-            None => Vec::new(),
-        };
-        let crtc = prop(&list, "CRTC_ID")
+        let writeback_formats =
+            match property_value(&list, "WRITEBACK_PIXEL_FORMATS").filter(|&b| b != 0) {
+                Some(blob) => dev
+                    .get_property_blob(blob)?
+                    .chunks_exact(4)
+                    .map(|c| names::fourcc(u32::from_ne_bytes([c[0], c[1], c[2], c[3]])))
+                    .collect(),
+                None => Vec::new(),
+            };
+        let crtc = property_value(&list, "CRTC_ID")
             .filter(|&c| c != 0)
             .map(|c| c as u32)
             .or_else(|| {
@@ -369,7 +370,7 @@ fn kms(dev: &DrmDevice) -> std::io::Result<Kms> {
                 .collect(),
             writeback,
             writeback_formats,
-            writeback_out_fence_ptr: prop(&list, "WRITEBACK_OUT_FENCE_PTR").is_some(),
+            writeback_out_fence_ptr: property_value(&list, "WRITEBACK_OUT_FENCE_PTR").is_some(),
         });
     }
     for &h in res.crtcs() {
@@ -377,9 +378,9 @@ fn kms(dev: &DrmDevice) -> std::io::Result<Kms> {
         let list = props(dev, h)?;
         kms.crtcs.push(Crtc {
             id: u32::from(h),
-            active: prop(&list, "ACTIVE").map_or(info.mode().is_some(), |v| v != 0),
+            active: property_value(&list, "ACTIVE").map_or(info.mode().is_some(), |v| v != 0),
             mode: info.mode().as_ref().map(mode_name),
-            out_fence_ptr: prop(&list, "OUT_FENCE_PTR").is_some(),
+            out_fence_ptr: property_value(&list, "OUT_FENCE_PTR").is_some(),
         });
     }
     // What an atomic client sees (bufsync's displays), then every plane:
@@ -399,19 +400,14 @@ fn kms(dev: &DrmDevice) -> std::io::Result<Kms> {
         let (set, in_formats) = plane_formats(dev, h)?;
         kms.planes.push(Plane {
             id: u32::from(h),
-            kind: match prop(&list, "type") {
-                Some(0) => "overlay",
-                Some(1) => "primary",
-                Some(2) => "cursor",
-                _ => "unknown",
-            },
+            kind: plane_type(property_value(&list, "type")),
             possible_crtcs: res
                 .filter_crtcs(info.possible_crtcs())
                 .into_iter()
                 .map(u32::from)
                 .collect(),
             crtc: info.crtc().map(u32::from),
-            in_fence_fd: prop(&list, "IN_FENCE_FD").is_some(),
+            in_fence_fd: property_value(&list, "IN_FENCE_FD").is_some(),
             in_formats,
             hotspot_cursor: !atomic_view.contains(&h),
             formats: Plane::pairs(&set),

@@ -178,7 +178,7 @@ mod tests {
         assert!(w.lines().all(|l| l.chars().count() <= WIDTH), "{w}");
         assert!(w.lines().nth(1).unwrap().starts_with("      fit"), "{w}");
         let long = "y".repeat(250);
-        let w = wrap("  path: ", &[long.clone()]);
+        let w = wrap("  path: ", std::slice::from_ref(&long));
         assert!(w.lines().all(|l| l.chars().count() <= WIDTH), "{w}");
         let joined: String = w
             .lines()

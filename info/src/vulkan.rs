@@ -3,7 +3,7 @@
 //! types, the DRM format modifiers it can import and export per format, the
 //! SYNC_FD export probe and timeline semaphores.
 //!
-//! Everything comes from bufsync's own probes ([`VulkanCaps`], the lazy
+//! Everything comes from bufsync's own probes ([`VulkanCaps`](bufsync_backends::vulkan::VulkanCaps), the lazy
 //! SYNC_FD export probe, [`VulkanContext::dmabuf_image_support`]) on a
 //! context created on each device; the modifier support is asked for the
 //! presenter's image usage (`PresenterConfig::default().image_usage`).

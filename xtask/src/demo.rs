@@ -99,11 +99,7 @@ pub fn run(args: &[String]) -> io::Result<u8> {
     // status is the guest's).
     let mut script = String::new();
     for c in &info_cmds {
-        script += &format!(
-            "echo 'demo: $ bufsync-info {}'; {}; ",
-            c[1],
-            shell_line(c)
-        );
+        script += &format!("echo 'demo: $ bufsync-info {}'; {}; ", c[1], shell_line(c));
     }
     script += &format!("exec {}", shell_line(&cmd));
     let code = vm::run(

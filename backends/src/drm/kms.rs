@@ -67,8 +67,27 @@ pub struct KmsSummary {
     pub connectors: Vec<ConnectorSummary>,
 }
 
+/// One property of a KMS object, as `DRM_IOCTL_MODE_OBJ_GETPROPERTIES`
+/// and `DRM_IOCTL_MODE_GETPROPERTY` give it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectProperty {
+    /// Its name (`IN_FENCE_FD`, `type`, `IN_FORMATS`...).
+    pub name: String,
+    /// The property id (for an atomic request).
+    pub id: u32,
+    /// Its current value (a blob id for blob properties).
+    pub value: u64,
+}
+
+/// The value of the property called `name` in `props`, if it has one.
+pub fn property_value(props: &[ObjectProperty], name: &str) -> Option<u64> {
+    props.iter().find(|p| p.name == name).map(|p| p.value)
+}
+
 impl DrmDevice {
-    fn prop_names<H: ResourceHandle>(&self, handle: H) -> Result<Vec<(String, u64)>> {
+    /// Every property of the KMS object `handle` with its id and current
+    /// value (as this fd's client caps show them).
+    pub fn properties<H: ResourceHandle>(&self, handle: H) -> Result<Vec<ObjectProperty>> {
         let props = self
             .get_properties(handle)
             .map_err(|e| Error::io("DRM_IOCTL_MODE_OBJ_GETPROPERTIES", e))?;
@@ -77,7 +96,11 @@ impl DrmDevice {
             let info = self
                 .get_property(*id)
                 .map_err(|e| Error::io("DRM_IOCTL_MODE_GETPROPERTY", e))?;
-            out.push((info.name().to_string_lossy().into_owned(), *value));
+            out.push(ObjectProperty {
+                name: info.name().to_string_lossy().into_owned(),
+                id: u32::from(*id),
+                value: *value,
+            });
         }
         Ok(out)
     }
@@ -92,10 +115,10 @@ impl DrmDevice {
             .map_err(|e| Error::io("DRM_IOCTL_MODE_GETRESOURCES", e))?;
         let mut summary = KmsSummary::default();
         for &crtc in res.crtcs() {
-            let props = self.prop_names(crtc)?;
+            let props = self.properties(crtc)?;
             summary.crtcs.push(CrtcSummary {
                 id: u32::from(crtc),
-                out_fence_ptr: props.iter().any(|(n, _)| n == "OUT_FENCE_PTR"),
+                out_fence_ptr: property_value(&props, "OUT_FENCE_PTR").is_some(),
             });
         }
         let planes = self
@@ -105,8 +128,8 @@ impl DrmDevice {
             let info = self
                 .get_plane(plane)
                 .map_err(|e| Error::io("DRM_IOCTL_MODE_GETPLANE", e))?;
-            let props = self.prop_names(plane)?;
-            let kind = match props.iter().find(|(n, _)| n == "type").map(|(_, v)| *v) {
+            let props = self.properties(plane)?;
+            let kind = match property_value(&props, "type") {
                 Some(0) => PlaneKind::Overlay,
                 Some(1) => PlaneKind::Primary,
                 Some(2) => PlaneKind::Cursor,
@@ -115,7 +138,7 @@ impl DrmDevice {
             summary.planes.push(PlaneSummary {
                 id: u32::from(plane),
                 kind,
-                in_fence_fd: props.iter().any(|(n, _)| n == "IN_FENCE_FD"),
+                in_fence_fd: property_value(&props, "IN_FENCE_FD").is_some(),
                 formats: info.formats().len(),
             });
         }
@@ -123,14 +146,15 @@ impl DrmDevice {
             let info = self
                 .get_connector(conn, false)
                 .map_err(|e| Error::io("DRM_IOCTL_MODE_GETCONNECTOR", e))?;
-            let props = self.prop_names(conn)?;
+            let props = self.properties(conn)?;
             let writeback = info.interface() == connector::Interface::Writeback;
             summary.connectors.push(ConnectorSummary {
                 id: u32::from(conn),
                 name: format!("{}-{}", info.interface().as_str(), info.interface_id()),
                 writeback,
                 connected: info.state() == connector::State::Connected,
-                writeback_out_fence_ptr: props.iter().any(|(n, _)| n == "WRITEBACK_OUT_FENCE_PTR"),
+                writeback_out_fence_ptr: property_value(&props, "WRITEBACK_OUT_FENCE_PTR")
+                    .is_some(),
             });
         }
         Ok(summary)

@@ -15,5 +15,8 @@ pub use caps::Caps;
 pub use device::{DrmDevice, NodeKind};
 pub use dumb::{DumbBuffer, DumbMap};
 pub use gem::{GemHandle, GemTable};
-pub use kms::{ConnectorSummary, CrtcSummary, KmsSummary, PlaneKind, PlaneSummary};
+pub use kms::{
+    property_value, ConnectorSummary, CrtcSummary, KmsSummary, ObjectProperty, PlaneKind,
+    PlaneSummary,
+};
 pub use syncobj::{Syncobj, SyncobjPoint, WaitFor};

@@ -92,20 +92,7 @@ impl Display {
         size: u64,
         layout: &Layout,
     ) -> Result<Framebuffer, KmsError> {
-        if !std::sync::Arc::ptr_eq(gem.device(), &self.dev) {
-            return Err(KmsError::ForeignHandle {
-                handle: gem.raw(),
-                driver: gem.device().driver().to_owned(),
-            });
-        }
-        super::framebuffer::check_layout(
-            self.output.plane,
-            &self.formats,
-            self.max_fb,
-            size,
-            layout,
-        )?;
-        Framebuffer::add(&self.dev, gem, layout)
+        self.add_plane_framebuffer(self.output.plane, &self.formats, gem, size, layout)
     }
 
     /// [`add_framebuffer`](Self::add_framebuffer) for another plane of the

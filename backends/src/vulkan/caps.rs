@@ -237,27 +237,12 @@ fn buffer_support(
 }
 
 fn linear_image_support(ctx: Phys<'_>, format: vk::Format) -> HandleSupport {
-    let mut ext_info = vk::PhysicalDeviceExternalImageFormatInfo::default()
-        .handle_type(vk::ExternalMemoryHandleTypeFlags::DMA_BUF_EXT);
-    let info = vk::PhysicalDeviceImageFormatInfo2::default()
-        .format(format)
-        .ty(vk::ImageType::TYPE_2D)
-        .tiling(vk::ImageTiling::LINEAR)
-        .usage(vk::ImageUsageFlags::STORAGE | vk::ImageUsageFlags::TRANSFER_SRC)
-        .push_next(&mut ext_info);
-    let mut ext_out = vk::ExternalImageFormatProperties::default();
-    let mut out = vk::ImageFormatProperties2::default().push_next(&mut ext_out);
-    // SAFETY: valid physical device, chains point to locals.
-    let r = unsafe {
-        ctx.0
-            .get_physical_device_image_format_properties2(ctx.1, &info, &mut out)
-    };
-    match r {
-        Ok(()) => {
-            HandleSupport::from_flags(ext_out.external_memory_properties.external_memory_features)
-        }
-        Err(_) => HandleSupport::default(),
-    }
+    dmabuf_image_query(
+        ctx,
+        format,
+        vk::ImageUsageFlags::STORAGE | vk::ImageUsageFlags::TRANSFER_SRC,
+        None,
+    )
 }
 
 /// DMA_BUF import/export of `format` images with DRM format `modifier`
@@ -268,22 +253,40 @@ pub(crate) fn modifier_image_support(
     modifier: u64,
     usage: vk::ImageUsageFlags,
 ) -> HandleSupport {
+    dmabuf_image_query(ctx, format, usage, Some(modifier))
+}
+
+/// `vkGetPhysicalDeviceImageFormatProperties2` for a 2D DMA_BUF image:
+/// LINEAR tiling, or DRM_FORMAT_MODIFIER tiling with `modifier` (which
+/// needs VK_EXT_image_drm_format_modifier enabled: the caller checks).
+fn dmabuf_image_query(
+    ctx: Phys<'_>,
+    format: vk::Format,
+    usage: vk::ImageUsageFlags,
+    modifier: Option<u64>,
+) -> HandleSupport {
     let mut modifier_info = vk::PhysicalDeviceImageDrmFormatModifierInfoEXT::default()
-        .drm_format_modifier(modifier)
+        .drm_format_modifier(modifier.unwrap_or(0))
         .sharing_mode(vk::SharingMode::EXCLUSIVE);
     let mut ext_info = vk::PhysicalDeviceExternalImageFormatInfo::default()
         .handle_type(vk::ExternalMemoryHandleTypeFlags::DMA_BUF_EXT);
-    let info = vk::PhysicalDeviceImageFormatInfo2::default()
+    let mut info = vk::PhysicalDeviceImageFormatInfo2::default()
         .format(format)
         .ty(vk::ImageType::TYPE_2D)
-        .tiling(vk::ImageTiling::DRM_FORMAT_MODIFIER_EXT)
+        .tiling(if modifier.is_some() {
+            vk::ImageTiling::DRM_FORMAT_MODIFIER_EXT
+        } else {
+            vk::ImageTiling::LINEAR
+        })
         .usage(usage)
-        .push_next(&mut ext_info)
-        .push_next(&mut modifier_info);
+        .push_next(&mut ext_info);
+    if modifier.is_some() {
+        info = info.push_next(&mut modifier_info);
+    }
     let mut ext_out = vk::ExternalImageFormatProperties::default();
     let mut out = vk::ImageFormatProperties2::default().push_next(&mut ext_out);
-    // SAFETY: valid physical device, both extensions enabled (the caller
-    // checks), chains point to locals.
+    // SAFETY: valid physical device, the extensions the chain names are
+    // enabled (the callers check), chains point to locals.
     let r = unsafe {
         ctx.0
             .get_physical_device_image_format_properties2(ctx.1, &info, &mut out)

@@ -9,7 +9,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use bufsync_backends::dmabuf::{fourcc, DmaBuf, DmaHeap, Udmabuf};
-use bufsync_backends::drm::{DrmDevice, DumbBuffer, NodeKind};
+use bufsync_backends::drm::{property_value, DrmDevice, DumbBuffer, NodeKind};
 use bufsync_backends::kms::FormatSet;
 use bufsync_backends::vulkan::ash::vk;
 use bufsync_backends::vulkan::ExternalBuffer;
@@ -90,26 +90,11 @@ fn kms_node(dev: DrmDevice) -> Option<KmsNode> {
         let Ok((formats, _)) = devices::plane_formats(&dev, h) else {
             continue;
         };
-        let props = dev.get_properties(h).ok()?;
-        let mut kind = "unknown";
-        let mut in_fence_fd = false;
-        for (id, value) in props.iter() {
-            let Ok(p) = dev.get_property(*id) else {
-                continue;
-            };
-            match p.name().to_bytes() {
-                b"type" => {
-                    kind = match value {
-                        0 => "overlay",
-                        1 => "primary",
-                        2 => "cursor",
-                        _ => "unknown",
-                    }
-                }
-                b"IN_FENCE_FD" => in_fence_fd = true,
-                _ => {}
-            }
-        }
+        let Ok(props) = dev.properties(h) else {
+            continue;
+        };
+        let kind = devices::plane_type(property_value(&props, "type"));
+        let in_fence_fd = property_value(&props, "IN_FENCE_FD").is_some();
         planes.push(PlaneInfo {
             id: u32::from(h),
             kind,
@@ -141,6 +126,20 @@ fn kms_node(dev: DrmDevice) -> Option<KmsNode> {
     })
 }
 
+impl DmaBufProbe {
+    /// Probes `IMPORT_SYNC_FILE` on `buf` (from `source`; `keep` holds its
+    /// memory).
+    fn new(source: String, buf: DmaBuf, keep: Option<Box<dyn Any>>) -> DmaBufProbe {
+        let import = buf.probe_sync_file_import().map_err(|e| e.to_string());
+        DmaBufProbe {
+            source,
+            buf,
+            import,
+            _keep: keep,
+        }
+    }
+}
+
 /// A dma-buf from the first source that gives one.
 fn dmabuf(
     vk: &Result<Vec<VkDevice>, String>,
@@ -148,67 +147,43 @@ fn dmabuf(
 ) -> Result<DmaBufProbe, String> {
     let page = rustix::param::page_size() as u64;
     let mut tried = Vec::new();
-    let mut found: Option<(String, DmaBuf, Option<Box<dyn Any>>)> = None;
     match DmaHeap::open("system").and_then(|h| h.alloc(page)) {
-        Ok(b) => found = Some(("dma_heap system".into(), b, None)),
+        Ok(b) => return Ok(DmaBufProbe::new("dma_heap system".into(), b, None)),
         Err(e) => tried.push(format!("DMA heap: {e}")),
     }
-    if found.is_none() {
-        match Udmabuf::create(page) {
-            Ok(b) => found = Some(("udmabuf".into(), b, None)),
-            Err(e) => tried.push(format!("udmabuf: {e}")),
+    match Udmabuf::create(page) {
+        Ok(b) => return Ok(DmaBufProbe::new("udmabuf".into(), b, None)),
+        Err(e) => tried.push(format!("udmabuf: {e}")),
+    }
+    for n in nodes.iter().filter(|n| n.caps().prime_export) {
+        match DumbBuffer::create(n, 16, 16, 32).and_then(|b| b.export(fourcc(b"XR24"))) {
+            Ok(b) => {
+                return Ok(DmaBufProbe::new(
+                    format!("{} dumb buffer", n.driver()),
+                    b,
+                    None,
+                ))
+            }
+            Err(e) => tried.push(format!("{} dumb buffer: {e}", n.driver())),
         }
     }
-    if found.is_none() {
-        for n in nodes.iter().filter(|n| n.caps().prime_export) {
-            match DumbBuffer::create(n, 16, 16, 32).and_then(|b| b.export(fourcc(b"XR24"))) {
-                Ok(b) => {
-                    found = Some((format!("{} dumb buffer", n.driver()), b, None));
-                    break;
-                }
-                Err(e) => tried.push(format!("{} dumb buffer: {e}", n.driver())),
+    for d in vk.iter().flatten() {
+        let Ok(ctx) = &d.ctx else { continue };
+        if !ctx.caps().dmabuf_buffer.export {
+            continue;
+        }
+        match ExternalBuffer::export_dmabuf(ctx, page, vk::BufferUsageFlags::TRANSFER_DST, None) {
+            Ok((keep, b)) => {
+                return Ok(DmaBufProbe::new(
+                    format!("{} Vulkan export", d.id()),
+                    b,
+                    Some(Box::new(keep)),
+                ))
             }
+            Err(e) => tried.push(format!("{} Vulkan export: {e}", d.id())),
         }
     }
-    if found.is_none() {
-        for d in vk.iter().flatten() {
-            let Ok(ctx) = &d.ctx else { continue };
-            if !ctx.caps().dmabuf_buffer.export {
-                continue;
-            }
-            match ExternalBuffer::export_dmabuf(ctx, page, vk::BufferUsageFlags::TRANSFER_DST, None)
-            {
-                Ok((keep, b)) => {
-                    found = Some((
-                        format!("{} Vulkan export", d.id()),
-                        b,
-                        Some(Box::new(keep) as Box<dyn Any>),
-                    ));
-                    break;
-                }
-                Err(e) => tried.push(format!("{} Vulkan export: {e}", d.id())),
-            }
-        }
-    }
-    match found {
-        Some((source, buf, keep)) => {
-            let import = buf.probe_sync_file_import().map_err(|e| e.to_string());
-            Ok(DmaBufProbe {
-                source,
-                buf,
-                import,
-                _keep: keep,
-            })
-        }
-        None => Err(format!(
-            "no dma-buf source here ({})",
-            if tried.is_empty() {
-                "no DMA heap, udmabuf, DRM node or Vulkan DMA_BUF export".into()
-            } else {
-                tried.join("; ")
-            }
-        )),
-    }
+    Err(format!("no dma-buf source here ({})", tried.join("; ")))
 }
 
 impl Env {

@@ -26,7 +26,6 @@ use bufsync_backends::kms::{
     CommitFlags, Display, FencedFlip, FlipRequest, Framebuffer, InFencePath,
 };
 use bufsync_backends::wait_path::{to_sync_file, wait_fence, Route};
-use drm::control::Device as _;
 
 use super::env::KmsNode;
 
@@ -83,14 +82,14 @@ fn frame(
 
 fn plane_ids(dev: &DrmDevice, plane: u32) -> Result<PlaneIds, String> {
     let h: drm::control::plane::Handle = drm::control::from_u32(plane).ok_or("plane 0")?;
-    let props = dev.get_properties(h).map_err(|e| e.to_string())?;
-    let mut by_name = HashMap::new();
-    for (id, _) in props.iter() {
-        if let Ok(p) = dev.get_property(*id) {
-            by_name.insert(p.name().to_string_lossy().into_owned(), u32::from(*id));
-        }
-    }
-    let get = |n: &str| by_name.get(n).copied().ok_or(format!("no {n} property"));
+    let props = dev.properties(h).map_err(|e| e.to_string())?;
+    let get = |n: &str| {
+        props
+            .iter()
+            .find(|p| p.name == n)
+            .map(|p| p.id)
+            .ok_or(format!("no {n} property"))
+    };
     Ok(PlaneIds {
         fb_id: get("FB_ID")?,
         crtc_id: get("CRTC_ID")?,

@@ -11,7 +11,7 @@
 //!   take `IMPORT_SYNC_FILE`), a dma-buf's implicit sync (the
 //!   `IMPORT_SYNC_FILE` probe on a real dma-buf).
 //!
-//! With `--verify` every possible cell is tried ([`verify`]).
+//! With `--verify` every possible cell is tried (`verify.rs`).
 
 mod env;
 mod kms;
