@@ -18,11 +18,12 @@
 //!   exporter and pending implicit fences ([`buffer`]);
 //! - `negotiate`: the presenter's buffer negotiation for each (Vulkan
 //!   device, display) pair, headless when no display is found
-//!   ([`negotiate`]).
+//!   ([`negotiate`]);
+//! - `schema COMMAND`: the JSON Schema of a report ([`schema`]).
 //!
-//! Every subcommand takes `--json` (schemas in `docs/info.md`, each with a
-//! `schema` name and a `version`). The binary is a thin wrapper of [`run`],
-//! which tests call in-process:
+//! Every subcommand takes `--json` (documented in `docs/info.md`, schemas
+//! in `docs/info/`, each report with a `schema` name and a `version`). The
+//! binary is a thin wrapper of [`run`], which tests call in-process:
 //!
 //! ```no_run
 //! let mut out = Vec::new();
@@ -69,7 +70,7 @@ commands:
   help                      this text
 
 options:
-  --json                    the report as JSON (schemas: docs/info.md)
+  --json                    the report as JSON (docs/info.md, schemas: docs/info/)
 
 Exit status: 0 done, 1 an error or a failed --verify cell, 2 bad usage.
 ";

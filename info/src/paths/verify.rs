@@ -76,7 +76,7 @@ struct Producers {
     sync: SyncSource,
     syncobj: Option<(Arc<Syncobj>, u64)>,
     vk: HashMap<usize, Submitter>,
-    word: Arc<SeqnoWord>,
+    word: Result<Arc<SeqnoWord>, String>,
     seqno: u64,
     bound: Duration,
 }
@@ -139,7 +139,7 @@ impl Producers {
         }
         let word = SeqnoMemory::anonymous(64)
             .and_then(|m| m.word(0, SeqnoWidth::U64))
-            .expect("anonymous memory for one word");
+            .map_err(|e| format!("a seqno word in anonymous memory: {e}"));
         Producers {
             sw: FenceContext::new("bufsync-info", "verify"),
             sync,
@@ -224,10 +224,11 @@ impl Producers {
                 })
             }
             ("seqno", _) => {
+                let word = Arc::clone(self.word.as_ref().map_err(Clone::clone)?);
                 self.seqno += 1;
-                let (word, n) = (Arc::clone(&self.word), self.seqno);
+                let n = self.seqno;
                 Ok(Pending {
-                    fence: self.word.fence(n),
+                    fence: word.fence(n),
                     // A device's write: nobody is woken, pollers find it.
                     signal: Box::new(move || {
                         word.store(n);
