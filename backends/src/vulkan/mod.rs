@@ -44,5 +44,5 @@ pub use renderer::{
     STRIP_ROWS,
 };
 pub use seqno_writer::SeqnoWriter;
-pub use submit::{SubmitReport, Submitted, Submitter, Wait, WaitPath};
+pub use submit::{SubmitReport, Submitted, Submitter, Wait, WaitPath, DROP_TIMEOUT};
 pub use timeline::{to_sync_file, wait_fence, TimelinePoint, TimelineSemaphore};
