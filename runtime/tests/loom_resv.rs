@@ -1,5 +1,5 @@
 //! loom models of the ww_mutex: ABBA, hand-off, wounding and stealing on 2-3
-//! threads, for both algorithms. Run with
+//! threads, for both algorithms, and the lock state the dump reads. Run with
 //! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p bufsync --release --test loom_resv`.
 #![cfg(loom)]
 
@@ -240,6 +240,35 @@ fn steal_wound_wait_waiter_older() {
 #[test]
 fn steal_wound_wait_stealer_older() {
     steal(Algorithm::WoundWait, false);
+}
+
+/// A ticket that holds A and waits for B: once B's queue shows it, A's state
+/// shows it as the holder (what `debug::dump` reads), in every interleaving.
+#[test]
+fn holder_visible_while_waiting() {
+    use bufsync::resv::Holder;
+    model(|| {
+        let class = WwClass::new("loom-visible", Algorithm::WaitDie);
+        let a = Arc::new(WwMutex::new(&class));
+        let b = Arc::new(WwMutex::new(&class));
+        let held = b.lock();
+        let t = Ticket::new(&class);
+        let stamp = t.stamp();
+        let worker = {
+            let (a, b) = (a.clone(), b.clone());
+            thread::spawn(move || {
+                let _ga = t.lock(&a).unwrap();
+                let _gb = t.lock(&b).unwrap();
+            })
+        };
+        while b.state().waiters.is_empty() {
+            thread::yield_now();
+        }
+        assert_eq!(a.state().holder, Some(Holder::Ticket { stamp }));
+        drop(held);
+        worker.join().unwrap();
+        assert!(!a.is_locked() && !b.is_locked());
+    });
 }
 
 /// The fence list: a reader snapshots it (under the list mutex only, never

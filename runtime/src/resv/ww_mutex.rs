@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use crate::resv::class::{Algorithm, WwClass, STAMP_LIMIT};
 use crate::resv::parker::{lock, Parker};
+use crate::resv::state::{Holder, LockState, QueuedWaiter};
 use crate::resv::ticket::TicketShared;
 use crate::sync::{Arc, AtomicU64, Mutex, MutexGuard, Ordering};
 
@@ -165,6 +166,29 @@ impl WwCore {
             std::hint::spin_loop();
         }
         false
+    }
+
+    /// A copy of the holder and the queue, taken under `queue`.
+    pub(crate) fn state(&self) -> LockState {
+        let q = lock(&self.queue);
+        let holder = match self.owner() {
+            0 => None,
+            TICKETLESS => Some(Holder::Ticketless),
+            stamp => Some(Holder::Ticket { stamp }),
+        };
+        LockState {
+            object: self.id,
+            holder,
+            waiters: q
+                .waiters
+                .iter()
+                .map(|w| QueuedWaiter {
+                    stamp: (w.key != u64::MAX).then_some(w.key),
+                    kept: w.kept,
+                    holds_others: w.holds,
+                })
+                .collect(),
+        }
     }
 
     /// Takes the lock for `code` (a stamp, or [`TICKETLESS`]), waiting in
@@ -313,13 +337,13 @@ impl WwCore {
                 t.set_waiting(Some((self.id, since)));
             }
             drop(q);
-            let park_until = crate::debug::park_deadline(since, who.deadline);
+            let park_until = crate::resv::stall::park_deadline(since, who.deadline);
             match who.ticket {
                 Some((t, _)) => t.parker.park(park_until),
                 None => plain.as_deref().map_or((), |p| p.park(park_until)),
             }
-            if let Some((t, _)) = who.ticket {
-                crate::debug::check_stall(t, self.id, since);
+            if let Some((t, class)) = who.ticket {
+                crate::resv::stall::check_stall(class, t, self.id, since);
             }
             q = lock(&self.queue);
             // Woken as the head and the lock is taken (by a locker that
@@ -482,17 +506,37 @@ impl std::fmt::Debug for WwMutex {
 }
 
 impl WwMutex {
-    /// A new unlocked mutex of `class`. Needs no lock.
+    /// A new unlocked mutex of `class`, listed in the class's registry for
+    /// [`crate::debug`] (takes the registry's mutex once).
     pub fn new(class: &WwClass) -> WwMutex {
-        WwMutex {
-            core: Arc::new(WwCore {
-                state: AtomicU64::new(0),
-                id: OBJECT_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-                class_id: class.id(),
-                wait_die: class.algorithm() == Algorithm::WaitDie,
-                queue: Mutex::new(Queue::default()),
-            }),
-        }
+        let core = Arc::new(WwCore {
+            state: AtomicU64::new(0),
+            id: OBJECT_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            class_id: class.id(),
+            wait_die: class.algorithm() == Algorithm::WaitDie,
+            queue: Mutex::new(Queue::default()),
+        });
+        #[cfg(not(loom))]
+        class.register_lock(&core);
+        WwMutex { core }
+    }
+
+    /// Who holds the lock and who waits for it, in queue order (a copy taken
+    /// under the queue lock; it may be stale as soon as it returns).
+    ///
+    /// ```
+    /// use bufsync::resv::{Algorithm, Holder, Ticket, WwClass, WwMutex};
+    ///
+    /// let class = WwClass::new("doc", Algorithm::WaitDie);
+    /// let m = WwMutex::new(&class);
+    /// let t = Ticket::new(&class);
+    /// let _g = t.lock(&m).unwrap();
+    /// let s = m.state();
+    /// assert_eq!(s.holder, Some(Holder::Ticket { stamp: t.stamp() }));
+    /// assert!(s.waiters.is_empty());
+    /// ```
+    pub fn state(&self) -> LockState {
+        self.core.state()
     }
 
     /// A process-unique id (used in dumps and errors).
