@@ -3,9 +3,9 @@
 //! a stall", without anyone asking for the dump).
 //!
 //! Locking rules: the threshold is an atomic; [`check_stall`] takes the
-//! waiting ticket's debug record (a leaf mutex) and, past the threshold, the
-//! class's lock registry and the queue lock of each registered mutex one at
-//! a time (never while holding any of them).
+//! waiting ticket's debug record (a leaf mutex) and, once per wait past the
+//! threshold, the class's lock registry (to list what the ticket holds from
+//! the owner words); never while holding a queue lock.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -37,8 +37,8 @@ pub(crate) fn park_deadline(since: Instant, deadline: Option<Instant>) -> Option
 
 /// Logs a warning once per wait if `ticket` has waited for `object` longer
 /// than the threshold, with the objects it holds. Takes the ticket's debug
-/// record, then (once per wait) the class's registry and queue locks one at
-/// a time; the caller holds no lock.
+/// record, then (once per wait) the class's registry; the caller holds no
+/// lock.
 pub(crate) fn check_stall(class: &WwClass, ticket: &TicketShared, object: u64, since: Instant) {
     let waited = since.elapsed();
     if waited < threshold() {

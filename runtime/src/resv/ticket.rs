@@ -81,6 +81,11 @@ pub enum Misuse {
     /// The mutex belongs to another class than the ticket.
     #[error("the mutex belongs to another class")]
     ClassMismatch,
+    /// A lock that may wait, taken in a fence's signal path (a fence
+    /// callback): the kernel forbids taking a reservation lock there, since
+    /// its holder may be waiting for that very fence.
+    #[error("lock taken in a fence's signal path")]
+    InSignalPath,
 }
 
 /// What other threads may see of a ticket.
@@ -321,9 +326,10 @@ impl Ticket {
     }
 
     /// Takes `mutex` only if it is free and nobody waits (`ww_mutex_trylock`
-    /// with a context); `None` if not, also when this ticket holds it.
+    /// with a context); `None` if not, also when this ticket holds it. It
+    /// cannot wait, so it is allowed in a fence's signal path.
     pub fn try_lock<'m>(&self, mutex: &'m WwMutex) -> Result<Option<WwGuard<'m, '_>>, WwError> {
-        self.check(&mutex.core, false)?;
+        self.check(&mutex.core, false, false)?;
         if !mutex.core.try_fast(self.stamp()) {
             return Ok(None);
         }
@@ -334,12 +340,16 @@ impl Ticket {
         }))
     }
 
-    fn check(&self, core: &Arc<WwCore>, slow: bool) -> Result<(), WwError> {
+    /// The debug-build rules (`DEBUG_WW_MUTEXES`); `waits`: the lock may
+    /// wait, so the signal-path rule applies.
+    fn check(&self, core: &Arc<WwCore>, slow: bool, waits: bool) -> Result<(), WwError> {
         if !cfg!(debug_assertions) {
             return Ok(());
         }
         let object = core.id();
-        let misuse = if self.done.get() {
+        let misuse = if waits && crate::fence::in_signal_path() {
+            Some(Misuse::InSignalPath)
+        } else if self.done.get() {
             Some(Misuse::AfterDone)
         } else if core.class_id() != self.class.id() {
             Some(Misuse::ClassMismatch)
@@ -372,7 +382,7 @@ impl Ticket {
     /// the lock; `false` leaves everything to [`Ticket::lock_core`].
     #[inline]
     pub(crate) fn lock_fast(&self, core: &Arc<WwCore>, stamp: u64) -> bool {
-        if cfg!(debug_assertions) && self.check(core, false).is_err() {
+        if cfg!(debug_assertions) && self.check(core, false, true).is_err() {
             return false;
         }
         if self.acquired.get() == 0 {
@@ -399,7 +409,7 @@ impl Ticket {
     /// The lock step shared by [`Ticket::lock`], [`Ticket::lock_slow`] and the
     /// reservation flow.
     pub(crate) fn lock_core(&self, core: &Arc<WwCore>, slow: bool) -> Result<(), WwError> {
-        self.check(core, slow)?;
+        self.check(core, slow, true)?;
         self.fresh.set(false);
         let object = core.id();
         let stamp = self.stamp();

@@ -558,7 +558,14 @@ impl WwMutex {
 
     /// Takes the lock without a ticket, waiting behind every queued ticket
     /// (FIFO among ticket-less lockers). Never backs off.
+    ///
+    /// # Panics
+    ///
+    /// In debug builds, when called in a fence's signal path (a fence
+    /// callback): a reservation lock must not be taken there
+    /// ([`crate::fence::in_signal_path`]).
     pub fn lock(&self) -> WwMutexGuard<'_> {
+        assert_not_in_signal_path(self.id());
         let who = Locker {
             ticket: None,
             holds: false,
@@ -571,7 +578,12 @@ impl WwMutex {
     }
 
     /// Like [`WwMutex::lock`], giving up after `timeout`.
+    ///
+    /// # Panics
+    ///
+    /// As [`WwMutex::lock`], in a fence's signal path (debug builds).
     pub fn lock_timeout(&self, timeout: Duration) -> Option<WwMutexGuard<'_>> {
+        assert_not_in_signal_path(self.id());
         let who = Locker {
             ticket: None,
             holds: false,
@@ -584,12 +596,25 @@ impl WwMutex {
             .map(|()| WwMutexGuard { mutex: self })
     }
 
-    /// Takes the lock if it is free and nobody waits for it. Lock-free.
+    /// Takes the lock if it is free and nobody waits for it. Lock-free. It
+    /// cannot wait, so it is allowed in a fence's signal path.
     pub fn try_lock(&self) -> Option<WwMutexGuard<'_>> {
         self.core
             .try_fast(TICKETLESS)
             .then(|| WwMutexGuard { mutex: self })
     }
+}
+
+/// The signal-path rule for ticket-less locks (which cannot return an error):
+/// a panic in debug builds. Compiles to nothing in release builds.
+#[inline]
+#[track_caller]
+fn assert_not_in_signal_path(object: u64) {
+    assert!(
+        !crate::fence::in_signal_path(),
+        "bufsync rule broken: ww lock of object {object} taken in a fence's signal path \
+         (a fence callback must not take a reservation lock)"
+    );
 }
 
 /// A ticket-less hold of a [`WwMutex`]; unlocks on drop.
