@@ -2,7 +2,8 @@
 //! bench's contended workload, beside bufsync's, in one guest.
 //!
 //! 1. Builds `ww_bench.ko` (`tests/harness/kmod/ww_bench.c`) out of tree
-//!    against the guest kernel's headers, as setup builds vkms.
+//!    against the cached guest kernel headers, with setup's module build
+//!    (output in setup's log).
 //! 2. Builds bufsync's reserve bench (`cargo bench -p bufsync --bench
 //!    reserve --no-run`).
 //! 3. Boots a guest (no virtio-gpu) that loads the module, whose runs print
@@ -18,12 +19,13 @@
 //! workspace (shared with it); the raw lines are printed too.
 
 use crate::layout::{self, KERNEL_VERSION};
-use crate::process::{self, run as run_cmd};
+use crate::process;
+use crate::setup::{self, progress::Progress};
 use crate::vm::{self, quote, VmOptions};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -87,7 +89,7 @@ fn parse_args(args: &[String]) -> io::Result<Options> {
 /// Entry point of `cargo xtask bench-kernel`.
 pub fn run(args: &[String]) -> io::Result<u8> {
     let o = parse_args(args)?;
-    crate::setup::ensure()?;
+    setup::ensure(&setup::Options::default())?;
     let module = ww_bench_module()?;
     let bench = reserve_bench()?;
     let out_base = layout::workspace()
@@ -302,24 +304,14 @@ fn ww_bench_module() -> io::Result<PathBuf> {
     fs::create_dir_all(&dir)?;
     fs::write(dir.join("ww_bench.c"), &source)?;
     fs::write(dir.join("Kbuild"), &kbuild)?;
-    build_module(&dir)?;
+    let mut p = Progress::new(layout::cache_base().join("setup.log"));
+    p.step("build ww_bench.ko", |p| {
+        setup::build::build_module(p, &dir, &[])
+    })?;
     fs::copy(dir.join("ww_bench.ko"), &ko)?;
     fs::write(&stamp, want)?;
     println!("bench-kernel: built {}", ko.display());
     Ok(ko)
-}
-
-/// `make modules` for the out-of-tree module in `dir` against the guest
-/// kernel's headers.
-fn build_module(dir: &Path) -> io::Result<()> {
-    run_cmd(
-        Command::new("make")
-            .arg("-s")
-            .arg("-C")
-            .arg(layout::kernel_headers())
-            .arg(format!("M={}", dir.display()))
-            .arg("modules"),
-    )
 }
 
 /// Builds the reserve bench and returns its executable.
