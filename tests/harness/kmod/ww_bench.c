@@ -11,6 +11,10 @@
  *   wound-wait ww_mutex of a DEFINE_WW_CLASS.
  * A ww run resolves -EDEADLK as drm_exec does: unlock everything,
  * ww_mutex_lock_slow() the contended lock, start over with the same context.
+ * The threads are preempted where the kernel lets them be (each lock's
+ * might_sleep(), that is also while they hold the locks taken before), not
+ * at an extra cond_resched() between operations, which would spare them
+ * preemption inside their critical sections.
  *
  * Everything runs in module init; each run prints one line
  *   ww_bench: threads=T mode=M ops=N ns=D backoffs=B
@@ -140,8 +144,6 @@ static int worker_fn(void *data)
 		else
 			op_ww(w);
 		w->ops++;
-		/* Between operations, as a user thread may be preempted. */
-		cond_resched();
 	}
 	set_current_state(TASK_INTERRUPTIBLE);
 	while (!kthread_should_stop()) {
