@@ -15,8 +15,9 @@
 //! Bounded growth: `tickets` holds live tickets only (a dropped ticket removes
 //! itself; the list's capacity shrinks when it is mostly empty); `locks` and
 //! the class list hold weak references, pruned whenever they have doubled
-//! since the last pruning, so each stays within twice its live entries plus
-//! a small constant however many come and go.
+//! since the last pruning and whenever the diagnostics read them, so each
+//! stays within twice the most entries ever live at once plus a small
+//! constant, however many come and go.
 
 use std::time::Instant;
 
@@ -56,8 +57,10 @@ pub(crate) const STAMP_LIMIT: u64 = 1 << 61;
 static CLASS_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// A list of weak references that prunes its dead entries whenever it has
-/// doubled since the last pruning: at most twice the live entries plus
-/// [`WeakList::MIN_PRUNE`]. Not under loom (loom's `Arc` has no `Weak`).
+/// doubled since the last pruning (and when read): at most twice the
+/// entries live at the last pruning plus [`WeakList::MIN_PRUNE`]. A dead
+/// entry keeps only its allocation, not its contents. Not under loom
+/// (loom's `Arc` has no `Weak`).
 #[cfg(not(loom))]
 pub(crate) struct WeakList<T> {
     list: std::sync::Mutex<(Vec<std::sync::Weak<T>>, usize)>,
@@ -93,13 +96,18 @@ impl<T> WeakList<T> {
         list.push(std::sync::Arc::downgrade(item));
     }
 
-    /// The live entries. Takes the list mutex.
+    /// The live entries; drops the dead ones on the way. Takes the list
+    /// mutex.
     pub(crate) fn live(&self) -> Vec<std::sync::Arc<T>> {
-        self.guard()
-            .0
-            .iter()
-            .filter_map(std::sync::Weak::upgrade)
-            .collect()
+        let mut g = self.guard();
+        let (list, prune_at) = &mut *g;
+        let live: Vec<std::sync::Arc<T>> =
+            list.iter().filter_map(std::sync::Weak::upgrade).collect();
+        if live.len() < list.len() {
+            list.retain(|w| w.strong_count() > 0);
+            *prune_at = (2 * list.len()).max(WeakList::<T>::MIN_PRUNE);
+        }
+        live
     }
 
     /// How many entries (live or not yet pruned) the list holds.
@@ -284,5 +292,32 @@ mod tests {
             assert!(list.len() <= 2 * keep.len() + WeakList::<u32>::MIN_PRUNE + 1);
         }
         assert_eq!(list.live().len(), keep.len());
+    }
+
+    #[test]
+    fn registries_give_memory_back() {
+        let class = WwClass::new("bounded", Algorithm::WaitDie);
+        let tickets: Vec<crate::resv::Ticket> = (0..10_000)
+            .map(|_| crate::resv::Ticket::new(&class))
+            .collect();
+        assert_eq!(lock(&class.tickets).len(), 10_000);
+        drop(tickets);
+        let list = lock(&class.tickets);
+        assert!(list.is_empty());
+        assert!(list.capacity() <= 64, "capacity {}", list.capacity());
+        drop(list);
+        let locks: Vec<crate::resv::WwMutex> = (0..10_000)
+            .map(|_| crate::resv::WwMutex::new(&class))
+            .collect();
+        drop(locks);
+        let _m = crate::resv::WwMutex::new(&class);
+        // Reading the registry (a dump) drops the dead entries.
+        assert_eq!(class.live_locks().len(), 1);
+        assert_eq!(class.locks.len(), 1);
+        // Churn without reading stays within twice the most ever live.
+        for _ in 0..100_000 {
+            drop(crate::resv::WwMutex::new(&class));
+            assert!(class.locks.len() <= 2 * 10_000 + WeakList::<WwCore>::MIN_PRUNE + 1);
+        }
     }
 }
