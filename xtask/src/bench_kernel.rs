@@ -270,6 +270,13 @@ fn table(boots: &[Results], o: &Options) -> String {
         );
         for mode in ["wait-die", "wound-wait"] {
             s += &format!(
+                "| {t} | {mode}, M ops/s | {} | {} |\n",
+                spread(mops(pick("kernel", t, mode, 0)), 3),
+                spread(mops(pick("bufsync", t, mode, 0)), 3)
+            );
+        }
+        for mode in ["wait-die", "wound-wait"] {
+            s += &format!(
                 "| {t} | {mode}, ratio to sorted mutexes | {} | {} |\n",
                 spread(pick("kernel", t, mode, 1), 3),
                 spread(pick("bufsync", t, mode, 1), 3)
