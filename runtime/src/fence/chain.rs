@@ -93,6 +93,18 @@ impl ChainFailure {
         }
     }
 
+    /// The earlier in time (then in point order).
+    fn first_in_time(a: Option<ChainFailure>, b: Option<ChainFailure>) -> Option<ChainFailure> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(if (b.at, b.point) < (a.at, a.point) {
+                b
+            } else {
+                a
+            }),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// As a set member's failure (for merges, which order by time).
     pub(crate) fn as_failure(&self) -> super::failure::Failure {
         super::failure::Failure {
@@ -103,12 +115,49 @@ impl ChainFailure {
     }
 }
 
+/// The failures a link took over from the points it collected or found
+/// ended while arming (all at or before it): the first in point order (what
+/// the chain reports) and the first in time (what a merge of the chain,
+/// which orders its leaves by time, reports).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Failed {
+    pub(crate) by_point: Option<ChainFailure>,
+    pub(crate) by_time: Option<ChainFailure>,
+}
+
+impl Failed {
+    fn of(f: Option<ChainFailure>) -> Failed {
+        Failed {
+            by_point: f,
+            by_time: f,
+        }
+    }
+
+    fn merge(self, o: Failed) -> Failed {
+        Failed {
+            by_point: ChainFailure::first(self.by_point, o.by_point),
+            by_time: ChainFailure::first_in_time(self.by_time, o.by_time),
+        }
+    }
+
+    fn is_none(&self) -> bool {
+        self.by_point.is_none()
+    }
+
+    /// The same failures, as points before this context began (point 0).
+    fn before_context(self) -> Failed {
+        let zero = |c: Option<ChainFailure>| c.map(|c| ChainFailure { point: 0, ..c });
+        Failed {
+            by_point: zero(self.by_point),
+            by_time: zero(self.by_time),
+        }
+    }
+}
+
 /// What a link's lock guards.
 struct Link {
     prev: Option<Fence>,
-    /// The earliest failed point among those this link collected or found
-    /// ended while arming (all at or before this point).
-    failed: Option<ChainFailure>,
+    failed: Failed,
 }
 
 /// The kind of a chain point (`struct dma_fence_chain`).
@@ -134,15 +183,10 @@ impl FenceChain {
     /// joins `prev`'s context; otherwise it gets a new context, and its seqno
     /// is raised to `prev`'s if `prev` is a chain point (as the kernel does).
     pub fn create(prev: Option<&Fence>, fence: Fence, seqno: u64) -> Fence {
-        FenceChain::create_with(prev, fence, seqno, None)
+        FenceChain::create_with(prev, fence, seqno, Failed::default())
     }
 
-    fn create_with(
-        prev: Option<&Fence>,
-        fence: Fence,
-        seqno: u64,
-        failed: Option<ChainFailure>,
-    ) -> Fence {
+    fn create_with(prev: Option<&Fence>, fence: Fence, seqno: u64, failed: Failed) -> Fence {
         let prev_chain = prev.filter(|p| p.kind_as::<FenceChain>().is_some());
         let (context, seqno, prev_seqno) = match prev_chain {
             Some(p) if seqno_is_later(seqno, p.seqno(), true) => (p.context(), seqno, p.seqno()),
@@ -202,32 +246,27 @@ impl FenceChain {
         self.lock().prev.clone()
     }
 
-    /// The failure record (see [`Link::failed`]).
-    pub(crate) fn failed(&self) -> Option<ChainFailure> {
+    /// The failure record (see [`Failed`]).
+    pub(crate) fn failed(&self) -> Failed {
         self.lock().failed
     }
 
-    fn note(&self, f: Option<ChainFailure>) {
-        if f.is_some() {
+    fn note(&self, f: Failed) {
+        if !f.is_none() {
             let mut g = self.lock();
-            g.failed = ChainFailure::first(g.failed, f);
+            g.failed = g.failed.merge(f);
         }
     }
 
     /// Replaces `prev` with `replacement` if it is still `expected` (the
     /// kernel's cmpxchg), taking over `carried` (the collected link's
     /// failures) in the same step. The old value is dropped unlocked.
-    fn swap_prev(
-        &self,
-        expected: &Fence,
-        replacement: Option<Fence>,
-        carried: Option<ChainFailure>,
-    ) {
+    fn swap_prev(&self, expected: &Fence, replacement: Option<Fence>, carried: Failed) {
         let old = {
             let mut g = self.lock();
             match g.prev.as_ref() {
                 Some(cur) if cur.ptr_eq(expected) => {
-                    g.failed = ChainFailure::first(g.failed, carried);
+                    g.failed = g.failed.merge(carried);
                     std::mem::replace(&mut g.prev, replacement)
                 }
                 _ => None,
@@ -257,21 +296,20 @@ impl FenceChain {
                         (g.prev.clone(), g.failed)
                     };
                     let own = ChainFailure::of(&prev_link.fence, prev.seqno());
-                    (pp, ChainFailure::first(pf, own))
+                    (pp, pf.merge(Failed::of(own)))
                 }
                 None => {
                     if !prev.is_signaled() {
                         return Some(prev);
                     }
-                    (None, ChainFailure::of(&prev, 0))
+                    (None, Failed::of(ChainFailure::of(&prev, 0)))
                 }
             };
-            let carried = carried.map(|mut c| {
-                if !same_context {
-                    c.point = 0;
-                }
-                c
-            });
+            let carried = if same_context {
+                carried
+            } else {
+                carried.before_context()
+            };
             link.swap_prev(&prev, replacement, carried);
         }
     }
@@ -325,12 +363,15 @@ impl FenceChain {
                         Some(&cur),
                         k.as_failure().fence(alloc_contexts(1), 1),
                         seqno,
-                        Some(k),
+                        Failed::of(Some(k)),
                     ),
                 }));
             }
             let next = FenceChain::walk(&cur);
-            if let Some(f) = cur.kind_as::<FenceChain>().and_then(FenceChain::failed) {
+            if let Some(f) = cur
+                .kind_as::<FenceChain>()
+                .and_then(|l| l.failed().by_point)
+            {
                 if f.point <= seqno {
                     known = ChainFailure::first(known, Some(f));
                 }
@@ -347,7 +388,7 @@ impl FenceChain {
     /// Ends `point`: signals it with the earliest failure at or before it.
     fn finish(&self, point: &Fence) {
         let own = ChainFailure::of(&self.fence, point.seqno());
-        let _ = match ChainFailure::first(self.failed(), own) {
+        let _ = match ChainFailure::first(self.failed().by_point, own) {
             Some(f) => point.signal_with_error(f.error),
             None => point.signal(),
         };
@@ -375,19 +416,18 @@ impl FenceChain {
                 } else {
                     0
                 };
-                link.note(ChainFailure::of(&contained, seq));
+                link.note(Failed::of(ChainFailure::of(&contained, seq)));
             }
             let next = FenceChain::walk(&cur);
             // What `cur` collected (read after its walk) is before `point`.
             if !cur.ptr_eq(point) {
                 if let Some(l) = cur.kind_as::<FenceChain>() {
-                    let carried = l.failed().map(|mut c| {
-                        if cur.context() != point.context() {
-                            c.point = 0;
-                        }
-                        c
+                    let carried = l.failed();
+                    link.note(if cur.context() == point.context() {
+                        carried
+                    } else {
+                        carried.before_context()
                     });
-                    link.note(carried);
                 }
             }
             match next {

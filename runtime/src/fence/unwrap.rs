@@ -26,7 +26,9 @@ fn flatten(fence: &Fence, out: &mut Vec<Fence>, failure: &mut Option<Failure>) {
             let links: Vec<Fence> = FenceChain::iter(&f).collect();
             for link in &links {
                 // Read after the walk that `iter` did past it.
-                let known = link.kind_as::<FenceChain>().and_then(FenceChain::failed);
+                let known = link
+                    .kind_as::<FenceChain>()
+                    .and_then(|l| l.failed().by_time);
                 *failure = Failure::first(*failure, known.map(|k| k.as_failure()));
             }
             stack.extend(links.iter().rev().map(FenceChain::contained));
