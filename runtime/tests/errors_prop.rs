@@ -84,6 +84,9 @@ struct Expect {
     err: Option<FenceError>,
 }
 
+/// Where `on_all_signaled` leaves its result.
+type Outcome = std::sync::Arc<std::sync::Mutex<Option<Result<(), FenceError>>>>;
+
 /// One checked node: its fence, its model, and (for containers) a set and a
 /// reservation of its children, which follow the all-array model.
 struct Node {
@@ -91,7 +94,7 @@ struct Node {
     expect: Expect,
     set: Option<(FenceSet, Expect)>,
     resv: Option<(Reservation, Expect)>,
-    all_ended: Option<std::sync::Arc<std::sync::Mutex<Option<Result<(), FenceError>>>>>,
+    all_ended: Option<Outcome>,
 }
 
 struct World {
