@@ -94,30 +94,40 @@ fn model_add(slots: &mut Vec<Slot>, new: Slot, ended: &dyn Fn(usize) -> Ended) {
 /// the latest, plus the superseded fence that failed first (if any failed
 /// before it was superseded).
 fn model_set(cands: &[(usize, usize, usize)], ended: &dyn Fn(usize) -> Ended) -> BTreeSet<usize> {
-    // ctx -> (latest (id, seq), failed predecessor (id, at))
-    let mut per: Vec<(usize, (usize, usize), Option<(usize, usize)>)> = Vec::new();
+    struct PerContext {
+        ctx: usize,
+        /// The latest fence: (id, seq).
+        latest: (usize, usize),
+        /// The failed predecessor: (id, when it failed).
+        pred: Option<(usize, usize)>,
+    }
+    let mut per: Vec<PerContext> = Vec::new();
     for &(id, ctx, seq) in cands {
-        let Some(e) = per.iter_mut().find(|e| e.0 == ctx) else {
-            per.push((ctx, (id, seq), None));
+        let Some(e) = per.iter_mut().find(|e| e.ctx == ctx) else {
+            per.push(PerContext {
+                ctx,
+                latest: (id, seq),
+                pred: None,
+            });
             continue;
         };
-        if e.1 .0 == id || e.2.is_some_and(|p| p.0 == id) {
+        if e.latest.0 == id || e.pred.is_some_and(|p| p.0 == id) {
             continue;
         }
-        let gone = if seq > e.1 .1 {
-            std::mem::replace(&mut e.1, (id, seq)).0
+        let gone = if seq > e.latest.1 {
+            std::mem::replace(&mut e.latest, (id, seq)).0
         } else {
             id
         };
         let g = ended(gone);
         if let (Some(at), Some(_)) = (g.at, g.err) {
-            if e.2.map_or(true, |p| at < p.1) {
-                e.2 = Some((gone, at));
+            if e.pred.map_or(true, |p| at < p.1) {
+                e.pred = Some((gone, at));
             }
         }
     }
     per.iter()
-        .flat_map(|e| std::iter::once(e.1 .0).chain(e.2.map(|p| p.0)))
+        .flat_map(|e| std::iter::once(e.latest.0).chain(e.pred.map(|p| p.0)))
         .collect()
 }
 
