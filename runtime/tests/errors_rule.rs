@@ -161,9 +161,10 @@ fn merge_of_a_merge_keeps_the_inner_error() {
     let inner = unwrap_merge(&[bad, pending.clone()]);
     assert!(!inner.is_signaled());
     let outer = unwrap_merge(&[inner, fence()]);
-    let other = bufsync::fence::unwrap(&outer);
-    for f in &other {
-        f.signal().unwrap();
+    for f in bufsync::fence::unwrap(&outer) {
+        if !f.is_signaled() {
+            f.signal().unwrap();
+        }
     }
     assert_eq!(outer.wait(), Err(FenceError::DeviceLost));
 }
@@ -372,4 +373,29 @@ fn a_failed_reader_is_pruned_like_a_clean_one() {
     add(&resv, &reader, Usage::Read);
     add(&resv, &fence(), Usage::Read);
     assert_eq!(resv.fences(Usage::Bookkeep).len(), 1);
+}
+
+#[test]
+fn unwrap_keeps_a_failure_only_a_container_knows() {
+    // A merge whose failed member it dropped: no member left to carry it.
+    let merged = unwrap_merge(&[failed(FenceError::DeviceLost)]);
+    let leaves = bufsync::fence::unwrap(&merged);
+    assert!(leaves
+        .iter()
+        .any(|f| f.status() == FenceStatus::Error(FenceError::DeviceLost)));
+    // A chain link collected by the walk that unwrap does.
+    let (f1, f2) = (fence(), fence());
+    let p1 = FenceChain::create(None, f1.clone(), 1);
+    let p2 = FenceChain::create(Some(&p1), f2.clone(), 2);
+    drop(p1);
+    f1.signal_with_error(FenceError::Evicted).unwrap();
+    let leaves = bufsync::fence::unwrap(&p2);
+    assert!(leaves.iter().any(|f| f.ptr_eq(&f2)));
+    let mut set = FenceSet::new();
+    set.extend(&leaves);
+    f2.signal().unwrap();
+    assert_eq!(
+        set.wait_all(None),
+        Err(WaitError::Fence(FenceError::Evicted))
+    );
 }

@@ -10,9 +10,16 @@ use super::{alloc_contexts, Fence, FenceArray, FenceChain, FenceError};
 /// Appends the leaf fences of `fence` to `out`: chain points give their
 /// contained fences (walking back over unsignaled points), arrays give their
 /// members; anything else is a leaf (`dma_fence_unwrap_for_each`).
+///
+/// Errors survive (the rule of `docs/fences.md`): a failure only a container
+/// knows of (a chain link the walk collected, members a merge dropped) comes
+/// out as one more leaf, signaled with that error at the time it happened.
 pub fn unwrap_into(fence: &Fence, out: &mut Vec<Fence>) {
-    let mut ignored = None;
-    flatten(fence, out, &mut ignored);
+    let mut known = None;
+    flatten(fence, out, &mut known);
+    if let Some(f) = known {
+        out.push(f.fence(alloc_contexts(1), 1));
+    }
 }
 
 /// [`unwrap_into`] that also keeps the first failure the containers know of
