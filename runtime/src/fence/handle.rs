@@ -12,9 +12,9 @@
 //!   single callback costs one allocation: its box).
 //! - `running` (an atomic: RUNNING, WAITER) says the signal path took the
 //!   callbacks and runs them. RUNNING is set with `list` held and cleared by
-//!   the signaler without it (one RMW); `wait_callbacks` sets WAITER with
-//!   `list` held before it sleeps, and a signaler whose clear saw WAITER takes
-//!   `list` once to wake it.
+//!   the signaler without it (one swap, which clears WAITER too);
+//!   `wait_callbacks` sets WAITER with `list` held before it sleeps, and a
+//!   signaler whose clear saw WAITER takes `list` once to wake it.
 //! - No user callback and no `FenceKind` hook runs with `list` held.
 //! - `signal` with LISTED clear is one atomic RMW and one store: no lock, no
 //!   allocation. With LISTED set it takes `list` once, moves the callbacks out
@@ -470,7 +470,9 @@ impl Fence {
         for cb in rest {
             (cb.f)(self);
         }
-        if self.0.running.fetch_and(!RUNNING, Ordering::AcqRel) & WAITER != 0 {
+        // One swap clears both bits (a `fetch_and` whose result is used is a
+        // CAS loop): a waiter that sets WAITER after it sees RUNNING clear.
+        if self.0.running.swap(0, Ordering::AcqRel) & WAITER != 0 {
             // A `wait_callbacks` caller set WAITER under `list` and sleeps
             // (or is about to): taking `list` orders this wake-up after it.
             drop(self.lock());
