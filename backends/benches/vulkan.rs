@@ -8,7 +8,9 @@
 //!   against `chain/sw_wait`: the CPU waits for the first before submitting
 //!   the second.
 //!
-//! Run: `VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.json cargo bench -p bufsync-backends --bench vulkan`
+//! Run: `eval "$(cargo xtask env)"; cargo bench -p bufsync-backends --bench vulkan`
+//! (`xtask env` points Vulkan at the cached lavapipe; a host with its own
+//! Mesa 25 lavapipe needs nothing).
 
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -25,7 +27,9 @@ const H: u32 = 256;
 
 fn context() -> Option<Arc<VulkanContext>> {
     if std::env::var_os("VK_ICD_FILENAMES").is_none() {
-        std::env::set_var("VK_ICD_FILENAMES", "/usr/share/vulkan/icd.d/lvp_icd.json");
+        let icd = std::env::var_os("BUFSYNC_LVP_ICD")
+            .unwrap_or_else(|| "/usr/share/vulkan/icd.d/lvp_icd.json".into());
+        std::env::set_var("VK_ICD_FILENAMES", icd);
     }
     match VulkanContext::new() {
         Ok(c) => Some(c),

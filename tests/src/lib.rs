@@ -6,7 +6,7 @@
 //! returns early.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, Once};
 
 use bufsync_backends::vulkan::VulkanContext;
@@ -98,8 +98,16 @@ pub fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Where Mesa installs lavapipe's ICD manifest.
+/// Where Mesa installs lavapipe's ICD manifest on a host that has it.
 pub const LVP_ICD: &str = "/usr/share/vulkan/icd.d/lvp_icd.json";
+
+/// lavapipe's ICD manifest: `BUFSYNC_LVP_ICD` (set by `cargo xtask`, which
+/// keeps lavapipe in its cache rather than on the host), else [`LVP_ICD`].
+pub fn lavapipe_icd() -> PathBuf {
+    std::env::var_os("BUFSYNC_LVP_ICD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(LVP_ICD))
+}
 
 /// A Vulkan context on lavapipe only (`VK_ICD_FILENAMES` is set once, so no
 /// other ICD probes `/dev/dri`), or `None` when lavapipe is not installed or
@@ -108,9 +116,9 @@ pub fn lavapipe() -> Option<Arc<VulkanContext>> {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         init_log();
-        std::env::set_var("VK_ICD_FILENAMES", LVP_ICD);
+        std::env::set_var("VK_ICD_FILENAMES", lavapipe_icd());
     });
-    if !Path::new(LVP_ICD).exists() {
+    if !lavapipe_icd().exists() {
         return None;
     }
     VulkanContext::new()

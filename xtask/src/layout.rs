@@ -1,12 +1,18 @@
 //! Where things live: the workspace, the guest kernel, the VM cache.
+//!
+//! Everything the guest needs from Debian (its kernel, modules and headers,
+//! lavapipe) is extracted into the cache, never installed on the host: see
+//! `setup`.
 
 use std::path::PathBuf;
 
 /// The guest kernel: Debian bookworm-backports' 6.12 build.
 pub const KERNEL_VERSION: &str = "6.12.95+deb12-amd64";
-/// The linux-source package version matching [`KERNEL_VERSION`] (pinned:
-/// bookworm-security's newer candidate would not match).
-pub const LINUX_SOURCE: &str = "linux-source-6.12=6.12.95-1~bpo12+1";
+/// The Debian package version of every kernel package [`KERNEL_VERSION`]
+/// comes from (pinned: the guest kernel and its sources must match).
+pub const KERNEL_PACKAGE_VERSION: &str = "6.12.95-1~bpo12+1";
+/// The kernel's kbuild/common ABI name (`linux-kbuild-…`, `linux-headers-…-common`).
+pub const KERNEL_ABI: &str = "6.12.95+deb12";
 
 /// The workspace root (xtask lives one level below it).
 pub fn workspace() -> PathBuf {
@@ -30,24 +36,52 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
-/// The VM cache: guest modules and the initramfs, shared by every checkout
-/// on the machine (the guest sees it through the host root).
-pub fn cache_dir() -> PathBuf {
+/// The base of the VM cache (`$XDG_CACHE_HOME/bufsync-vm`, else
+/// `~/.cache/bufsync-vm`): the private apt state, and one directory per
+/// guest kernel. `cargo xtask clean-cache` removes it.
+pub fn cache_base() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(|| PathBuf::from("/var/tmp"));
-    base.join("bufsync-vm").join(KERNEL_VERSION)
+    base.join("bufsync-vm")
 }
 
-/// The guest kernel image.
+/// The guest kernel's cache: extracted packages, downloaded .debs, built
+/// modules and the initramfs, shared by every checkout on the machine (the
+/// guest sees it through the host root). `BUFSYNC_VM_CACHE` overrides it
+/// (the setup extraction test uses a temporary one).
+pub fn cache_dir() -> PathBuf {
+    match std::env::var_os("BUFSYNC_VM_CACHE") {
+        Some(d) => PathBuf::from(d),
+        None => cache_base().join(KERNEL_VERSION),
+    }
+}
+
+/// The tree the kernel, headers and kbuild packages are extracted into.
+pub fn kernel_root() -> PathBuf {
+    cache_dir().join("kernel")
+}
+
+/// The guest kernel image (extracted, not installed).
 pub fn kernel_image() -> PathBuf {
-    PathBuf::from(format!("/boot/vmlinuz-{KERNEL_VERSION}"))
+    kernel_root().join(format!("boot/vmlinuz-{KERNEL_VERSION}"))
+}
+
+/// The guest kernel's modules (`/lib/modules/<version>` inside the guest).
+pub fn kernel_modules() -> PathBuf {
+    kernel_root().join(format!("lib/modules/{KERNEL_VERSION}"))
 }
 
 /// The kernel headers tree used to build out-of-tree modules.
 pub fn kernel_headers() -> PathBuf {
-    PathBuf::from(format!("/usr/src/linux-headers-{KERNEL_VERSION}"))
+    kernel_root().join(format!("usr/src/linux-headers-{KERNEL_VERSION}"))
+}
+
+/// The tree lavapipe and the libraries it needs beyond the host's are
+/// extracted into.
+pub fn mesa_root() -> PathBuf {
+    cache_dir().join("mesa")
 }
 
 /// The harness assets checked into the repository.

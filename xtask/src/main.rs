@@ -1,7 +1,10 @@
 //! `cargo xtask`: bufsync's developer tasks.
 //!
-//! - `setup`: install what the test VM needs (Debian 12, root) and build the
-//!   out-of-tree guest modules and the initramfs; cached and idempotent.
+//! - `setup [--yes]`: install what runs on the host (qemu, busybox, build
+//!   tools; Debian 12, root), extract the guest's kernel, modules and
+//!   lavapipe into the cache, build the guest modules and the initramfs;
+//!   cached and idempotent.
+//! - `clean-cache`: remove that cache.
 //! - `vm [--timeout S] [--timings] -- CMD ...`: run CMD in a fresh guest with
 //!   real DRM devices (vkms, vgem, virtio-gpu, udmabuf, DMA heap, sw_sync).
 //! - `test`: the README's test command: host tests, loom models, VM tests,
@@ -15,6 +18,7 @@ mod layout;
 mod process;
 mod results;
 mod setup;
+mod setup_check;
 mod test;
 mod vm;
 
@@ -23,13 +27,19 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  setup                       install packages, build guest modules and initramfs
+  setup [--yes]               install host packages (asks first on a terminal), extract the
+                              guest kernel, modules and lavapipe into the cache, build the
+                              guest modules and initramfs
+  clean-cache                 remove the VM cache (~/.cache/bufsync-vm)
+  env                         print the exports that point Vulkan at the cached lavapipe
+                              (eval its output before a plain cargo test or bench)
   vm [OPTIONS] -- CMD ...     run CMD inside a fresh test VM
        --timeout S            kill the guest after S seconds (default 900)
        --timings              print boot-to-first-command timings
        --no-virtio-gpu        leave out the virtio-gpu device
   test [--no-vm] [--no-loom]  run every test; ends with 'N passed, N failed, N skipped'
-  demo [-- ARGS ...]          run the render_to_scanout demo (in the VM without a GPU)
+  demo [--vm] [-- ARGS ...]   run the render_to_scanout demo (on this machine's devices,
+                              or in the VM without them or with --vm)
 ";
 
 fn main() -> ExitCode {
@@ -40,6 +50,8 @@ fn main() -> ExitCode {
     };
     let result = match cmd.as_str() {
         "setup" => setup::run(rest),
+        "clean-cache" => setup::clean_cache(rest),
+        "env" => setup::print_env(rest),
         "vm" => vm::main(rest),
         "test" => test::run(rest),
         "demo" => demo::run(rest),

@@ -1,7 +1,6 @@
 //! Running host commands with readable errors.
 
 use std::io;
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// Formats a command line for messages.
@@ -44,11 +43,6 @@ pub fn output(cmd: &mut Command) -> io::Result<String> {
             String::from_utf8_lossy(&out.stderr)
         )))
     }
-}
-
-/// Runs a shell snippet with inherited stdio in `dir`.
-pub fn sh(dir: &Path, script: &str) -> io::Result<()> {
-    run(Command::new("sh").arg("-ec").arg(script).current_dir(dir))
 }
 
 fn with_context(cmd: &Command, e: io::Error) -> io::Error {

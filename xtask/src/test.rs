@@ -1,6 +1,7 @@
 //! `cargo xtask test`: the README's test command.
 //!
-//! Phases, each a cargo invocation whose libtest output is counted:
+//! Phases, each a cargo invocation whose libtest output is counted (the
+//! setup checks of [`setup_check`] first):
 //! 1. host: every crate's unit, integration and doc tests, and the device
 //!    test binaries named `host_*` (lavapipe);
 //! 2. loom: the `loom_*` models of the runtime, built with `--cfg loom`;
@@ -13,7 +14,7 @@
 //! died) counts as one failure. The last line is `summary: N passed, N failed, N skipped`.
 
 use crate::results::{self, Tally};
-use crate::{layout, setup};
+use crate::{layout, setup, setup_check};
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -41,7 +42,7 @@ pub fn run(args: &[String]) -> io::Result<u8> {
     // to fix it and fail (only `--no-vm` runs device tests on the host, where
     // they skip loudly and the summary counts them).
     if vm {
-        if let Err(e) = setup::ensure() {
+        if let Err(e) = setup::ensure(&setup::Options::default()) {
             eprintln!("xtask test: the test VM cannot be set up: {e}\nxtask test: fix that, or run `cargo xtask test --no-vm` (device tests then skip)");
             return Ok(1);
         }
@@ -51,6 +52,12 @@ pub fn run(args: &[String]) -> io::Result<u8> {
     let mut total = Tally::default();
     let mut notes: Vec<String> = Vec::new();
 
+    if vm {
+        banner("setup checks (the host as it was; the extraction boots)");
+        total.add(setup_check::run(&mut notes)?);
+    }
+
+    println!("test: building every crate's tests (debug; the first build takes a few minutes)");
     banner("host tests");
     let mut host = cargo(&ws);
     host.args([

@@ -85,7 +85,7 @@ pub fn main(args: &[String]) -> io::Result<u8> {
             ));
         }
     }
-    setup::ensure()?;
+    setup::ensure(&setup::Options::default())?;
     let code = run(&opts, &cmd)?;
     Ok(u8::try_from(code).unwrap_or(1))
 }
@@ -252,6 +252,14 @@ fn guest_script(opts: &VmOptions, run_dir: &Path, cwd: &Path, cmd: &[String]) ->
     s += "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n";
     s += "stty -F /dev/hvc0 -onlcr 2>/dev/null\n";
     s += "cut -d' ' -f1 /proc/uptime > \"$R/boot\"\n";
+    // The guest kernel's modules live in the cache, not on the host root.
+    let _ = writeln!(
+        s,
+        "mkdir -p /lib/modules/{v} && mount --bind {m} /lib/modules/{v} \
+         || echo 'guest: cannot mount the cached kernel modules'",
+        v = layout::KERNEL_VERSION,
+        m = quote(&layout::kernel_modules().to_string_lossy())
+    );
     s += "modprobe vgem || echo 'guest: modprobe vgem failed'\n";
     if opts.virtio_gpu {
         s += "modprobe virtio-gpu || echo 'guest: modprobe virtio-gpu failed'\n";
@@ -270,14 +278,11 @@ fn guest_script(opts: &VmOptions, run_dir: &Path, cwd: &Path, cmd: &[String]) ->
         .filter(|(k, _)| valid_env_name(k))
         .filter(|(k, _)| !matches!(k.as_str(), "PWD" | "OLDPWD" | "SHLVL" | "_"))
         .collect();
-    if std::env::var_os("VK_ICD_FILENAMES").is_none()
-        && std::env::var_os("VK_DRIVER_FILES").is_none()
-    {
-        // lavapipe only: other ICDs would probe the guest's DRM nodes.
-        env.push((
-            "VK_ICD_FILENAMES".into(),
-            "/usr/share/vulkan/icd.d/lvp_icd.json".into(),
-        ));
+    // lavapipe only (other ICDs would probe the guest's DRM nodes), from
+    // the cache: `setup::ensure` exported it, this makes sure of it.
+    for (k, v) in setup::guest::env() {
+        env.retain(|(name, _)| *name != k);
+        env.push((k, v));
     }
     env.push(("BUFSYNC_IN_VM".into(), "1".into()));
     env.extend(opts.env.iter().cloned());
