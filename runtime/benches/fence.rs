@@ -462,11 +462,7 @@ fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` runs a quick smoke pass.
     let quick = !std::env::args().any(|a| a == "--bench");
     let started = Instant::now();
-    let mut rows = vec![
-        bench_is_signaled(),
-        bench_signal(),
-        bench_clock(),
-    ];
+    let mut rows = vec![bench_is_signaled(), bench_signal(), bench_clock()];
     rows.extend(bench_coarse_clock());
     rows.push(bench_signal_timestamp());
     if !quick {
