@@ -524,6 +524,26 @@ impl Iterator for ChainIter {
 
 /// A timeline built from chain points: the head and a push operation
 /// (what a `drm_syncobj` timeline holds).
+///
+/// ```
+/// use bufsync::fence::{FenceContext, FenceError, FenceTimeline};
+///
+/// let ctx = FenceContext::new("doc", "timeline");
+/// let mut tl = FenceTimeline::new();
+/// let frames: Vec<_> = (1..=3).map(|p| {
+///     let f = ctx.create_fence();
+///     tl.push(f.clone(), p).unwrap();
+///     f
+/// }).collect();
+/// frames[0].signal().unwrap();
+/// frames[1].signal_with_error(FenceError::Cancelled).unwrap();
+/// assert_eq!(tl.find(1).unwrap(), None); // done, no error
+/// let two = tl.find(2).unwrap().expect("a failed point carries its error");
+/// assert_eq!(two.wait(), Err(FenceError::Cancelled));
+/// frames[2].signal().unwrap();
+/// tl.push(ctx.create_fence(), 4).unwrap(); // collects the signaled points
+/// assert!(tl.link_count() <= 2);
+/// ```
 #[derive(Debug, Default, Clone)]
 pub struct FenceTimeline {
     head: Option<Fence>,

@@ -110,6 +110,18 @@ fn merge_into(fences: &[Fence], out: &mut Vec<Fence>) -> Option<Failure> {
 /// pending, an array already signaled with it, timestamped when it failed.
 /// Either way on a context of its own, so a set never mistakes it for a
 /// [`Fence::stub`].
+///
+/// ```
+/// use bufsync::fence::{unwrap_merge, FenceContext, FenceError};
+///
+/// let ctx = FenceContext::new("doc", "merge");
+/// let (failed, running) = (ctx.create_fence(), FenceContext::new("doc", "b").create_fence());
+/// failed.signal_with_error(FenceError::DeviceLost).unwrap();
+/// let merged = unwrap_merge(&[failed, running.clone()]);
+/// assert!(!merged.is_signaled(), "it ends with its last member");
+/// running.signal().unwrap();
+/// assert_eq!(merged.wait(), Err(FenceError::DeviceLost));
+/// ```
 pub fn unwrap_merge(fences: &[Fence]) -> Fence {
     let mut out = Vec::new();
     let failure = merge_into(fences, &mut out);

@@ -253,6 +253,26 @@ impl Reservation {
     /// fence has ended, the result is the error of the one that ended first
     /// among the failed ones. `TimedOut` if one is still pending at the
     /// deadline. Never takes the ww lock.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bufsync::fence::{FenceContext, FenceError, WaitError};
+    /// use bufsync::resv::{Reservation, Usage};
+    ///
+    /// let buf = Reservation::new();
+    /// let (writer, reader) = (FenceContext::new("doc", "w").create_fence(),
+    ///                         FenceContext::new("doc", "r").create_fence());
+    /// let mut g = buf.lock_alone();
+    /// g.reserve_fences(2).unwrap();
+    /// g.add_fence(&writer, Usage::Write);
+    /// g.add_fence(&reader, Usage::Read);
+    /// drop(g);
+    /// writer.signal_with_error(FenceError::DeviceLost).unwrap();
+    /// // The reader still runs: the wait does not end at the failure.
+    /// assert_eq!(buf.wait(Usage::Read, Some(Duration::from_millis(1))), Err(WaitError::TimedOut));
+    /// reader.signal().unwrap();
+    /// assert_eq!(buf.wait(Usage::Read, None), Err(WaitError::Fence(FenceError::DeviceLost)));
+    /// ```
     pub fn wait(&self, usage: Usage, timeout: Option<Duration>) -> Result<(), WaitError> {
         let fences = self.fences(usage);
         wait_every(fences.iter(), timeout)?;
