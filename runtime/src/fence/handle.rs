@@ -100,6 +100,7 @@ impl List {
         self.first.is_none() && self.rest.is_empty()
     }
 
+    #[inline]
     fn push(&mut self, cb: Callback) {
         if self.no_callbacks() {
             self.first = Some(cb);
@@ -480,6 +481,7 @@ impl Fence {
         }
     }
 
+    #[inline]
     pub(super) fn lock(&self) -> ListGuard<'_> {
         let depth = LockDepth::enter();
         let guard = self.0.list.lock().unwrap_or_else(|e| e.into_inner());
