@@ -24,20 +24,28 @@ use std::time::{Duration, Instant};
 use bufsync::fence::FenceContext;
 use bufsync::resv::{Access, Algorithm, Reservation, Ticket, WwClass};
 
-/// Best of `rounds` runs of `f` (ns per object): the least disturbed run.
-fn best(rounds: usize, mut f: impl FnMut() -> f64) -> f64 {
-    (0..rounds).map(|_| f()).fold(f64::INFINITY, f64::min)
+/// Rounds of the uncontended table: each round measures the three rows once,
+/// one after the other, so host load hits them alike; the best round counts.
+/// Rounds are short (20 000 object-frames, about 0.2 - 1 ms) so that some
+/// fall between two preemptions of a loaded host.
+const UNCONTENDED_ROUNDS: usize = 31;
+
+/// Frames of one round for `n` objects.
+fn frames_for(n: usize) -> usize {
+    (20_000 / n).max(500)
 }
 
 fn uncontended() {
-    println!("\n## Uncontended reserve + commit + unreserve (ns per object, best of 5)\n");
+    println!(
+        "\n## Uncontended reserve + commit + unreserve (ns per object, best of {UNCONTENDED_ROUNDS} interleaved rounds)\n"
+    );
     println!("Committing the same fence every frame (the issue's figure; the fence is");
     println!("already there, so adding it changes nothing), and a new fence every frame");
     println!("(fences made up front; each commit replaces the previous frame's).\n");
     println!("| objects | bufsync | baseline: sorted mutex lock+unlock | ratio | goal | bufsync, new fence per frame | ratio |");
     println!("|---|---|---|---|---|---|---|");
     for n in [1usize, 8, 64] {
-        let iters = (400_000 / n).max(2_000) as u64;
+        let iters = frames_for(n) as u64;
         let objs: Vec<Reservation> = (0..n).map(|_| Reservation::new()).collect();
         let list: Vec<(&Reservation, Access)> = objs
             .iter()
@@ -54,19 +62,19 @@ fn uncontended() {
             })
             .collect();
         let fence = FenceContext::new("bench", "uncontended").create_fence();
+        let ctx = FenceContext::new("bench", "frames");
         let mut t = Ticket::reservation();
-        let ours = best(5, || {
+        let plain: Vec<Mutex<u64>> = (0..n).map(|_| Mutex::new(0)).collect();
+        let mut order: Vec<usize> = (0..n).rev().collect();
+        let (mut ours, mut fresh, mut base) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
+        for _ in 0..UNCONTENDED_ROUNDS {
             let start = Instant::now();
             for _ in 0..iters {
                 let r = t.reserve(black_box(&list), 1).unwrap();
                 r.commit(&fence);
             }
-            start.elapsed().as_nanos() as f64 / (iters * n as u64) as f64
-        });
-        let fresh = new_fence_per_frame(&mut t, &list);
-        let plain: Vec<Mutex<u64>> = (0..n).map(|_| Mutex::new(0)).collect();
-        let mut order: Vec<usize> = (0..n).rev().collect();
-        let base = best(5, || {
+            ours = ours.min(start.elapsed().as_nanos() as f64 / (iters * n as u64) as f64);
+            fresh = fresh.min(new_fence_per_frame(&mut t, &list, &ctx));
             let start = Instant::now();
             let mut guards = Vec::with_capacity(n);
             for _ in 0..iters {
@@ -76,8 +84,8 @@ fn uncontended() {
                 }
                 guards.clear();
             }
-            start.elapsed().as_nanos() as f64 / (iters * n as u64) as f64
-        });
+            base = base.min(start.elapsed().as_nanos() as f64 / (iters * n as u64) as f64);
+        }
         println!(
             "| {n} | {ours:.1} | {base:.1} | {:.2}x | <= 3x | {fresh:.1} | {:.2}x |",
             ours / base,
@@ -86,22 +94,20 @@ fn uncontended() {
     }
 }
 
-/// Reserve + commit with a new fence each frame (fences made up front),
-/// ns per object. Its own function: the main loop's code stays as it was.
+/// One round of reserve + commit with a new fence each frame (fences made
+/// up front), ns per object. Its own function: the main loop's code stays
+/// as it was.
 #[inline(never)]
-fn new_fence_per_frame(t: &mut Ticket, list: &[(&Reservation, Access)]) -> f64 {
+fn new_fence_per_frame(t: &mut Ticket, list: &[(&Reservation, Access)], ctx: &FenceContext) -> f64 {
     let n = list.len();
-    let ctx = FenceContext::new("bench", "frames");
-    let frames = (20_000 / n).max(500);
-    best(5, || {
-        let fences: Vec<_> = (0..frames).map(|_| ctx.create_fence()).collect();
-        let start = Instant::now();
-        for f in &fences {
-            let r = t.reserve(black_box(list), 1).unwrap();
-            r.commit(f);
-        }
-        start.elapsed().as_nanos() as f64 / (frames * n) as f64
-    })
+    let frames = frames_for(n);
+    let fences: Vec<_> = (0..frames).map(|_| ctx.create_fence()).collect();
+    let start = Instant::now();
+    for f in &fences {
+        let r = t.reserve(black_box(list), 1).unwrap();
+        r.commit(f);
+    }
+    start.elapsed().as_nanos() as f64 / (frames * n) as f64
 }
 
 struct Run {

@@ -272,9 +272,9 @@ fn holder_visible_while_waiting() {
 }
 
 /// The fence list: a reader snapshots it (under the list mutex only, never
-/// the ww lock) while the ww lock holder edits it in place, copies it (the
-/// reader holds a snapshot) and grows it. The reader sees only states the
-/// writer published, each one whole.
+/// the ww lock; the first reader after an edit copies the list) while the
+/// ww lock holder edits it in place and grows it. The reader sees only
+/// states the writer published, each one whole.
 #[test]
 fn fence_list_reader_and_writer() {
     use bufsync::fence::Fence;
