@@ -14,7 +14,8 @@ use bufsync::fence::FenceSet;
 use bufsync_backends::dmabuf::DmaBuf;
 use bufsync_backends::vulkan::ash;
 use bufsync_backends::vulkan::{
-    ExternalBuffer, ImageLayout, PatternRenderer, RenderTarget, Submitter, VulkanContext, Wait,
+    ExternalBuffer, ImageLayout, PatternRenderer, RenderTarget, Submitter, VulkanContext,
+    VulkanError, Wait,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,21 +25,49 @@ use super::vgem::XRGB8888;
 /// Bound on the software waits for a frame's dependencies.
 const DEP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on the warm-up frame: the first dispatch of a pipeline compiles
-/// its shader (llvmpipe compiles with LLVM at first use, seconds under qemu
-/// TCG), a one-time cost paid at creation rather than in frame 0's bound.
-const WARMUP_TIMEOUT: Duration = Duration::from_secs(120);
+/// its shader (llvmpipe compiles with LLVM at first use: seconds under qemu
+/// TCG, minutes on a starved machine), a one-time cost paid at creation
+/// rather than in frame 0's bound.
+const WARMUP_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long dropping the renderer waits for its work before it leaks its
+/// Vulkan objects rather than destroy them under a running job.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The Vulkan renderer.
-pub struct VulkanRenderer {
+/// The Vulkan objects of the renderer. Submitted work uses the pipeline and
+/// the targets' buffers: they may be destroyed only once it has finished.
+struct Gpu {
     ctx: Arc<VulkanContext>,
     submitter: Submitter,
     pattern: PatternRenderer,
     targets: Vec<RenderTarget>,
 }
 
+impl Gpu {
+    /// Drops everything once the work has finished (bounded); leaks it all
+    /// when the work is still running then (a job the device never
+    /// completes): freeing its pipeline or buffers under it would be a
+    /// use-after-free in the driver.
+    fn release(self) {
+        match self.submitter.finish(DRAIN_TIMEOUT) {
+            Ok(()) => drop(self),
+            Err(e) => {
+                log::error!("vulkan renderer: work still running ({e}): leaking its objects");
+                std::mem::forget(self);
+            }
+        }
+    }
+}
+
+/// The Vulkan renderer.
+pub struct VulkanRenderer {
+    /// Always `Some` until dropped.
+    gpu: Option<Gpu>,
+}
+
 impl VulkanRenderer {
     /// Creates a context (the first suitable device) and `count` exported
-    /// LINEAR XRGB8888 frames of `width` x `height`.
+    /// LINEAR XRGB8888 frames of `width` x `height`, and renders one warm-up
+    /// frame (the pipeline's first dispatch compiles its shader).
     pub fn new(count: usize, width: u32, height: u32) -> Result<(Self, Vec<DmaBuf>), RenderError> {
         let ctx = VulkanContext::new()?;
         let submitter = Submitter::new(&ctx)?;
@@ -58,46 +87,71 @@ impl VulkanRenderer {
             targets.push(pattern.target(Arc::new(buffer), &layout)?);
             frames.push(dmabuf);
         }
-        if let Some(first) = targets.first() {
-            let t = std::time::Instant::now();
-            let warm = submitter.submit(&[], DEP_TIMEOUT, |_, cmd| {
-                pattern.record(cmd, first, 0);
-                Ok(())
-            })?;
-            bufsync_backends::vulkan::wait_fence(&warm.fence, WARMUP_TIMEOUT)?;
-            log::info!(
-                "vulkan renderer: warm-up frame (pipeline compile) took {:?}",
-                t.elapsed()
-            );
-        }
-        Ok((
-            VulkanRenderer {
+        let me = VulkanRenderer {
+            gpu: Some(Gpu {
                 ctx,
                 submitter,
                 pattern,
                 targets,
-            },
-            frames,
-        ))
+            }),
+        };
+        me.warm_up()?;
+        Ok((me, frames))
+    }
+
+    fn gpu(&self) -> &Gpu {
+        self.gpu.as_ref().expect("present until dropped")
+    }
+
+    /// Renders frame 0 into the first target and waits for it (bounded).
+    fn warm_up(&self) -> Result<(), RenderError> {
+        let gpu = self.gpu();
+        let Some(first) = gpu.targets.first() else {
+            return Ok(());
+        };
+        let t = std::time::Instant::now();
+        let warm = gpu.submitter.submit(&[], DEP_TIMEOUT, |_, cmd| {
+            gpu.pattern.record(cmd, first, 0);
+            Ok(())
+        })?;
+        bufsync_backends::vulkan::wait_fence(&warm.fence, WARMUP_TIMEOUT).map_err(|e| {
+            VulkanError::Unsupported(format!(
+                "the warm-up frame did not complete in {WARMUP_TIMEOUT:?}: {e}"
+            ))
+        })?;
+        log::info!(
+            "vulkan renderer: warm-up frame (pipeline compile) took {:?}",
+            t.elapsed()
+        );
+        Ok(())
     }
 
     /// The device's capabilities (for the demo's header).
     pub fn caps(&self) -> String {
-        format!("{}", self.ctx.caps())
+        format!("{}", self.gpu().ctx.caps())
+    }
+}
+
+impl Drop for VulkanRenderer {
+    fn drop(&mut self) {
+        if let Some(gpu) = self.gpu.take() {
+            gpu.release();
+        }
     }
 }
 
 impl Renderer for VulkanRenderer {
     fn name(&self) -> String {
-        format!("vulkan ({})", self.ctx.caps().device_name)
+        format!("vulkan ({})", self.gpu().ctx.caps().device_name)
     }
 
     fn submit(&mut self, index: usize, n: u32, deps: &FenceSet) -> Result<Rendered, RenderError> {
         let waits: Vec<Wait<'_>> = deps.iter().map(Wait::Fence).collect();
         let t = std::time::Instant::now();
-        let target = &self.targets[index];
-        let pattern = &self.pattern;
-        let submitted = self.submitter.submit(&waits, DEP_TIMEOUT, |_, cmd| {
+        let gpu = self.gpu();
+        let target = &gpu.targets[index];
+        let pattern = &gpu.pattern;
+        let submitted = gpu.submitter.submit(&waits, DEP_TIMEOUT, |_, cmd| {
             pattern.record(cmd, target, n);
             Ok(())
         })?;
@@ -107,7 +161,7 @@ impl Renderer for VulkanRenderer {
         } else {
             Duration::ZERO
         };
-        self.submitter.retire();
+        gpu.submitter.retire();
         Ok(Rendered {
             fence: submitted.fence,
             software_waits: r.software,
