@@ -10,9 +10,12 @@
 //! - `test`: the README's test command: host tests, loom models, VM tests,
 //!   and one summary line.
 //! - `demo`: the README's main command.
+//! - `bench-kernel [--boots N]`: the kernel's ww_mutex and bufsync's reserve
+//!   bench on the same contended workload, in one guest, side by side.
 //!
 //! xtask is a developer tool, not library code: it prints.
 
+mod bench_kernel;
 mod demo;
 mod layout;
 mod process;
@@ -41,6 +44,11 @@ commands:
   test [--no-vm] [--no-loom]  run every test; ends with 'N passed, N failed, N skipped'
   demo [--vm] [-- ARGS ...]   run the render_to_scanout demo (on this machine's devices,
                               or in the VM without them or with --vm)
+  bench-kernel [OPTIONS]      the kernel's ww_mutex and bufsync's reserve bench, one guest
+       --boots N              guests to run, median (min-max) over them (default 3)
+       --ms MS                length of each run, both sides (default 2000)
+       --threads LIST         thread counts (default 4,2)
+       --timeout S            kill a guest after S seconds (default 600)
 ";
 
 fn main() -> ExitCode {
@@ -56,6 +64,7 @@ fn main() -> ExitCode {
         "vm" => vm::main(rest),
         "test" => test::run(rest),
         "demo" => demo::run(rest),
+        "bench-kernel" => bench_kernel::run(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(0)

@@ -7,7 +7,7 @@
 //! - the kernel sources of vkms and dma-buf (`linux-source-6.12`);
 //! - lavapipe (`mesa-vulkan-drivers` from bookworm-backports) and the
 //!   libraries it needs beyond the host's, found with
-//!   `VK_ICD_FILENAMES` and `LD_LIBRARY_PATH` (see [`env`]).
+//!   `VK_ICD_FILENAMES` and `LD_LIBRARY_PATH` (see [`env()`]).
 
 use std::fs;
 use std::io;
