@@ -151,6 +151,10 @@ struct ListState {
     /// `slots` as of the last edit, shared by readers; `None` until a reader
     /// asks after an edit. Immutable once made.
     snap: Option<StdArc<Vec<Slot>>>,
+    /// An emptied snapshot, held only here (so unique), whose allocation
+    /// the next snapshot reuses: a steady frame loop (edit, snapshot, the
+    /// reader done) allocates nothing.
+    recycled: Option<StdArc<Vec<Slot>>>,
 }
 
 /// The fence list: edited in place under its mutex (the ww lock holder),
@@ -166,6 +170,7 @@ impl FenceList {
             state: Mutex::new(ListState {
                 slots: Vec::new(),
                 snap: None,
+                recycled: None,
             }),
         }
     }
@@ -179,12 +184,40 @@ impl FenceList {
     }
 
     /// A snapshot for a reader: clones the shared pointer, or (first reader
-    /// after an edit) copies the list into a new one. Never takes the ww lock.
+    /// after an edit) copies the list into a new one, reusing the spare
+    /// allocation when there is one. Never takes the ww lock.
     fn snapshot(&self) -> StdArc<Vec<Slot>> {
         self.with(|s| {
-            let slots = &s.slots;
-            StdArc::clone(s.snap.get_or_insert_with(|| StdArc::new(slots.clone())))
+            let ListState {
+                slots,
+                snap,
+                recycled,
+            } = s;
+            StdArc::clone(snap.get_or_insert_with(|| match recycled.take() {
+                Some(mut reused) => {
+                    StdArc::get_mut(&mut reused)
+                        .expect("a recycled snapshot is never shared")
+                        .extend_from_slice(slots);
+                    reused
+                }
+                None => StdArc::new(slots.clone()),
+            }))
         })
+    }
+
+    /// Keeps `stale`, a snapshot an edit replaced, for reuse when no
+    /// reader holds it any more: its fences are dropped here, outside the
+    /// list mutex, then the mutex is taken to store it. Shared: dropped.
+    fn recycle(&self, mut stale: StdArc<Vec<Slot>>) {
+        let Some(list) = StdArc::get_mut(&mut stale) else {
+            return;
+        };
+        list.clear();
+        self.with(|s| {
+            if s.recycled.is_none() {
+                s.recycled = Some(stale);
+            }
+        });
     }
 }
 
@@ -271,7 +304,8 @@ impl Reservation {
     /// A consistent snapshot of the fences with usage `<= usage`
     /// (`dma_resv_iter` unlocked). Never takes the ww lock; takes the list
     /// mutex to clone the snapshot pointer (the first reader after an edit
-    /// makes the snapshot: one allocation).
+    /// makes the snapshot: a copy into the allocation of an earlier one
+    /// that no reader holds any more, or one allocation).
     pub fn fences(&self, usage: Usage) -> ResvFences {
         ResvFences {
             list: self.slots.snapshot(),
@@ -429,7 +463,9 @@ impl Reservation {
             self.reserved
                 .store(reserved.saturating_sub(1), Ordering::Relaxed);
         }
-        drop(stale_snap);
+        if let Some(stale) = stale_snap {
+            self.slots.recycle(stale);
+        }
         drop(replaced);
     }
 
