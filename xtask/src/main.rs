@@ -10,9 +10,11 @@
 //! - `test`: the README's test command: host tests, loom models, VM tests,
 //!   and one summary line.
 //! - `demo`: the README's main command.
+//! - `capi [--prefix DIR] ...`: build and install libbufsync for C (cargo-c's layout).
 //!
 //! xtask is a developer tool, not library code: it prints.
 
+mod capi;
 mod demo;
 mod layout;
 mod process;
@@ -40,6 +42,11 @@ commands:
   test [--no-vm] [--no-loom]  run every test; ends with 'N passed, N failed, N skipped'
   demo [--vm] [-- ARGS ...]   run the render_to_scanout demo (on this machine's devices,
                               or in the VM without them or with --vm)
+  capi [--prefix DIR] [--libdir DIR] [--includedir DIR] [--destdir DIR]
+                              build libbufsync (release) and install libbufsync.so (versioned
+                              soname), libbufsync.a, bufsync/bufsync.h and pkgconfig/bufsync.pc
+                              as cargo-c does (prefix /usr/local, libdir lib)
+  capi --header               regenerate capi/include/bufsync.h with cbindgen
 ";
 
 fn main() -> ExitCode {
@@ -55,6 +62,7 @@ fn main() -> ExitCode {
         "vm" => vm::main(rest),
         "test" => test::run(rest),
         "demo" => demo::run(rest),
+        "capi" => capi::run(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(0)
