@@ -1,9 +1,14 @@
 //! dma-bufs from GBM buffer objects (linear or scanout) on a DRM device.
 //!
+//! The GBM device works on a dup of the DRM fd: the same DRM file, so a
+//! buffer object's GEM handle is valid on the caller's fd too (a KMS
+//! framebuffer can be made from it directly, [`GbmBuffer::handle`]).
+//!
 //! Locking: a `GbmAllocator` wraps a `gbm_device`, which is not
 //! thread-safe: it is `Send` but not `Sync`; use one per thread or lock it.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 
 use gbm::{BufferObjectFlags, Format};
 
@@ -97,5 +102,110 @@ impl GbmAllocator {
             planes,
         };
         DmaBuf::from_fd(fd)?.with_layout(layout)
+    }
+
+    /// Allocates a `width` x `height` scanout BO of `fourcc` on the device
+    /// `drm` (which must be the one this allocator was made from; its fd
+    /// shares the GEM handles), with a modifier GBM picks among `modifiers`
+    /// (LINEAR usage when empty), and keeps it: the [`GbmBuffer`] owns the
+    /// BO, its handle and a read-write dma-buf of it.
+    pub fn create_buffer(
+        &self,
+        drm: &Arc<DrmDevice>,
+        width: u32,
+        height: u32,
+        fourcc: u32,
+        modifiers: &[u64],
+    ) -> Result<GbmBuffer> {
+        let format = Format::try_from(fourcc).map_err(|_| Error::UnsupportedFormat {
+            fourcc,
+            modifier: 0,
+        })?;
+        let usage = BufferObjectFlags::SCANOUT | BufferObjectFlags::RENDERING;
+        let bo = if modifiers.is_empty() {
+            let usage = usage | BufferObjectFlags::LINEAR;
+            if !self.dev.is_format_supported(format, usage) {
+                return Err(Error::UnsupportedFormat {
+                    fourcc,
+                    modifier: 0,
+                });
+            }
+            self.dev
+                .create_buffer_object::<()>(width, height, format, usage)
+                .map_err(|e| Error::io("gbm_bo_create", e))?
+        } else {
+            let mods = modifiers.iter().map(|&m| gbm::Modifier::from(m));
+            self.dev
+                .create_buffer_object_with_modifiers2::<()>(width, height, format, mods, usage)
+                .map_err(|e| Error::io("gbm_bo_create_with_modifiers2", e))?
+        };
+        // SAFETY: on the DRM backends GBM has (the only ones a DRM fd can
+        // open), the handle union holds the GEM handle in `u32_`.
+        let handle = unsafe { bo.handle().u32_ };
+        let fd = crate::sys::drm::prime_handle_to_fd(drm.as_fd(), handle, true)
+            .map_err(|e| Error::io("DRM_IOCTL_PRIME_HANDLE_TO_FD", e))?;
+        let planes = (0..bo.plane_count() as i32)
+            .map(|i| Plane {
+                offset: bo.offset(i),
+                stride: bo.stride_for_plane(i),
+            })
+            .collect();
+        // A BO made with the LINEAR flag is linear even where GBM reports
+        // no explicit modifier (DRM_FORMAT_MOD_INVALID, kms_swrast).
+        let modifier = match u64::from(bo.modifier()) {
+            super::MOD_INVALID if modifiers.is_empty() => super::MOD_LINEAR,
+            m => m,
+        };
+        let layout = Layout {
+            width,
+            height,
+            fourcc,
+            modifier,
+            planes,
+        };
+        let dmabuf = DmaBuf::from_fd(fd)?.with_layout(layout)?;
+        Ok(GbmBuffer { bo, handle, dmabuf })
+    }
+}
+
+/// A GBM buffer object kept alive with its GEM handle (on the allocating
+/// DRM file) and a read-write dma-buf of it. Dropping it destroys the BO
+/// (which closes the handle): keep it as long as a framebuffer uses it.
+pub struct GbmBuffer {
+    bo: gbm::BufferObject<()>,
+    handle: u32,
+    dmabuf: DmaBuf,
+}
+
+impl std::fmt::Debug for GbmBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GbmBuffer")
+            .field("handle", &self.handle)
+            .field("layout", &self.dmabuf.layout())
+            .finish()
+    }
+}
+
+impl GbmBuffer {
+    /// The GEM handle on the DRM file the allocator was made from (owned by
+    /// the BO).
+    pub fn handle(&self) -> u32 {
+        self.handle
+    }
+
+    /// The read-write dma-buf (exported with `DRM_RDWR`, unlike
+    /// `gbm_bo_get_fd`'s read-only one), carrying the BO's layout.
+    pub fn dmabuf(&self) -> &DmaBuf {
+        &self.dmabuf
+    }
+
+    /// The BO's size in bytes (its dma-buf's).
+    pub fn size(&self) -> u64 {
+        self.dmabuf.size()
+    }
+
+    /// The GBM buffer object.
+    pub fn bo(&self) -> &gbm::BufferObject<()> {
+        &self.bo
     }
 }

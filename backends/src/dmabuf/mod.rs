@@ -1,5 +1,6 @@
-//! dma-bufs: the buffer fd, its layout, CPU access, the implicit-sync
-//! bridge and the ways to get one (DRM PRIME, GBM, udmabuf, DMA heap).
+//! dma-bufs: the buffer fd, its layout, CPU access (bracketing and a
+//! checked mapping), the implicit-sync bridge and the ways to get one (DRM
+//! PRIME, GBM, udmabuf, DMA heap).
 
 mod buffer;
 mod cpu_access;
@@ -8,14 +9,16 @@ mod gbm;
 mod heap;
 mod implicit;
 mod layout;
+mod map;
 mod udmabuf;
 
 pub use buffer::DmaBuf;
 pub use cpu_access::CpuAccess;
 #[cfg(feature = "gbm")]
-pub use gbm::GbmAllocator;
+pub use gbm::{GbmAllocator, GbmBuffer};
 pub use heap::DmaHeap;
 pub use layout::{fourcc, Layout, Plane, MOD_INVALID, MOD_LINEAR};
+pub use map::DmaBufMap;
 pub use udmabuf::Udmabuf;
 
 /// How a user touches a buffer; picks which fences it must wait for

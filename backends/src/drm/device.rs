@@ -66,6 +66,29 @@ impl DrmDevice {
         })
     }
 
+    /// Takes an already open DRM node (e.g. one a C caller handed over, or
+    /// one a seat manager opened): asks its driver name; the path is what
+    /// `/proc/self/fd` says (for messages and the node kind).
+    pub fn from_fd(fd: OwnedFd) -> Result<Self> {
+        use std::os::fd::AsRawFd;
+        let driver =
+            sys::drm::driver_name(fd.as_fd()).map_err(|e| Error::io("DRM_IOCTL_VERSION", e))?;
+        let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .unwrap_or_else(|_| PathBuf::from(format!("fd:{}", fd.as_raw_fd())));
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let kind = if name.starts_with("renderD") {
+            NodeKind::Render
+        } else {
+            NodeKind::Primary
+        };
+        Ok(Self {
+            fd,
+            path,
+            kind,
+            driver,
+        })
+    }
+
     /// Paths of every `card*` and `renderD*` node, sorted (empty when the
     /// machine has no `/dev/dri`).
     pub fn node_paths() -> Vec<PathBuf> {

@@ -87,6 +87,65 @@ pub struct Output {
     pub writeback: Option<u32>,
 }
 
+/// Which output [`Display::with_device_spec`] picks: a connector by name
+/// (`Virtual-1`, `HDMI-A-1`...) and a mode; `None` is the default (the
+/// first connected connector, its preferred mode).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutputSpec {
+    /// The connector's name, as in [`Output::connector_name`].
+    pub connector: Option<String>,
+    /// The mode.
+    pub mode: Option<ModeSpec>,
+}
+
+/// A mode asked for by size and, optionally, refresh rate (`WxH[@HZ]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModeSpec {
+    /// Width in pixels.
+    pub width: u16,
+    /// Height in pixels.
+    pub height: u16,
+    /// Vertical refresh in Hz (any when `None`).
+    pub refresh: Option<u32>,
+}
+
+impl ModeSpec {
+    /// Parses `WxH` or `WxH@HZ`, e.g. `1024x768@60`.
+    pub fn parse(s: &str) -> Option<ModeSpec> {
+        let (size, hz) = match s.split_once('@') {
+            Some((size, hz)) => (size, Some(hz.parse().ok()?)),
+            None => (s, None),
+        };
+        let (w, h) = size.split_once('x')?;
+        Some(ModeSpec {
+            width: w.parse().ok()?,
+            height: h.parse().ok()?,
+            refresh: hz,
+        })
+    }
+
+    /// Whether `mode` is this one.
+    pub fn matches(&self, mode: &Mode) -> bool {
+        mode.size() == (self.width, self.height)
+            && self.refresh.map_or(true, |hz| mode.vrefresh() == hz)
+    }
+
+    /// `WxH@HZ` of a mode.
+    pub fn describe(mode: &Mode) -> String {
+        format!("{}x{}@{}", mode.size().0, mode.size().1, mode.vrefresh())
+    }
+}
+
+impl std::fmt::Display for ModeSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.width, self.height)?;
+        if let Some(hz) = self.refresh {
+            write!(f, "@{hz}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Property ids of the primary plane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlaneProps {
@@ -165,6 +224,8 @@ pub struct Display {
     pub(super) configured: bool,
     /// A non-blocking commit's flip event has not been read yet.
     pub(super) pending_flip: bool,
+    /// Commits that met EBUSY and were tried again.
+    pub(super) busy_retries: u64,
     saved: Saved,
     /// Something was committed since open or the last restore.
     pub(super) dirty: bool,
@@ -190,12 +251,32 @@ impl Display {
         Self::with_device(DrmDevice::open(path)?)
     }
 
-    /// Takes an open primary node: enables the universal-plane, atomic and
-    /// writeback client caps, picks the first connected connector with a
-    /// mode, a CRTC its encoders can drive, that CRTC's primary plane and
-    /// the preferred mode, reads their property ids and the plane's
-    /// `IN_FORMATS`, and records the current state for [`Display::restore`].
+    /// Opens `display` (a path when it starts with `/`, else a driver name)
+    /// and picks the output `spec` asks for.
+    pub fn open(display: &str, spec: &OutputSpec) -> Result<Self, KmsError> {
+        let dev = if display.starts_with('/') {
+            DrmDevice::open(display)?
+        } else {
+            DrmDevice::find_node(display, NodeKind::Primary)?
+        };
+        Self::with_device_spec(dev, spec)
+    }
+
+    /// [`Display::with_device_spec`] with the default choice: the first
+    /// connected connector and its preferred mode.
     pub fn with_device(dev: DrmDevice) -> Result<Self, KmsError> {
+        Self::with_device_spec(dev, &OutputSpec::default())
+    }
+
+    /// Takes an open primary node: enables the universal-plane, atomic and
+    /// writeback client caps, picks the connector `spec` names (default:
+    /// the first connected one with a mode), a CRTC its encoders can drive,
+    /// that CRTC's primary plane and the mode `spec` names (default: the
+    /// preferred one), reads their property ids and the plane's
+    /// `IN_FORMATS`, and records the current state for [`Display::restore`].
+    /// A connector or mode that is not there is [`KmsError::NoOutput`]
+    /// naming the ones that are.
+    pub fn with_device_spec(dev: DrmDevice, spec: &OutputSpec) -> Result<Self, KmsError> {
         dev.enable_kms_caps()?;
         let dev = Arc::new(dev);
         let res = dev
@@ -209,6 +290,7 @@ impl Display {
         // Connector, mode and CRTC.
         let mut chosen = None;
         let mut writebacks = Vec::new();
+        let mut seen = Vec::new();
         for &conn in res.connectors() {
             let info = dev
                 .get_connector(conn, true)
@@ -217,18 +299,44 @@ impl Display {
                 writebacks.push(info);
                 continue;
             }
-            if chosen.is_some()
-                || info.state() != connector::State::Connected
-                || info.modes().is_empty()
-            {
+            let name = format!("{}-{}", info.interface().as_str(), info.interface_id());
+            let connected = info.state() == connector::State::Connected;
+            seen.push(format!(
+                "{name} ({})",
+                if connected {
+                    "connected"
+                } else {
+                    "disconnected"
+                }
+            ));
+            if chosen.is_some() || !connected || info.modes().is_empty() {
                 continue;
             }
-            let mode = info
-                .modes()
-                .iter()
-                .find(|m| m.mode_type().contains(ModeTypeFlags::PREFERRED))
-                .copied()
-                .unwrap_or(info.modes()[0]);
+            if spec.connector.as_deref().is_some_and(|want| want != name) {
+                continue;
+            }
+            let mode = match &spec.mode {
+                Some(want) => match info.modes().iter().find(|m| want.matches(m)) {
+                    Some(m) => *m,
+                    None => {
+                        let modes: Vec<String> =
+                            info.modes().iter().map(ModeSpec::describe).collect();
+                        return Err(KmsError::NoOutput {
+                            what: format!(
+                                "{name} on {} has no mode {want}; it has {}",
+                                dev.driver(),
+                                modes.join(", ")
+                            ),
+                        });
+                    }
+                },
+                None => info
+                    .modes()
+                    .iter()
+                    .find(|m| m.mode_type().contains(ModeTypeFlags::PREFERRED))
+                    .copied()
+                    .unwrap_or(info.modes()[0]),
+            };
             let mut crtcs = Vec::new();
             for &enc in info.encoders() {
                 let e = dev
@@ -247,12 +355,19 @@ impl Display {
             }
         }
         let Some((conn, mode, crtc)) = chosen else {
-            return Err(KmsError::NoOutput {
-                what: format!(
-                    "no connected connector with a mode and a CRTC on {}",
-                    dev.driver()
+            let what = match &spec.connector {
+                Some(want) => format!(
+                    "no connected connector `{want}` with a mode and a CRTC on {}; connectors: {}",
+                    dev.driver(),
+                    seen.join(", ")
                 ),
-            });
+                None => format!(
+                    "no connected connector with a mode and a CRTC on {}; connectors: {}",
+                    dev.driver(),
+                    seen.join(", ")
+                ),
+            };
+            return Err(KmsError::NoOutput { what });
         };
         let crtc_index = res.crtcs().iter().position(|&c| c == crtc).unwrap_or(0);
 
@@ -422,6 +537,7 @@ impl Display {
             max_fb,
             configured: false,
             pending_flip: false,
+            busy_retries: 0,
             saved,
             dirty: false,
         })
@@ -430,6 +546,13 @@ impl Display {
     /// The device's driver name.
     pub fn driver(&self) -> &str {
         self.dev.driver()
+    }
+
+    /// The DRM device (its fd is this display's: buffers created on it,
+    /// e.g. dumb buffers, can become framebuffers through
+    /// [`Display::add_framebuffer`] without a PRIME round trip).
+    pub fn device(&self) -> &Arc<DrmDevice> {
+        &self.dev
     }
 
     /// The chosen output.

@@ -7,6 +7,7 @@
 //! module); the kernel serializes commits per CRTC.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::commit::{AtomicRequest, CommitFlags, CommitOutcome};
@@ -76,6 +77,43 @@ impl Display {
     pub fn import_framebuffer(&self, buf: &DmaBuf) -> Result<Framebuffer, KmsError> {
         let layout = buf.layout().ok_or(KmsError::MissingLayout)?;
         self.import_framebuffer_as(buf, layout)
+    }
+
+    /// A framebuffer over `handle`, a GEM object of this display's own
+    /// device (a dumb buffer, a GBM buffer object on this fd), with
+    /// `layout` checked against the plane first: no PRIME round trip, so
+    /// the owner's handle stays the owner's. [`KmsError::ForeignFramebuffer`]
+    /// for a handle of another device or fd.
+    pub fn add_framebuffer(
+        &self,
+        handle: &crate::drm::GemHandle,
+        size: u64,
+        layout: &Layout,
+    ) -> Result<Framebuffer, KmsError> {
+        if !Arc::ptr_eq(handle.device(), &self.dev) {
+            return Err(KmsError::ForeignFramebuffer { fb: handle.raw() });
+        }
+        self.add_framebuffer_handle(handle.raw(), size, layout)
+    }
+
+    /// [`Display::add_framebuffer`] over a raw GEM handle of this display's
+    /// DRM file (e.g. a GBM buffer object's, on a dup of [`Display::device`]'s
+    /// fd); the caller keeps the handle alive and closes it. A handle that
+    /// names nothing on this file is the kernel's ENOENT.
+    pub fn add_framebuffer_handle(
+        &self,
+        handle: u32,
+        size: u64,
+        layout: &Layout,
+    ) -> Result<Framebuffer, KmsError> {
+        super::framebuffer::check_layout(
+            self.output.plane,
+            &self.formats,
+            self.max_fb,
+            size,
+            layout,
+        )?;
+        Framebuffer::add(&self.dev, handle, layout)
     }
 
     /// Imports `buf` as a framebuffer with an explicit `layout`.
@@ -172,15 +210,29 @@ impl Display {
     /// the out-fence when one was asked for.
     pub fn commit(&mut self, req: FlipRequest<'_>) -> Result<Option<SyncFile>, KmsError> {
         let (atomic, flags) = self.flip_request(&req)?;
+        let mut outcome = self.commit_request(&atomic, flags)?;
+        Ok(outcome.take(self.output.crtc))
+    }
+
+    /// Commits a request built with [`Display::flip_request`] (and extended
+    /// by the caller: a writeback capture, another plane), retrying EBUSY as
+    /// [`Display::commit`] does: each retry waits for the previous flip's
+    /// event, i.e. the next vblank ([`Display::busy_retries`] counts them).
+    /// A commit with ALLOW_MODESET marks the display configured.
+    pub fn commit_request(
+        &mut self,
+        atomic: &AtomicRequest<'_>,
+        flags: CommitFlags,
+    ) -> Result<CommitOutcome, KmsError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.commit_atomic(&atomic, flags) {
-                Ok(mut outcome) => {
+            match self.commit_atomic(atomic, flags) {
+                Ok(outcome) => {
                     if flags.allow_modeset {
                         self.configured = true;
                     }
-                    return Ok(outcome.take(self.output.crtc));
+                    return Ok(outcome);
                 }
                 Err(KmsError::Commit { source, .. })
                     if source.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) =>
@@ -188,6 +240,7 @@ impl Display {
                     if attempt >= BUSY_ATTEMPTS {
                         return Err(KmsError::Busy { attempts: attempt });
                     }
+                    self.busy_retries += 1;
                     log::debug!("commit busy (attempt {attempt}); waiting for the previous flip");
                     if self.pending_flip {
                         self.wait_flip(BUSY_WAIT)?;
@@ -230,6 +283,12 @@ impl Display {
             }
         }
         Ok(outcome)
+    }
+
+    /// How many commits met EBUSY and were tried again after the previous
+    /// flip (the next vblank), since open.
+    pub fn busy_retries(&self) -> u64 {
+        self.busy_retries
     }
 
     /// Whether a non-blocking flip's event is still to be read.

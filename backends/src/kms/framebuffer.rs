@@ -76,7 +76,13 @@ impl Framebuffer {
         let mut pitches = [0u32; 4];
         let mut offsets = [0u32; 4];
         let mut modifiers = [0u64; 4];
-        let with_modifier = layout.modifier != MOD_INVALID;
+        // A LINEAR buffer goes without the modifier array to drivers that
+        // take none (DRM_CAP_ADDFB2_MODIFIERS 0: virtio_gpu answers EINVAL
+        // to DRM_MODE_FB_MODIFIERS); linear is what they assume.
+        let modifiers_cap =
+            sys::drm::get_cap(dev.as_fd(), drm_ffi::DRM_CAP_ADDFB2_MODIFIERS).unwrap_or(0) != 0;
+        let with_modifier = layout.modifier != MOD_INVALID
+            && (modifiers_cap || layout.modifier != crate::dmabuf::MOD_LINEAR);
         for (i, p) in layout.planes.iter().enumerate().take(4) {
             handles[i] = handle;
             pitches[i] = p.stride;

@@ -1,8 +1,10 @@
 //! KMS: a display driven through atomic commits, with explicit fences.
 //!
 //! - [`Display`]: one output of a KMS device (found by driver name or
-//!   path): connector, CRTC, primary plane and mode chosen at open, the
-//!   state at open put back on drop ([`Display::restore`]).
+//!   path): connector, CRTC, primary plane and mode chosen at open
+//!   ([`OutputSpec`]: by connector name and `WxH@HZ`, or the first
+//!   connected connector and its preferred mode), the state at open put
+//!   back on drop ([`Display::restore`]).
 //! - [`FormatSet`]: the plane's `IN_FORMATS` (formats x modifiers).
 //! - [`Framebuffer`]: a dma-buf from any device imported through PRIME and
 //!   `ADDFB2` (with modifiers); unsupported format, modifier, stride or
@@ -37,7 +39,9 @@ mod framebuffer;
 mod writeback;
 
 pub use commit::{AtomicRequest, CommitFlags, CommitOutcome};
-pub use device::{CrtcProps, Display, Output, PlaneProps, PropIds, WritebackProps};
+pub use device::{
+    CrtcProps, Display, ModeSpec, Output, OutputSpec, PlaneProps, PropIds, WritebackProps,
+};
 pub use error::{Fourcc, KmsError};
 pub use events::FlipEvent;
 pub use fenced::{FencedFlip, FencedOutcome, InFencePath};

@@ -163,28 +163,60 @@ impl ExternalImage {
         usage: vk::ImageUsageFlags,
         use_modifiers: bool,
     ) -> Result<(Self, OwnedFd)> {
-        require_dmabuf(ctx)?;
-        let fourcc = drm_fourcc(format)
-            .ok_or_else(|| VulkanError::Unsupported(format!("format {format:?}")))?;
-        let modifiers: Vec<u64> = if use_modifiers && ctx.caps().image_drm_format_modifier {
-            let need = if usage.contains(vk::ImageUsageFlags::STORAGE) {
-                vk::FormatFeatureFlags::STORAGE_IMAGE
-            } else {
-                vk::FormatFeatureFlags::empty()
-            };
-            ctx.caps()
-                .drm_modifiers
-                .iter()
-                .filter(|m| m.format == format)
-                .flat_map(|m| m.modifiers.iter())
-                .filter(|m| m.planes == 1 && m.features.contains(need))
-                .map(|m| m.modifier)
-                .collect()
+        let modifiers = if use_modifiers {
+            Self::exportable_modifiers(ctx, format, usage)
         } else {
             Vec::new()
         };
+        Self::export_with_modifiers(ctx, width, height, format, usage, &modifiers)
+    }
+
+    /// The single-plane DRM format modifiers `ctx` can create `format`
+    /// images with for `usage` (empty without the modifier extension).
+    pub fn exportable_modifiers(
+        ctx: &VulkanContext,
+        format: vk::Format,
+        usage: vk::ImageUsageFlags,
+    ) -> Vec<u64> {
+        if !ctx.caps().image_drm_format_modifier {
+            return Vec::new();
+        }
+        let mut need = vk::FormatFeatureFlags::empty();
+        if usage.contains(vk::ImageUsageFlags::STORAGE) {
+            need |= vk::FormatFeatureFlags::STORAGE_IMAGE;
+        }
+        if usage.contains(vk::ImageUsageFlags::COLOR_ATTACHMENT) {
+            need |= vk::FormatFeatureFlags::COLOR_ATTACHMENT;
+        }
+        ctx.caps()
+            .drm_modifiers
+            .iter()
+            .filter(|m| m.format == format)
+            .flat_map(|m| m.modifiers.iter())
+            .filter(|m| m.planes == 1 && m.features.contains(need))
+            .map(|m| m.modifier)
+            .collect()
+    }
+
+    /// Allocates an exportable image whose modifier the driver picks among
+    /// `modifiers` (`VK_EXT_image_drm_format_modifier`), or a LINEAR image
+    /// when `modifiers` is empty, and exports it as a dma-buf.
+    pub fn export_with_modifiers(
+        ctx: &Arc<VulkanContext>,
+        width: u32,
+        height: u32,
+        format: vk::Format,
+        usage: vk::ImageUsageFlags,
+        modifiers: &[u64],
+    ) -> Result<(Self, OwnedFd)> {
+        require_dmabuf(ctx)?;
+        let fourcc = drm_fourcc(format)
+            .ok_or_else(|| VulkanError::Unsupported(format!("format {format:?}")))?;
+        if !modifiers.is_empty() && !ctx.caps().image_drm_format_modifier {
+            return Err(VulkanError::Missing("VK_EXT_image_drm_format_modifier"));
+        }
         let mut list =
-            vk::ImageDrmFormatModifierListCreateInfoEXT::default().drm_format_modifiers(&modifiers);
+            vk::ImageDrmFormatModifierListCreateInfoEXT::default().drm_format_modifiers(modifiers);
         let mut ext = vk::ExternalMemoryImageCreateInfo::default()
             .handle_types(vk::ExternalMemoryHandleTypeFlags::DMA_BUF_EXT);
         let mut view_formats =

@@ -13,11 +13,13 @@
 mod buffer;
 mod caps;
 mod context;
+mod copy;
 mod error;
 mod image;
 mod layout;
 mod memory;
 mod renderer;
+mod semaphore;
 mod seqno_writer;
 mod submit;
 mod timeline;
@@ -26,6 +28,7 @@ pub use ash;
 pub use buffer::ExternalBuffer;
 pub use caps::{FormatModifiers, HandleSupport, ModifierInfo, SyncFdExport, VulkanCaps};
 pub use context::{ApplicationHandles, VulkanContext, WANTED_DEVICE_EXTENSIONS};
+pub use copy::record_image_to_buffer_copy;
 pub use error::{Result, VulkanError};
 pub use image::ExternalImage;
 pub use layout::{
@@ -37,6 +40,7 @@ pub use renderer::{
     check_frame, decode_frame_number, pattern_pixel, FrameMismatch, PatternRenderer, RenderTarget,
     STRIP_ROWS,
 };
+pub use semaphore::SyncFileSemaphore;
 pub use seqno_writer::SeqnoWriter;
 pub use submit::{SubmitReport, Submitted, Submitter, Wait, WaitPath};
 pub use timeline::{to_sync_file, wait_fence, TimelinePoint, TimelineSemaphore};

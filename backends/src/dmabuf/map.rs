@@ -1,0 +1,149 @@
+//! A CPU mapping of a whole dma-buf (`mmap` of the dma-buf fd) with
+//! bounds-checked copies in and out, and an image copy between two
+//! mapped linear images. Bracket every access with
+//! [`DmaBuf::begin_cpu_access`] (`DMA_BUF_IOCTL_SYNC`): the mapping itself
+//! waits for nothing.
+//!
+//! Locking: none. A [`DmaBufMap`] borrows its buffer; concurrent writers of
+//! the same memory can only race on the pixels, never on this process's
+//! memory safety (plain bytes, no references into the mapping are handed
+//! out).
+
+use memmap2::MmapRaw;
+
+use super::{DmaBuf, Layout};
+use crate::error::{Error, Result};
+
+/// A shared mapping of a whole dma-buf.
+#[derive(Debug)]
+pub struct DmaBufMap<'a> {
+    map: MmapRaw,
+    writable: bool,
+    _buf: &'a DmaBuf,
+}
+
+impl DmaBuf {
+    /// Maps the whole buffer shared (read-write when `writable`) for
+    /// bounds-checked copies. Exporters that hand out read-only fds (GBM's
+    /// own export) fail a writable map with EACCES.
+    pub fn map_copies(&self, writable: bool) -> Result<DmaBufMap<'_>> {
+        Ok(DmaBufMap {
+            map: self.map(writable)?,
+            writable,
+            _buf: self,
+        })
+    }
+}
+
+impl DmaBufMap<'_> {
+    fn range(&self, offset: usize, len: usize) -> Result<()> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.map.len() => Ok(()),
+            _ => Err(Error::InvalidArgument {
+                what: format!(
+                    "range {offset}+{len} outside a {} byte mapping",
+                    self.map.len()
+                ),
+            }),
+        }
+    }
+
+    /// Length of the mapping in bytes.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the mapping is empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.len() == 0
+    }
+
+    /// Copies `out.len()` bytes at `offset` into `out`.
+    pub fn read_at(&self, offset: usize, out: &mut [u8]) -> Result<()> {
+        self.range(offset, out.len())?;
+        // SAFETY: the range lies inside the live mapping (checked above);
+        // the bytes are copied out, no reference into the mapping escapes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.map.as_ptr().add(offset),
+                out.as_mut_ptr(),
+                out.len(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Copies `data` into the mapping at `offset` (a writable mapping).
+    pub fn write_at(&mut self, offset: usize, data: &[u8]) -> Result<()> {
+        if !self.writable {
+            return Err(Error::InvalidArgument {
+                what: "write to a read-only dma-buf mapping".into(),
+            });
+        }
+        self.range(offset, data.len())?;
+        // SAFETY: as in `read_at`, into a writable shared mapping.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.map.as_mut_ptr().add(offset),
+                data.len(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Copies a single-plane linear image from `src` (laid out as
+    /// `src_layout`) into this mapping (laid out as `dst_layout`), row by
+    /// row: both must have the same size and format. Returns the bytes
+    /// copied.
+    pub fn copy_image_from(
+        &mut self,
+        src: &DmaBufMap<'_>,
+        src_layout: &Layout,
+        dst_layout: &Layout,
+    ) -> Result<u64> {
+        let bad = |what: String| Error::InvalidArgument { what };
+        if (src_layout.width, src_layout.height, src_layout.fourcc)
+            != (dst_layout.width, dst_layout.height, dst_layout.fourcc)
+        {
+            return Err(bad(format!(
+                "image copy between {}x{} {:#x} and {}x{} {:#x}",
+                src_layout.width,
+                src_layout.height,
+                src_layout.fourcc,
+                dst_layout.width,
+                dst_layout.height,
+                dst_layout.fourcc
+            )));
+        }
+        let cpp = Layout::bytes_per_pixel(src_layout.fourcc)
+            .ok_or_else(|| bad(format!("unknown format {:#x}", src_layout.fourcc)))?;
+        let (Some(s), Some(d)) = (src_layout.planes.first(), dst_layout.planes.first()) else {
+            return Err(bad("image copy without planes".into()));
+        };
+        if !self.writable {
+            return Err(bad("copy into a read-only dma-buf mapping".into()));
+        }
+        let row = src_layout.width as usize * cpp as usize;
+        let rows = src_layout.height as usize;
+        let last = |p: &super::Plane| p.offset as usize + p.stride as usize * (rows - 1) + row;
+        src.range(0, last(s))?;
+        self.range(0, last(d))?;
+        for y in 0..rows {
+            let from = s.offset as usize + y * s.stride as usize;
+            let to = d.offset as usize + y * d.stride as usize;
+            // SAFETY: both rows lie inside their live mappings (the last
+            // row's end was checked above and rows grow monotonically); the
+            // mappings are distinct buffers or, for the same buffer, the
+            // caller's own overlapping copy of plain bytes (`copy` allows it).
+            unsafe {
+                std::ptr::copy(
+                    src.map.as_ptr().add(from),
+                    self.map.as_mut_ptr().add(to),
+                    row,
+                );
+            }
+        }
+        Ok((row * rows) as u64)
+    }
+}
