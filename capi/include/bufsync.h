@@ -174,6 +174,36 @@
 #define BUFSYNC_VERSION (((BUFSYNC_VERSION_MAJOR << 16) | (BUFSYNC_VERSION_MINOR << 8)) | BUFSYNC_VERSION_PATCH)
 
 /**
+ * `VkDevice`'s struct (opaque).
+ */
+typedef struct VkDevice_T VkDevice_T;
+
+/**
+ * `VkImage`'s struct on 64-bit targets (opaque).
+ */
+typedef struct VkImage_T VkImage_T;
+
+/**
+ * `VkInstance`'s struct (opaque).
+ */
+typedef struct VkInstance_T VkInstance_T;
+
+/**
+ * `VkPhysicalDevice`'s struct (opaque).
+ */
+typedef struct VkPhysicalDevice_T VkPhysicalDevice_T;
+
+/**
+ * `VkQueue`'s struct (opaque).
+ */
+typedef struct VkQueue_T VkQueue_T;
+
+/**
+ * `VkSemaphore`'s struct on 64-bit targets (opaque).
+ */
+typedef struct VkSemaphore_T VkSemaphore_T;
+
+/**
  * A fence context (a timeline): hands out fences with increasing seqnos.
  * Create with `bufsync_context_create`, destroy with
  * `bufsync_context_destroy`; its fences outlive it.
@@ -193,6 +223,14 @@ typedef struct bufsync_dmabuf bufsync_dmabuf;
  * each with `bufsync_fence_destroy`.
  */
 typedef struct bufsync_fence bufsync_fence;
+
+/**
+ * A presenter: buffers negotiated between the application's Vulkan device
+ * and a KMS display, flipped with every edge synchronized. Create with
+ * `bufsync_presenter_create_vulkan`, destroy with
+ * `bufsync_presenter_destroy`.
+ */
+typedef struct bufsync_presenter bufsync_presenter;
 
 /**
  * One reference to a reservation. Made by `bufsync_reservation_create`
@@ -274,6 +312,241 @@ typedef void (*bufsync_log_callback)(void *user_data,
                                      uint32_t level,
                                      const char *target,
                                      const char *message);
+
+/**
+ * `PFN_vkVoidFunction`.
+ */
+typedef void (*bufsync_vk_void_function)(void);
+
+/**
+ * `PFN_vkGetInstanceProcAddr`: pass the application's
+ * `vkGetInstanceProcAddr`, so bufsync calls Vulkan through the same loader.
+ */
+typedef bufsync_vk_void_function (*bufsync_vk_get_instance_proc_addr)(struct VkInstance_T *instance,
+                                                                      const char *name);
+
+/**
+ * The application's Vulkan device, for `bufsync_presenter_create_vulkan`.
+ * Every handle stays the application's: bufsync destroys none of them, and
+ * they must outlive the presenter.
+ */
+typedef struct bufsync_vulkan_device {
+  /**
+   * The application's `vkGetInstanceProcAddr` (NULL: bufsync loads
+   * libvulkan.so.1 itself).
+   */
+  bufsync_vk_get_instance_proc_addr get_instance_proc_addr;
+  /**
+   * The instance (Vulkan 1.2 or later).
+   */
+  struct VkInstance_T *instance;
+  /**
+   * The physical device the device was created on.
+   */
+  struct VkPhysicalDevice_T *physical_device;
+  /**
+   * The device.
+   */
+  struct VkDevice_T *device;
+  /**
+   * The queue bufsync submits to (its small submissions: semaphore
+   * bridges, copies); it must support compute and transfer.
+   */
+  struct VkQueue_T *queue;
+  /**
+   * The family of `queue`.
+   */
+  uint32_t queue_family_index;
+  /**
+   * The device extensions the application enabled (bufsync uses, when
+   * listed: VK_KHR_external_memory_fd, VK_EXT_external_memory_dma_buf,
+   * VK_EXT_image_drm_format_modifier, VK_KHR_external_semaphore_fd,
+   * VK_EXT_queue_family_foreign, VK_KHR_image_format_list).
+   */
+  const char *const *enabled_extensions;
+  /**
+   * Entries in `enabled_extensions`.
+   */
+  uint32_t enabled_extension_count;
+  /**
+   * Whether the `timelineSemaphore` feature is enabled (required).
+   */
+  bool timeline_semaphore;
+} bufsync_vulkan_device;
+
+/**
+ * How the presenter is set up; zero-initialize it and set what you need
+ * (`display_fd` must then be -1 or a DRM fd).
+ */
+typedef struct bufsync_presenter_options {
+  /**
+   * The display: a DRM driver name ("vkms", "i915"...) or a card path
+   * ("/dev/dri/card0"). NULL: `display_fd`.
+   */
+  const char *display;
+  /**
+   * The display as an open DRM primary node, when `display` is NULL.
+   * Borrowed: bufsync keeps its own duplicate.
+   */
+  int display_fd;
+  /**
+   * Buffers in rotation (0: 3; at least 2).
+   */
+  uint32_t buffers;
+  /**
+   * Mailbox (the newest ready frame at each vblank) instead of FIFO.
+   */
+  bool mailbox;
+  /**
+   * Bound on each wait for a render (0: the default, 2 s).
+   */
+  uint64_t render_timeout_ns;
+  /**
+   * Bound on each wait for a flip (0: the default, 1 s).
+   */
+  uint64_t flip_timeout_ns;
+} bufsync_presenter_options;
+
+/**
+ * What a presenter chose.
+ */
+typedef struct bufsync_presenter_info {
+  /**
+   * Frame width in pixels (the display mode's).
+   */
+  uint32_t width;
+  /**
+   * Frame height in pixels.
+   */
+  uint32_t height;
+  /**
+   * DRM fourcc of the buffers.
+   */
+  uint32_t drm_fourcc;
+  /**
+   * Buffers in rotation.
+   */
+  uint32_t buffers;
+  /**
+   * Whether the display waits for render fences itself (`IN_FENCE_FD`).
+   */
+  bool in_fence;
+  /**
+   * Whether the kernel takes implicit fences (`IMPORT_SYNC_FILE`).
+   */
+  bool implicit_sync;
+  /**
+   * Mailbox (else FIFO).
+   */
+  bool mailbox;
+} bufsync_presenter_info;
+
+/**
+ * A frame to render into, from `bufsync_presenter_acquire`.
+ */
+typedef struct bufsync_frame {
+  /**
+   * The buffer slot; pass it to `bufsync_presenter_present`.
+   */
+  uint32_t index;
+  /**
+   * The frame's number: 0, 1, 2... in acquire order.
+   */
+  uint64_t number;
+  /**
+   * The image, on the application's device, in `VK_IMAGE_LAYOUT_GENERAL`
+   * (and expected so at present). Owned by the presenter.
+   */
+  struct VkImage_T *image;
+  /**
+   * A binary semaphore to wait on before writing the image (it signals
+   * when the display has released the buffer), or NULL when there is
+   * nothing to wait for. Owned by the presenter; wait on it in this
+   * frame's submission only.
+   */
+  struct VkSemaphore_T *wait_semaphore;
+  /**
+   * Width in pixels.
+   */
+  uint32_t width;
+  /**
+   * Height in pixels.
+   */
+  uint32_t height;
+  /**
+   * The image's `VkFormat`.
+   */
+  uint32_t vk_format;
+  /**
+   * The buffer's DRM fourcc.
+   */
+  uint32_t drm_fourcc;
+} bufsync_frame;
+
+/**
+ * Counts since the presenter was built.
+ */
+typedef struct bufsync_present_totals {
+  /**
+   * Frames handed to present.
+   */
+  uint64_t presented;
+  /**
+   * Frames that reached the screen.
+   */
+  uint64_t shown;
+  /**
+   * Frames dropped by mailbox.
+   */
+  uint64_t dropped;
+  /**
+   * Flips the display waited for through `IN_FENCE_FD`.
+   */
+  uint64_t in_fence;
+  /**
+   * Flips after pushing the render fence into the buffer.
+   */
+  uint64_t implicit;
+  /**
+   * Flips after a software wait for the render.
+   */
+  uint64_t software;
+  /**
+   * Flips of frames already complete.
+   */
+  uint64_t signaled;
+} bufsync_present_totals;
+
+/**
+ * One writeback capture, from `bufsync_presenter_next_capture`.
+ */
+typedef struct bufsync_capture {
+  /**
+   * The number of the frame whose flip it shows.
+   */
+  uint64_t frame;
+  /**
+   * Width in pixels.
+   */
+  uint32_t width;
+  /**
+   * Height in pixels.
+   */
+  uint32_t height;
+  /**
+   * Bytes per row.
+   */
+  uint32_t stride;
+  /**
+   * DRM fourcc of the pixels (XRGB8888: little-endian 0xXXRRGGBB words).
+   */
+  uint32_t drm_fourcc;
+  /**
+   * The pixels, owned by the presenter: valid until the next
+   * `bufsync_presenter_next_capture` or destroy.
+   */
+  const uint8_t *pixels;
+} bufsync_capture;
 
 /**
  * One entry of a reserve list.
@@ -627,6 +900,197 @@ int bufsync_set_log_callback(bufsync_log_callback callback,
  */
 int bufsync_log(uint32_t level,
                 const char *message);
+
+/**
+ * Creates a presenter over the application's Vulkan device and a display:
+ * picks the output (the first connected connector, its preferred mode), a
+ * pixel format both sides support, and who allocates the buffers
+ * (renderer, display, or a copy), each candidate checked with a TEST_ONLY
+ * commit. Takes DRM master on the display while it lives.
+ *
+ * Fds: `options->display_fd` is borrowed (bufsync keeps its own dup).
+ *
+ * Returns 0 with `*out` a new presenter; -EINVAL (NULL, no display named,
+ * bad options), -EOPNOTSUPP (no common format or buffer strategy; the
+ * timeline feature not enabled), -EBUSY (another process is DRM master),
+ * -ENODEV / -ENOENT (no such display), or a device error.
+ *
+ * Thread safety: any thread. The application must not submit to
+ * `device->queue` during this or any presenter call.
+ */
+int bufsync_presenter_create_vulkan(const struct bufsync_vulkan_device *device,
+                                    const struct bufsync_presenter_options *options,
+                                    struct bufsync_presenter **out);
+
+/**
+ * Destroys a presenter: waits (bounded) for the last flip, restores the
+ * display and releases DRM master. Frames still acquired are dropped.
+ * NULL does nothing. Destroy it before the application's Vulkan device.
+ *
+ * Thread safety: once no other call uses the presenter.
+ */
+void bufsync_presenter_destroy(struct bufsync_presenter *presenter);
+
+/**
+ * What the presenter chose, in `*info`.
+ *
+ * Returns 0, -EBUSY (another thread is in a call), or -EINVAL.
+ *
+ * Thread safety: the presenter's thread.
+ */
+int bufsync_presenter_get_info(struct bufsync_presenter *presenter,
+                               struct bufsync_presenter_info *info);
+
+/**
+ * The negotiation as text (the strategy chosen, why others were refused),
+ * NUL-terminated into `buf` (truncated to `capacity`); `*length`
+ * (optional) gets the full length without the NUL.
+ *
+ * Returns 0, -EBUSY, or -EINVAL (NULL presenter, NULL `buf` with
+ * `capacity` > 0).
+ *
+ * Thread safety: the presenter's thread.
+ */
+int bufsync_presenter_describe(struct bufsync_presenter *presenter,
+                               char *buf,
+                               size_t capacity,
+                               size_t *length);
+
+/**
+ * A free buffer to render the next frame into, waiting at most
+ * `timeout_ns` for one (`BUFSYNC_TIMEOUT_INFINITE`: no limit). Render into
+ * `frame->image` after waiting for `frame->wait_semaphore` (when not
+ * NULL) in the rendering submission, then present or cancel it.
+ *
+ * Returns 0 with `*frame` filled, -ETIME (no buffer freed in time),
+ * -EBUSY, -EINVAL, or a device error.
+ *
+ * Thread safety: the presenter's thread; the application must not submit
+ * to its queue during the call.
+ */
+int bufsync_presenter_acquire(struct bufsync_presenter *presenter,
+                              uint64_t timeout_ns,
+                              struct bufsync_frame *frame);
+
+/**
+ * Presents the frame in slot `index`, rendered once `semaphore` signals:
+ * a timeline semaphore reaching `value` (`value` > 0), or a binary
+ * semaphore (`value` 0) that the application's submission signals (it is
+ * waited on, and so unsignaled again, by a submission of the presenter).
+ * `semaphore` NULL: the frame is rendered already. The display waits for
+ * the render itself where it can (IN_FENCE_FD), else the presenter does
+ * (bounded). FIFO: waits for the previous flip first.
+ *
+ * The semaphore must be the application's device's and outlive the
+ * presenter (timeline ones are remembered by handle).
+ *
+ * Returns 0; -ETIME (the render did not finish in time: the frame is
+ * dropped, the display keeps its last one), the render's error, -EINVAL
+ * (no such acquired frame), -EBUSY, or a display error. The frame is
+ * given back on every outcome.
+ *
+ * Thread safety: the presenter's thread; the application must not submit
+ * to its queue during the call.
+ */
+int bufsync_presenter_present(struct bufsync_presenter *presenter,
+                              uint32_t index,
+                              struct VkSemaphore_T *semaphore,
+                              uint64_t value);
+
+/**
+ * Presents the frame in slot `index`, rendered once `fence` signals (a
+ * fence imported from a sync_file, a software fence the application
+ * signals; NULL: rendered already). As `bufsync_presenter_present`.
+ *
+ * Thread safety: the presenter's thread.
+ */
+int bufsync_presenter_present_fence(struct bufsync_presenter *presenter,
+                                    uint32_t index,
+                                    const struct bufsync_fence *fence);
+
+/**
+ * Gives the acquired frame in slot `index` back unshown.
+ *
+ * Returns 0, -EINVAL (no such acquired frame), or -EBUSY.
+ *
+ * Thread safety: the presenter's thread.
+ */
+int bufsync_presenter_cancel(struct bufsync_presenter *presenter,
+                             uint32_t index);
+
+/**
+ * Waits at most `timeout_ns` for the flip in flight and the frames queued
+ * behind it.
+ *
+ * Returns 0, -ETIME, -EBUSY, -EINVAL, or a display error.
+ *
+ * Thread safety: the presenter's thread.
+ */
+int bufsync_presenter_wait_idle(struct bufsync_presenter *presenter,
+                                uint64_t timeout_ns);
+
+/**
+ * Handles completed flips without blocking: call it when
+ * `bufsync_presenter_fd` is readable (an event loop), and in mailbox mode
+ * to flip the newest ready frame.
+ *
+ * Returns the number of flips completed (>= 0), -EBUSY, -EINVAL, or a
+ * display error.
+ *
+ * Thread safety: the presenter's thread.
+ */
+int bufsync_presenter_dispatch(struct bufsync_presenter *presenter);
+
+/**
+ * The display's fd, readable when a flip completes (for poll/epoll); -1
+ * for NULL or while another thread is in a call.
+ *
+ * Fd: borrowed from the library, valid while the presenter lives; do not
+ * close it or read from it.
+ *
+ * Thread safety: the presenter's thread.
+ */
+int bufsync_presenter_fd(struct bufsync_presenter *presenter);
+
+/**
+ * The counts since creation, in `*totals`.
+ *
+ * Returns 0, -EBUSY, or -EINVAL.
+ *
+ * Thread safety: the presenter's thread.
+ */
+int bufsync_presenter_get_totals(struct bufsync_presenter *presenter,
+                                 struct bufsync_present_totals *totals);
+
+/**
+ * Captures every later flip through the display's writeback connector
+ * (what the CRTC composed for exactly that flip, XRGB8888), for tests and
+ * screenshots; read them with `bufsync_presenter_next_capture`. The
+ * display connector is detached while capturing (vkms allows one or the
+ * other): the screen stays dark until the presenter is destroyed.
+ *
+ * Returns 0, -EOPNOTSUPP (no XRGB8888 writeback connector), -EBUSY,
+ * -EINVAL, or a device error.
+ *
+ * Thread safety: the presenter's thread.
+ */
+int bufsync_presenter_enable_capture(struct bufsync_presenter *presenter);
+
+/**
+ * The oldest capture not read yet, in `*capture` (its pixels stay valid
+ * until the next call or destroy). With `wait`, waits for the oldest one
+ * being written (at most the presenter's flip timeout); without, returns
+ * only finished ones.
+ *
+ * Returns 0; -ENOENT (none: no flip since, or all read), -ETIME (the
+ * writeback did not complete in time), -EINVAL (capture not enabled),
+ * -EBUSY.
+ *
+ * Thread safety: the presenter's thread.
+ */
+int bufsync_presenter_next_capture(struct bufsync_presenter *presenter,
+                                   bool wait,
+                                   struct bufsync_capture *capture);
 
 /**
  * Creates an empty reservation of the reservation class (wait-die, as the

@@ -91,7 +91,14 @@ impl From<ResvError> for CallError {
 
 impl From<BackendError> for CallError {
     fn from(e: BackendError) -> CallError {
-        let errno = match &e {
+        CallError::new(backend_errno(&e), e.to_string())
+    }
+}
+
+/// The errno a backends error is reported with.
+pub(crate) fn backend_errno(e: &BackendError) -> c_int {
+    {
+        match e {
             BackendError::Open { source, .. } | BackendError::Io { source, .. } => {
                 source.raw_os_error().unwrap_or(libc::EIO)
             }
@@ -102,15 +109,11 @@ impl From<BackendError> for CallError {
             BackendError::InvalidArgument { .. } => libc::EINVAL,
             BackendError::UnsupportedFormat { .. } => libc::EOPNOTSUPP,
             BackendError::NoSyncFile { .. } => libc::ENODATA,
-            BackendError::Fence(f) => return (*f).into(),
+            BackendError::Fence(f) => f.to_errno().abs(),
             BackendError::ReactorUnavailable { .. } => libc::EAGAIN,
-            BackendError::Reservation(r) => {
-                let code = CallError::from(*r).code;
-                return CallError::new(code, e.to_string());
-            }
+            BackendError::Reservation(r) => CallError::from(*r).code.abs(),
             BackendError::TimedOut { .. } => libc::ETIME,
-        };
-        CallError::new(errno, e.to_string())
+        }
     }
 }
 

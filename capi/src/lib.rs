@@ -13,7 +13,9 @@
 //!
 //! Modules, one per part of the API: [`error`] (codes, the last error, the
 //! panic boundary), [`handle`] (what C hands in), [`version`], [`fence`],
-//! [`sync_file`], [`reservation`], [`ticket`], [`dmabuf`], [`log`].
+//! [`sync_file`], [`reservation`], [`ticket`], [`dmabuf`], [`log`],
+//! [`vk`] (the application's Vulkan handles) and [`presenter`] (with its
+//! writeback capture, `capture.rs`).
 //!
 //! `unsafe` lives only here, at the boundary, each block with its
 //! `// SAFETY:` reason; the pointer contract it relies on is the header's.
@@ -25,12 +27,15 @@
 // handle, the array lengths, the fds).
 #![allow(clippy::missing_safety_doc)]
 
+mod capture;
 pub mod dmabuf;
 pub mod error;
 pub mod fence;
 pub mod handle;
 pub mod log;
+pub mod presenter;
 pub mod reservation;
 pub mod sync_file;
 pub mod ticket;
 pub mod version;
+pub mod vk;

@@ -1,0 +1,182 @@
+//! Vulkan handles as the header names them, without including vulkan.h:
+//! `struct VkInstance_T *` is what `VkInstance` is in vulkan.h (and, on
+//! 64-bit targets, `struct VkImage_T *` what `VkImage` is), so a C program
+//! passes its handles as they are. The application's device and the
+//! context bufsync wraps around it are built here.
+//!
+//! Locking: none.
+
+use std::ffi::{c_char, CStr, CString};
+use std::sync::Arc;
+
+use bufsync_backends::vulkan::ash::{self, vk, vk::Handle};
+use bufsync_backends::vulkan::{ApplicationHandles, VulkanContext};
+
+use crate::error::{CallError, CallResult};
+use crate::handle::slice;
+
+/// `VkInstance`'s struct (opaque).
+pub struct VkInstance_T {
+    _opaque: [u8; 0],
+}
+/// `VkPhysicalDevice`'s struct (opaque).
+pub struct VkPhysicalDevice_T {
+    _opaque: [u8; 0],
+}
+/// `VkDevice`'s struct (opaque).
+pub struct VkDevice_T {
+    _opaque: [u8; 0],
+}
+/// `VkQueue`'s struct (opaque).
+pub struct VkQueue_T {
+    _opaque: [u8; 0],
+}
+/// `VkImage`'s struct on 64-bit targets (opaque).
+pub struct VkImage_T {
+    _opaque: [u8; 0],
+}
+/// `VkSemaphore`'s struct on 64-bit targets (opaque).
+pub struct VkSemaphore_T {
+    _opaque: [u8; 0],
+}
+
+/// `PFN_vkVoidFunction`.
+pub type bufsync_vk_void_function = Option<unsafe extern "C" fn()>;
+
+/// `PFN_vkGetInstanceProcAddr`: pass the application's
+/// `vkGetInstanceProcAddr`, so bufsync calls Vulkan through the same loader.
+pub type bufsync_vk_get_instance_proc_addr = Option<
+    unsafe extern "C" fn(
+        instance: *mut VkInstance_T,
+        name: *const c_char,
+    ) -> bufsync_vk_void_function,
+>;
+
+/// The application's Vulkan device, for `bufsync_presenter_create_vulkan`.
+/// Every handle stays the application's: bufsync destroys none of them, and
+/// they must outlive the presenter.
+#[repr(C)]
+pub struct bufsync_vulkan_device {
+    /// The application's `vkGetInstanceProcAddr` (NULL: bufsync loads
+    /// libvulkan.so.1 itself).
+    pub get_instance_proc_addr: bufsync_vk_get_instance_proc_addr,
+    /// The instance (Vulkan 1.2 or later).
+    pub instance: *mut VkInstance_T,
+    /// The physical device the device was created on.
+    pub physical_device: *mut VkPhysicalDevice_T,
+    /// The device.
+    pub device: *mut VkDevice_T,
+    /// The queue bufsync submits to (its small submissions: semaphore
+    /// bridges, copies); it must support compute and transfer.
+    pub queue: *mut VkQueue_T,
+    /// The family of `queue`.
+    pub queue_family_index: u32,
+    /// The device extensions the application enabled (bufsync uses, when
+    /// listed: VK_KHR_external_memory_fd, VK_EXT_external_memory_dma_buf,
+    /// VK_EXT_image_drm_format_modifier, VK_KHR_external_semaphore_fd,
+    /// VK_EXT_queue_family_foreign, VK_KHR_image_format_list).
+    pub enabled_extensions: *const *const c_char,
+    /// Entries in `enabled_extensions`.
+    pub enabled_extension_count: u32,
+    /// Whether the `timelineSemaphore` feature is enabled (required).
+    pub timeline_semaphore: bool,
+}
+
+/// A raw non-dispatchable handle for ash.
+pub(crate) fn semaphore(p: *mut VkSemaphore_T) -> vk::Semaphore {
+    vk::Semaphore::from_raw(p as u64)
+}
+
+/// ash's handle as the header's pointer.
+pub(crate) fn image_ptr(i: vk::Image) -> *mut VkImage_T {
+    i.as_raw() as *mut VkImage_T
+}
+
+/// ash's handle as the header's pointer.
+pub(crate) fn semaphore_ptr(s: vk::Semaphore) -> *mut VkSemaphore_T {
+    s.as_raw() as *mut VkSemaphore_T
+}
+
+/// Wraps the application's device as a bufsync Vulkan context.
+///
+/// # Safety
+/// The handles are valid, belong together, outlive the context, and the
+/// listed extensions and the timeline feature are enabled; the extension
+/// list has `enabled_extension_count` valid strings.
+pub(crate) unsafe fn context(d: &bufsync_vulkan_device) -> CallResult<Arc<VulkanContext>> {
+    if d.instance.is_null()
+        || d.physical_device.is_null()
+        || d.device.is_null()
+        || d.queue.is_null()
+    {
+        return Err(CallError::invalid(
+            "instance, physical_device, device and queue are all needed",
+        ));
+    }
+    if !d.timeline_semaphore {
+        return Err(CallError::new(
+            libc::EOPNOTSUPP,
+            "bufsync needs the timelineSemaphore feature enabled",
+        ));
+    }
+    // SAFETY: `enabled_extension_count` strings at `enabled_extensions`
+    // (this function's contract).
+    let names = unsafe {
+        slice(
+            d.enabled_extensions,
+            d.enabled_extension_count as usize,
+            "enabled_extensions",
+        )
+    }?;
+    let mut extensions = Vec::with_capacity(names.len());
+    for (i, &n) in names.iter().enumerate() {
+        if n.is_null() {
+            return Err(CallError::invalid(format!(
+                "enabled_extensions[{i}] is NULL"
+            )));
+        }
+        // SAFETY: a NUL-terminated string (the contract).
+        extensions.push(CString::from(unsafe { CStr::from_ptr(n) }));
+    }
+    let entry = match d.get_instance_proc_addr {
+        Some(f) => {
+            // SAFETY: on the targets bufsync supports (Linux), "system" is
+            // the C calling convention and the two pointer types have the
+            // same layout: this is the application's vkGetInstanceProcAddr.
+            let gipa: vk::PFN_vkGetInstanceProcAddr = unsafe { std::mem::transmute(f) };
+            // SAFETY: the application's loader entry point, valid while its
+            // instance lives (the contract).
+            unsafe {
+                ash::Entry::from_static_fn(ash::StaticFn {
+                    get_instance_proc_addr: gipa,
+                })
+            }
+        }
+        // SAFETY: loading the system's Vulkan loader, as every Vulkan
+        // program does.
+        None => unsafe { ash::Entry::load() }.map_err(|e| {
+            CallError::new(libc::ENOENT, format!("cannot load libvulkan.so.1: {e}"))
+        })?,
+    };
+    let instance_handle = vk::Instance::from_raw(d.instance as u64);
+    // SAFETY: a valid instance of this loader (the contract).
+    let instance = unsafe { ash::Instance::load(entry.static_fn(), instance_handle) };
+    // SAFETY: a valid device created from this instance (the contract).
+    let device =
+        unsafe { ash::Device::load(instance.fp_v1_0(), vk::Device::from_raw(d.device as u64)) };
+    let handles = ApplicationHandles {
+        entry,
+        instance,
+        physical_device: vk::PhysicalDevice::from_raw(d.physical_device as u64),
+        device,
+        queue_family_index: d.queue_family_index,
+        queue: vk::Queue::from_raw(d.queue as u64),
+        enabled_device_extensions: extensions,
+        timeline_semaphore: d.timeline_semaphore,
+    };
+    // SAFETY: the handles are the application's, valid and enabled as
+    // listed (the contract); the header tells the application not to
+    // submit to `queue` while a presenter call runs.
+    unsafe { VulkanContext::from_application(handles) }
+        .map_err(|e| CallError::new(libc::EIO, format!("wrapping the application's device: {e}")))
+}

@@ -1,0 +1,90 @@
+//! `examples/c/vk_scanout.c`, the plain C Vulkan program, in the test VM:
+//! built with `cc $(pkg-config --cflags --libs bufsync vulkan)` (and
+//! -Wall -Wextra -Werror) against a staged install, run on lavapipe with
+//! the vkms display, 120 frames, every flip captured through writeback and
+//! checked against its frame's colour (the program exits non-zero when a
+//! frame was not presented, not captured or did not match).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+fn have_vulkan_pc() -> bool {
+    Command::new("pkg-config")
+        .args(["--exists", "vulkan"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The example built as a user would: flags from bufsync.pc and vulkan.pc
+/// (once per test process).
+fn build() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(build_once).clone()
+}
+
+fn build_once() -> PathBuf {
+    let prefix = common::prefix();
+    let pc_path = match std::env::var("PKG_CONFIG_PATH") {
+        Ok(old) if !old.is_empty() => format!("{}:{old}", prefix.join("lib/pkgconfig").display()),
+        _ => prefix.join("lib/pkgconfig").display().to_string(),
+    };
+    let flags = common::run_ok(
+        Command::new("pkg-config")
+            .env("PKG_CONFIG_PATH", &pc_path)
+            .args(["--cflags", "--libs", "bufsync", "vulkan"]),
+    );
+    let flags = String::from_utf8_lossy(&flags.stdout).into_owned();
+    let out = prefix.join("vk_scanout");
+    let src = common::capi_dir().join("../examples/c/vk_scanout.c");
+    common::run_ok(
+        Command::new("cc")
+            .args(common::C_FLAGS)
+            .arg(&src)
+            .arg("-o")
+            .arg(&out)
+            .args(flags.split_whitespace())
+            .arg(format!("-Wl,-rpath,{}", prefix.join("lib").display())),
+    );
+    out
+}
+
+#[test]
+fn vk_scanout_builds_with_pkg_config() {
+    bufsync_tests::require!(
+        "vulkan.pc (libvulkan-dev, in the setup cache)",
+        have_vulkan_pc()
+    );
+    build();
+}
+
+#[test]
+fn vk_scanout_presents_120_checked_frames_on_vkms() {
+    bufsync_tests::require!(
+        "vkms, vulkan.pc and lavapipe",
+        bufsync_tests::has_driver("vkms")
+            && have_vulkan_pc()
+            && bufsync_tests::lavapipe_icd().exists()
+    );
+    let bin = build();
+    let out = Command::new(&bin)
+        .args(["--frames", "120", "--check"])
+        .env("VK_ICD_FILENAMES", bufsync_tests::lavapipe_icd())
+        .output()
+        .expect("run vk_scanout");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(out.status.success(), "vk_scanout failed ({})", out.status);
+    assert!(
+        stdout.contains("120 frames presented, 120 shown"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("120 captured through writeback, 120 matched their frame's colour"),
+        "{stdout}"
+    );
+}
