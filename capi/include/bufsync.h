@@ -52,8 +52,14 @@
  *   between threads between calls; a concurrent call gets -EBUSY), except
  *   bufsync_ticket_cancel. Callbacks (fence, log) run on whichever thread
  *   signals or logs: their user_data must be usable there. The library
- *   starts at most two helper threads, lazily, for software waits on
- *   kernel fences; it never prints.
+ *   starts helper threads only lazily: one for software waits on kernel
+ *   fences (fds), one for fence deadlines, and with a presenter one for
+ *   Vulkan timeline waits. It never prints.
+ *
+ * Vulkan. Handles are passed as vulkan.h declares them (struct VkFoo_T *;
+ *   64-bit targets). The application's instance, device and queue stay
+ *   its own and must outlive the presenter; it must not submit to the
+ *   queue it gave bufsync while a presenter call runs.
  *
  * Timeouts. uint64_t nanoseconds; BUFSYNC_TIMEOUT_INFINITE for none. A
  *   timeout ends a wait, never the fence: only a fence's producer signals it.

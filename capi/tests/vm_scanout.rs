@@ -60,17 +60,18 @@ fn vk_scanout_builds_with_pkg_config() {
     build();
 }
 
-#[test]
-fn vk_scanout_presents_120_checked_frames_on_vkms() {
-    bufsync_tests::require!(
-        "vkms, vulkan.pc and lavapipe",
-        bufsync_tests::has_driver("vkms")
-            && have_vulkan_pc()
-            && bufsync_tests::lavapipe_icd().exists()
-    );
+fn devices() -> bool {
+    bufsync_tests::has_driver("vkms") && have_vulkan_pc() && bufsync_tests::lavapipe_icd().exists()
+}
+
+/// Runs the example with `--frames frames --check` and `extra`, and checks
+/// that every frame was presented, shown, captured and matched.
+fn run_checked(frames: u32, extra: &[&str]) {
     let bin = build();
+    let n = frames.to_string();
     let out = Command::new(&bin)
-        .args(["--frames", "120", "--check"])
+        .args(["--frames", &n, "--check"])
+        .args(extra)
         .env("VK_ICD_FILENAMES", bufsync_tests::lavapipe_icd())
         .output()
         .expect("run vk_scanout");
@@ -80,11 +81,29 @@ fn vk_scanout_presents_120_checked_frames_on_vkms() {
     eprintln!("{stderr}");
     assert!(out.status.success(), "vk_scanout failed ({})", out.status);
     assert!(
-        stdout.contains("120 frames presented, 120 shown"),
+        stdout.contains(&format!("{frames} frames presented, {frames} shown")),
         "{stdout}"
     );
     assert!(
-        stdout.contains("120 captured through writeback, 120 matched their frame's colour"),
+        stdout.contains(&format!(
+            "{frames} captured through writeback, {frames} matched their frame's colour"
+        )),
         "{stdout}"
     );
+}
+
+#[test]
+fn vk_scanout_presents_120_checked_frames_on_vkms() {
+    bufsync_tests::require!("vkms, vulkan.pc and lavapipe", devices());
+    let _serial = bufsync_tests::serial();
+    run_checked(120, &[]);
+}
+
+/// The binary-semaphore form of present (the presenter bridges it to a
+/// timeline point with a submission of its own).
+#[test]
+fn vk_scanout_binary_semaphores_on_vkms() {
+    bufsync_tests::require!("vkms, vulkan.pc and lavapipe", devices());
+    let _serial = bufsync_tests::serial();
+    run_checked(24, &["--binary"]);
 }

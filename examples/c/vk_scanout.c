@@ -12,8 +12,11 @@
  * pixel, with the colour of the frame it shows; the exit status is 0 only
  * if every frame was presented, captured and matched.
  *
+ * With --binary, each clear signals a binary semaphore of its buffer slot
+ * instead of the timeline (the other form present takes).
+ *
  * Build:   cc vk_scanout.c -o vk_scanout $(pkg-config --cflags --libs bufsync vulkan)
- * Run:     ./vk_scanout [--frames N] [--display DRIVER|PATH] [--check]
+ * Run:     ./vk_scanout [--frames N] [--display DRIVER|PATH] [--check] [--binary]
  */
 #include <bufsync.h>
 
@@ -72,7 +75,15 @@ struct vk {
     uint32_t enabled_count;
     VkCommandPool pool;
     VkSemaphore rendered; /* timeline: frame n's clear signals n + 1 */
+    VkSemaphore *binary;  /* with --binary: one per buffer slot */
 };
+
+static VkSemaphore binary_semaphore(VkDevice device) {
+    VkSemaphoreCreateInfo sci = {.sType = VK_STRUCTURE_TYPE_SEMAPHORE_CREATE_INFO};
+    VkSemaphore s;
+    vk_check(vkCreateSemaphore(device, &sci, NULL, &s), "vkCreateSemaphore");
+    return s;
+}
 
 static void create_device(struct vk *v) {
     VkApplicationInfo app = {
@@ -162,8 +173,8 @@ static void create_device(struct vk *v) {
 }
 
 /* Records and submits frame f's clear: waits for its acquire semaphore,
- * signals the timeline at f->number + 1. */
-static void render(struct vk *v, VkCommandBuffer cmd, const bufsync_frame *f) {
+ * signals the timeline at f->number + 1, and `binary` when not NULL. */
+static void render(struct vk *v, VkCommandBuffer cmd, const bufsync_frame *f, VkSemaphore binary) {
     vk_check(vkResetCommandBuffer(cmd, 0), "vkResetCommandBuffer");
     VkCommandBufferBeginInfo begin = {
         .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
@@ -201,13 +212,14 @@ static void render(struct vk *v, VkCommandBuffer cmd, const bufsync_frame *f) {
 
     VkSemaphore wait = (VkSemaphore)f->wait_semaphore;
     VkPipelineStageFlags stage = VK_PIPELINE_STAGE_TRANSFER_BIT;
-    uint64_t wait_value = 0, signal_value = f->number + 1;
+    uint64_t wait_value = 0, signal_values[2] = {f->number + 1, 0};
+    VkSemaphore signals[2] = {v->rendered, binary};
     VkTimelineSemaphoreSubmitInfo tl = {
         .sType = VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO,
         .waitSemaphoreValueCount = wait ? 1 : 0,
         .pWaitSemaphoreValues = &wait_value,
-        .signalSemaphoreValueCount = 1,
-        .pSignalSemaphoreValues = &signal_value,
+        .signalSemaphoreValueCount = binary ? 2 : 1,
+        .pSignalSemaphoreValues = signal_values,
     };
     VkSubmitInfo submit = {
         .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
@@ -217,8 +229,8 @@ static void render(struct vk *v, VkCommandBuffer cmd, const bufsync_frame *f) {
         .pWaitDstStageMask = &stage,
         .commandBufferCount = 1,
         .pCommandBuffers = &cmd,
-        .signalSemaphoreCount = 1,
-        .pSignalSemaphores = &v->rendered,
+        .signalSemaphoreCount = binary ? 2 : 1,
+        .pSignalSemaphores = signals,
     };
     vk_check(vkQueueSubmit(v->queue, 1, &submit, VK_NULL_HANDLE), "vkQueueSubmit");
 }
@@ -243,7 +255,7 @@ static uint64_t check_capture(const bufsync_capture *c) {
 int main(int argc, char **argv) {
     uint64_t frames = 120;
     const char *display = "vkms";
-    int check = 0;
+    int check = 0, binary = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--frames") == 0 && i + 1 < argc)
             frames = strtoull(argv[++i], NULL, 10);
@@ -251,8 +263,11 @@ int main(int argc, char **argv) {
             display = argv[++i];
         else if (strcmp(argv[i], "--check") == 0)
             check = 1;
+        else if (strcmp(argv[i], "--binary") == 0)
+            binary = 1;
         else {
-            printf("usage: %s [--frames N] [--display DRIVER|PATH] [--check]\n", argv[0]);
+            printf("usage: %s [--frames N] [--display DRIVER|PATH] [--check] [--binary]\n",
+                   argv[0]);
             return strcmp(argv[i], "--help") == 0 ? 0 : 2;
         }
     }
@@ -305,6 +320,11 @@ int main(int argc, char **argv) {
         .commandBufferCount = info.buffers,
     };
     vk_check(vkAllocateCommandBuffers(v.device, &cai, cmds), "vkAllocateCommandBuffers");
+    if (binary) {
+        v.binary = calloc(info.buffers, sizeof *v.binary);
+        for (uint32_t i = 0; i < info.buffers; i++)
+            v.binary[i] = binary_semaphore(v.device);
+    }
 
     uint64_t presented = 0, captured = 0, matched = 0, waited_on_gpu = 0;
     for (uint64_t n = 0; n < frames; n++) {
@@ -322,9 +342,14 @@ int main(int argc, char **argv) {
             vk_check(vkWaitSemaphores(v.device, &wi, 5 * SECOND_NS), "vkWaitSemaphores");
         }
         waited_on_gpu += f.wait_semaphore != NULL;
-        render(&v, cmds[f.index], &f);
+        VkSemaphore done = binary ? v.binary[f.index] : VK_NULL_HANDLE;
+        render(&v, cmds[f.index], &f, done);
         last_use[f.index] = f.number + 1;
-        if ((rc = bufsync_presenter_present(p, f.index, (VkSemaphore_T *)v.rendered, f.number + 1)))
+        /* A timeline semaphore with the value it reaches, or a binary one
+         * (value 0) that the presenter waits on and so unsignals again. */
+        rc = binary ? bufsync_presenter_present(p, f.index, done, 0)
+                    : bufsync_presenter_present(p, f.index, v.rendered, f.number + 1);
+        if (rc)
             fail("bufsync_presenter_present", rc);
         presented++;
         if (check) {
@@ -369,6 +394,9 @@ int main(int argc, char **argv) {
     free(cmds);
     free(last_use);
     vkDestroySemaphore(v.device, v.rendered, NULL);
+    for (uint32_t i = 0; binary && i < info.buffers; i++)
+        vkDestroySemaphore(v.device, v.binary[i], NULL);
+    free(v.binary);
     vkDestroyCommandPool(v.device, v.pool, NULL);
     vkDestroyDevice(v.device, NULL);
     vkDestroyInstance(v.instance, NULL);

@@ -625,6 +625,37 @@ static void null_arguments(void) {
     CHECK_RC(bufsync_dmabuf_pull_kernel_fences(NULL, 0, NULL), -EINVAL);
     CHECK_RC(bufsync_dmabuf_push_fence(NULL, f, 0), -EINVAL);
     CHECK(bufsync_dmabuf_fd(NULL) == -1 && bufsync_dmabuf_size(NULL) == 0);
+    /* The presenter: NULL everywhere, and a device without its handles. */
+    bufsync_presenter *p = NULL;
+    bufsync_presenter_info pinfo;
+    bufsync_frame frame;
+    bufsync_capture cap;
+    bufsync_present_totals totals;
+    bufsync_vulkan_device vkdev;
+    memset(&vkdev, 0, sizeof vkdev);
+    bufsync_presenter_options popts;
+    memset(&popts, 0, sizeof popts);
+    popts.display = "vkms";
+    popts.display_fd = -1;
+    CHECK_RC(bufsync_presenter_create_vulkan(NULL, &popts, &p), -EINVAL);
+    CHECK_RC(bufsync_presenter_create_vulkan(&vkdev, &popts, &p), -EINVAL);
+    CHECK(strstr(bufsync_last_error_message(), "instance") != NULL);
+    CHECK_RC(bufsync_presenter_create_vulkan(&vkdev, NULL, &p), -EINVAL);
+    CHECK_RC(bufsync_presenter_create_vulkan(&vkdev, &popts, NULL), -EINVAL);
+    CHECK(p == NULL);
+    CHECK_RC(bufsync_presenter_get_info(NULL, &pinfo), -EINVAL);
+    CHECK_RC(bufsync_presenter_describe(NULL, NULL, 0, NULL), -EINVAL);
+    CHECK_RC(bufsync_presenter_acquire(NULL, 0, &frame), -EINVAL);
+    CHECK_RC(bufsync_presenter_present(NULL, 0, NULL, 0), -EINVAL);
+    CHECK_RC(bufsync_presenter_present_fence(NULL, 0, NULL), -EINVAL);
+    CHECK_RC(bufsync_presenter_cancel(NULL, 0), -EINVAL);
+    CHECK_RC(bufsync_presenter_wait_idle(NULL, 0), -EINVAL);
+    CHECK_RC(bufsync_presenter_dispatch(NULL), -EINVAL);
+    CHECK_RC(bufsync_presenter_get_totals(NULL, &totals), -EINVAL);
+    CHECK_RC(bufsync_presenter_enable_capture(NULL), -EINVAL);
+    CHECK_RC(bufsync_presenter_next_capture(NULL, false, &cap), -EINVAL);
+    CHECK(bufsync_presenter_fd(NULL) == -1);
+    bufsync_presenter_destroy(NULL);
     CHECK_OK(bufsync_log(BUFSYNC_LOG_ERROR, NULL));
     /* Destroying NULL does nothing. */
     bufsync_context_destroy(NULL);
