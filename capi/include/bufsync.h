@@ -1072,6 +1072,8 @@ int bufsync_presenter_get_totals(struct bufsync_presenter *presenter,
  * Captures every later flip through the display's writeback connector
  * (what the CRTC composed for exactly that flip, XRGB8888), for tests and
  * screenshots; read them with `bufsync_presenter_next_capture`. The
+ * presenter's first flip, which sets the mode, is never captured (vkms
+ * loses a writeback job in the commit that enables the CRTC). The
  * display connector is detached while capturing (vkms allows one or the
  * other): the screen stays dark until the presenter is destroyed.
  *

@@ -3,7 +3,8 @@
 //! connector (vkms).
 //!
 //! The presenter's flips carry this as their [`FlipExtension`]: each flip
-//! commit also routes the CRTC to the writeback connector (vkms refuses its
+//! commit after the first (the one that enables the CRTC: see `extend`)
+//! also routes the CRTC to the writeback connector (vkms refuses its
 //! virtual connector and writeback on the CRTC together, so the first such
 //! commit detaches the connector: a modeset), sets `WRITEBACK_FB_ID` to a
 //! capture buffer and asks `WRITEBACK_OUT_FENCE_PTR`, so each capture is
@@ -189,6 +190,15 @@ impl FlipExtension for Capture {
         ) else {
             return Ok(());
         };
+        if !display.is_configured() {
+            // The flip that enables the CRTC is not captured: vkms queues a
+            // writeback job of that commit on the outgoing CRTC state (its
+            // writeback commit runs before the CRTC flush replaces the
+            // composer's state), so the job is lost and its fence never
+            // signals (seen in the VM: frame 1 then timed out waiting for
+            // frame 0's capture).
+            return Ok(());
+        }
         let s = self.lock();
         if !s.routed {
             request

@@ -3,7 +3,7 @@
 //!
 //! Locking: none. The last error is a thread-local `CString`; the panic
 //! hook (installed once, in this library's own copy of std) records the
-//! panic's location in another thread-local, read by [`call`] when it
+//! panic's location in another thread-local, read by `call` when it
 //! catches the unwind.
 
 use std::cell::RefCell;

@@ -5,7 +5,7 @@
 //! A C ticket keeps the runtime's `Reserved` list between calls. That value
 //! borrows the ticket and the entry list, so both live in boxes of their
 //! own, reached through raw pointers while a list is reserved; this is the
-//! one self-referential structure of the library (see [`Held`]).
+//! one self-referential structure of the library (see `Held`).
 //!
 //! Locking: a ticket is used by one thread at a time (`state` is a mutex
 //! taken with `try_lock`: a second thread gets -EBUSY, never a wait);

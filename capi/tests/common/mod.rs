@@ -14,12 +14,12 @@ pub fn capi_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The cargo profile directory holding the library this test was built
-/// with (`target/debug`; the test binary is in its `deps/`).
-fn profile_dir() -> PathBuf {
+/// Where cargo put the library this test was built with: the test binary's
+/// own directory, `target/<profile>/deps` (the copy cargo uplifts to
+/// `target/<profile>` is refreshed only by builds of the library itself).
+fn deps_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     exe.parent()
-        .and_then(Path::parent)
         .expect("target/<profile>/deps/<test>")
         .to_path_buf()
 }
@@ -50,7 +50,7 @@ pub fn prefix() -> &'static Path {
         let inc = root.join("include/bufsync");
         std::fs::create_dir_all(lib.join("pkgconfig")).expect("mkdir lib/pkgconfig");
         std::fs::create_dir_all(&inc).expect("mkdir include/bufsync");
-        let built = profile_dir();
+        let built = deps_dir();
         let so = built.join("libbufsync_capi.so");
         let a = built.join("libbufsync_capi.a");
         assert!(
