@@ -114,29 +114,30 @@ pub fn run(args: &[String]) -> io::Result<u8> {
 
     if vm_ready {
         let me = std::env::current_exe()?;
-        for b in &vm_bins {
-            banner(&format!(
-                "VM: {b} (in a fresh guest: vkms, vgem, virtio-gpu, udmabuf, sw_sync)"
-            ));
+        let guest = "in a fresh guest: vkms, vgem, virtio-gpu, udmabuf, sw_sync";
+        let runs = vm_bins
+            .iter()
+            .map(|b| ("bufsync-tests", b, format!("VM: {b} ({guest})")))
+            .chain(capi_vm.iter().map(|b| {
+                (
+                    "bufsync-capi",
+                    b,
+                    format!("VM: capi {b} (libbufsync from C, {guest})"),
+                )
+            }));
+        for (package, b, title) in runs {
+            banner(&title);
             let mut v = cargo(&ws);
             v.env(
                 "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER",
                 format!("{} vm --timeout 1200 --", me.display()),
             )
-            .args(["test", "-p", "bufsync-tests", "--no-fail-fast", "--test", b]);
-            total.add(phase(&format!("vm {b}"), v, &skip_log, &mut notes)?);
-        }
-        for b in &capi_vm {
-            banner(&format!(
-                "VM: capi {b} (libbufsync from C, in a fresh guest; ASan+LSan)"
-            ));
-            let mut v = cargo(&ws);
-            v.env(
-                "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER",
-                format!("{} vm --timeout 1200 --", me.display()),
-            )
-            .args(["test", "-p", "bufsync-capi", "--no-fail-fast", "--test", b]);
-            total.add(phase(&format!("vm capi {b}"), v, &skip_log, &mut notes)?);
+            .args(["test", "-p", package, "--no-fail-fast", "--test", b]);
+            let name = match package {
+                "bufsync-capi" => format!("vm capi {b}"),
+                _ => format!("vm {b}"),
+            };
+            total.add(phase(&name, v, &skip_log, &mut notes)?);
         }
     }
 

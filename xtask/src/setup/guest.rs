@@ -266,25 +266,25 @@ pub fn env() -> Vec<(String, String)> {
     {
         v.push(("VK_ICD_FILENAMES".to_string(), icd));
     }
-    if let Some(lib) = mesa_lib_dir() {
-        let lib = lib.to_string_lossy().into_owned();
-        let path = match std::env::var("LD_LIBRARY_PATH") {
-            Ok(old) if old.split(':').any(|p| p == lib) => old,
-            Ok(old) if !old.is_empty() => format!("{lib}:{old}"),
-            _ => lib,
-        };
-        v.push(("LD_LIBRARY_PATH".to_string(), path));
-    }
-    if let Some(pc) = vulkan_pc_dir() {
-        let pc = pc.to_string_lossy().into_owned();
-        let path = match std::env::var("PKG_CONFIG_PATH") {
-            Ok(old) if old.split(':').any(|p| p == pc) => old,
-            Ok(old) if !old.is_empty() => format!("{pc}:{old}"),
-            _ => pc,
-        };
-        v.push(("PKG_CONFIG_PATH".to_string(), path));
+    for (var, dir) in [
+        ("LD_LIBRARY_PATH", mesa_lib_dir()),
+        ("PKG_CONFIG_PATH", vulkan_pc_dir()),
+    ] {
+        if let Some(dir) = dir {
+            v.push((var.to_string(), prepended(var, &dir)));
+        }
     }
     v
+}
+
+/// The search path `var` with `dir` in front (once).
+fn prepended(var: &str, dir: &Path) -> String {
+    let dir = dir.to_string_lossy().into_owned();
+    match std::env::var(var) {
+        Ok(old) if old.split(':').any(|p| p == dir) => old,
+        Ok(old) if !old.is_empty() => format!("{dir}:{old}"),
+        _ => dir,
+    }
 }
 
 /// The cached libraries' directory, when lavapipe came into the cache.
