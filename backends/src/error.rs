@@ -90,6 +90,19 @@ pub enum Error {
         /// What was waited for.
         what: &'static str,
     },
+    /// A bounded wait ended with this runtime fence still pending: its
+    /// producer has not finished (the fence stays where it was; a fence
+    /// pending past the engine's threshold is listed by
+    /// `bufsync::debug::dump()`).
+    #[error("timed out waiting for {what}: fence {}:{} ({}/{}) still pending after {waited:?}", .fence.context(), .fence.seqno(), .fence.driver_name(), .fence.timeline_name())]
+    Pending {
+        /// What was waited for.
+        what: &'static str,
+        /// The fence the wait ended on.
+        fence: bufsync::fence::Fence,
+        /// How long the wait lasted.
+        waited: std::time::Duration,
+    },
 }
 
 /// The crate's result type.

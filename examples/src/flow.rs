@@ -1,57 +1,57 @@
-//! The frame flow: render on device A, scan out on display B, every edge
-//! synchronized through reservations and tickets (see "The frame" in
-//! docs/flow.md).
+//! The demo's flow: render the test pattern on device A and present it on
+//! display B through a [`Presenter`] (its public API only), checking what
+//! the display showed: every flip through writeback where the display has
+//! a writeback connector (vkms), or screendumps taken by qemu from outside
+//! the guest (virtio_gpu, inside `cargo xtask vm`).
 //!
-//! Per frame `n` (buffer `i = n % swapchain`):
-//! 1. a ticket reserves `(frame i, Write)`; its wait-set holds the fences of
-//!    the frame's readers: the out-fence of the flip that took frame `i` off
-//!    the screen (committed on it as READ, see 3.);
-//! 2. the renderer draws after those (in hardware where it understands
-//!    them) and its render-done fence is committed as WRITE;
-//! 3. a ticket reserves `(frame i, Read)` and `(previous front, Read)`; the
-//!    flip goes to the display: with the render fence as `IN_FENCE_FD` when
-//!    it has a pending sync_file form (`hw`), after a software wait (`sw`,
-//!    and the fallback of the others), or pushed into the dma-buf with
-//!    `IMPORT_SYNC_FILE` for the kernel's implicit sync (`implicit`); the
-//!    flip's out-fence is committed as READ on both frames: it signals when
-//!    frame `i` is on screen, which is when the previous front is released.
-//!
-//! In capture mode every flip is captured through writeback and checked to
-//! be exactly the frame that flip showed: complete, not torn, not older.
+//! Per frame: `acquire` (a free buffer and its release fences), render
+//! frame number `n` into it, `present` with the render-done fence. The vgem
+//! renderer presents *before* it draws (its fence is pending: the display,
+//! or the presenter, must wait), except for the copy strategy, whose copy
+//! needs the pixels first.
 
-use crate::render::{vgem::VgemRenderer, vulkan::VulkanRenderer, RenderError, Renderer};
-use crate::report::{self, PathReport};
-use crate::scanout::{PendingCapture, Scanout};
-use bufsync::fence::Fence;
-use bufsync::resv::{Access, Ticket};
-use bufsync_backends::dmabuf::Access as BufAccess;
-use bufsync_backends::kms::{Framebuffer, KmsError};
-use bufsync_backends::sync_file::{to_sync_file, SyncFileFence};
-use bufsync_backends::vulkan::{check_frame, decode_frame_number, ImageLayout};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How the render → display edge is synchronized.
+use bufsync_backends::kms::{KmsError, OutputSpec};
+use bufsync_backends::vulkan::{ImageLayout, VulkanContext};
+use bufsync_present::{
+    DisplayTarget, EdgeChoice, PresentError, PresentMode, Presenter, PresenterConfig, RenderDevice,
+    StrategyChoice,
+};
+
+use crate::capture::WritebackCapture;
+use crate::check::{check_frame, decode_frame_number};
+use crate::render::vgem::{VgemRenderer, XRGB8888};
+use crate::render::vulkan::VulkanRenderer;
+use crate::render::RenderError;
+use crate::report::{self, PathReport};
+use crate::screendump;
+
+/// How the render → display edge is synchronized (`--path`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncPath {
     /// The display waits for the render fence itself (`IN_FENCE_FD`).
     Hw,
-    /// The flow waits for the render fence in software, then flips.
+    /// The presenter waits for the render fence in software, then flips.
     Sw,
     /// The render fence goes into the dma-buf (`IMPORT_SYNC_FILE`) and the
     /// flip carries no fence: the kernel's implicit sync waits.
     Implicit,
+    /// Whatever the presenter probes as best, per frame.
+    Auto,
 }
 
 impl SyncPath {
-    /// Parses `hw`, `sw` or `implicit`.
+    /// Parses `hw`, `sw`, `implicit` or `auto`.
     pub fn parse(s: &str) -> Option<SyncPath> {
         match s {
             "hw" => Some(SyncPath::Hw),
             "sw" => Some(SyncPath::Sw),
             "implicit" => Some(SyncPath::Implicit),
+            "auto" => Some(SyncPath::Auto),
             _ => None,
         }
     }
@@ -62,6 +62,17 @@ impl SyncPath {
             SyncPath::Hw => "hw",
             SyncPath::Sw => "sw",
             SyncPath::Implicit => "implicit",
+            SyncPath::Auto => "auto",
+        }
+    }
+
+    /// The presenter's edge preference for this path.
+    pub fn edge(self) -> EdgeChoice {
+        match self {
+            SyncPath::Hw => EdgeChoice::InFence,
+            SyncPath::Sw => EdgeChoice::Software,
+            SyncPath::Implicit => EdgeChoice::Implicit,
+            SyncPath::Auto => EdgeChoice::Auto,
         }
     }
 }
@@ -84,6 +95,24 @@ impl RendererKind {
             _ => None,
         }
     }
+
+    /// `vgem` or `vulkan`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RendererKind::Vgem => "vgem",
+            RendererKind::Vulkan => "vulkan",
+        }
+    }
+}
+
+/// How the demo checks what the display showed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckMode {
+    /// Writeback where the display has it, screendumps inside the VM on a
+    /// display without it, nothing otherwise.
+    Auto,
+    /// No check.
+    Off,
 }
 
 /// One run of the flow.
@@ -95,13 +124,21 @@ pub struct FlowConfig {
     pub renderer: RendererKind,
     /// Frames to present.
     pub frames: u32,
-    /// Buffers in the swapchain.
-    pub swapchain: usize,
+    /// Buffers in rotation.
+    pub buffers: usize,
     /// The display: a driver name or a card path.
     pub display: String,
-    /// Capture every flip through writeback and check it.
-    pub capture: bool,
-    /// Where to save captured frames as PNG (every `png_every`-th and every
+    /// Connector and mode.
+    pub output: OutputSpec,
+    /// The buffer strategy.
+    pub strategy: StrategyChoice,
+    /// FIFO or mailbox.
+    pub mode: PresentMode,
+    /// Whether to check what the display showed.
+    pub check: CheckMode,
+    /// With screendumps: check every n-th frame (they are slow).
+    pub screendump_every: u32,
+    /// Where to save checked frames as PNG (every `png_every`-th and every
     /// bad one), if anywhere.
     pub png_dir: Option<PathBuf>,
     /// Save every n-th capture.
@@ -110,223 +147,234 @@ pub struct FlowConfig {
     pub stop: Arc<AtomicBool>,
 }
 
+impl FlowConfig {
+    /// A run of `frames` frames on `display` with `renderer` and defaults
+    /// for everything else (auto path, strategy and check; FIFO; 3
+    /// buffers; no PNGs).
+    pub fn new(display: &str, renderer: RendererKind, frames: u32) -> Self {
+        FlowConfig {
+            path: SyncPath::Auto,
+            renderer,
+            frames,
+            buffers: 3,
+            display: display.into(),
+            output: OutputSpec::default(),
+            strategy: StrategyChoice::Auto,
+            mode: PresentMode::Fifo,
+            check: CheckMode::Auto,
+            screendump_every: 10,
+            png_dir: None,
+            png_every: 40,
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
 /// What stops the flow.
 #[derive(Debug, thiserror::Error)]
 pub enum FlowError {
     /// The render device failed.
     #[error("render device: {0}")]
     Render(#[from] RenderError),
+    /// The presenter failed.
+    #[error("presenter: {0}")]
+    Present(#[from] PresentError),
     /// The display failed.
     #[error("display: {0}")]
     Display(#[from] KmsError),
     /// A kernel object failed.
     #[error(transparent)]
     Device(#[from] bufsync_backends::Error),
-    /// A reservation could not be taken.
-    #[error("reservation: {0}")]
-    Reserve(#[from] bufsync::resv::ResvError),
-    /// A fence did not signal in time or signaled with an error.
-    #[error("fence: {0}")]
-    Wait(#[from] bufsync::fence::WaitError),
-    /// Writing a PNG failed.
-    #[error("saving a capture: {0}")]
+    /// Vulkan failed.
+    #[error(transparent)]
+    Vulkan(#[from] bufsync_backends::vulkan::VulkanError),
+    /// Writing a PNG or taking a screendump failed.
+    #[error("{0}")]
     Io(#[from] std::io::Error),
 }
 
-/// How long any single fence wait of the flow may take.
+/// How long any single wait of the flow may take.
 const WAIT: Duration = Duration::from_secs(5);
 
-struct Shown {
-    n: u32,
-    render: Fence,
-    out: Fence,
-    capture: Option<PendingCapture>,
+enum Renderer {
+    Vgem(VgemRenderer),
+    Vulkan(VulkanRenderer),
+}
+
+/// Builds the presenter the flow uses (the demo prints its negotiation).
+pub fn presenter(cfg: &FlowConfig) -> Result<(Presenter, RendererHandle), FlowError> {
+    let (device, renderer) = match cfg.renderer {
+        RendererKind::Vgem => {
+            let r = VgemRenderer::new()?;
+            (RenderDevice::Gem(r.device().clone()), Renderer::Vgem(r))
+        }
+        RendererKind::Vulkan => {
+            let ctx = VulkanContext::new()?;
+            let r = VulkanRenderer::new(&ctx)?;
+            (RenderDevice::Vulkan(ctx), Renderer::Vulkan(r))
+        }
+    };
+    let pcfg = PresenterConfig {
+        output: cfg.output.clone(),
+        buffers: cfg.buffers,
+        mode: cfg.mode,
+        strategy: cfg.strategy,
+        edge: cfg.path.edge(),
+        flip_timeout: WAIT,
+        ..PresenterConfig::default()
+    };
+    let p = Presenter::new(device, DisplayTarget::parse(&cfg.display), pcfg)?;
+    Ok((p, RendererHandle(renderer)))
+}
+
+/// The renderer that goes with a presenter from [`presenter`].
+pub struct RendererHandle(Renderer);
+
+enum Check {
+    None,
+    Writeback(WritebackCapture, ImageLayout),
+    Screendump(ImageLayout),
 }
 
 /// Runs the flow and reports what happened.
 pub fn run(cfg: &FlowConfig) -> Result<PathReport, FlowError> {
-    let mut scanout = Scanout::open(&cfg.display, cfg.capture)?;
-    let (w, h) = scanout.display().size();
-    let (mut renderer, frames): (Box<dyn Renderer>, _) = match cfg.renderer {
-        RendererKind::Vgem => {
-            let (r, f) = VgemRenderer::new(cfg.swapchain, w, h)?;
-            (Box::new(r), f)
-        }
-        RendererKind::Vulkan => {
-            let (r, f) = VulkanRenderer::new(cfg.swapchain, w, h)?;
-            (Box::new(r), f)
-        }
-    };
-    let fbs: Vec<Framebuffer> = frames
-        .iter()
-        .map(|f| scanout.import(f))
-        .collect::<Result<_, _>>()?;
-    let mut rep = PathReport::new(cfg.path, renderer.name(), scanout.display());
-    let capture_layout = scanout.capture_layout();
-    let mut pixels = Vec::new();
-    let mut ticket = Ticket::reservation();
-    let mut shown: Vec<Shown> = Vec::new();
-    let start = Instant::now();
-    let mut prev: Option<usize> = None;
+    let (presenter, renderer) = presenter(cfg)?;
+    run_with(cfg, presenter, renderer)
+}
 
-    for n in 0..cfg.frames {
+/// Runs the flow on a presenter made by [`presenter`].
+pub fn run_with(
+    cfg: &FlowConfig,
+    mut presenter: Presenter,
+    RendererHandle(mut renderer): RendererHandle,
+) -> Result<PathReport, FlowError> {
+    let name = match &renderer {
+        Renderer::Vgem(r) => r.name(),
+        Renderer::Vulkan(r) => r.name(),
+    };
+    let mut rep = PathReport::new(cfg, name, &presenter);
+    let (w, h) = presenter.size();
+    let row = u64::from(w) * 4;
+    let layout = ImageLayout::linear(w, h, XRGB8888, 0, row, row * u64::from(h));
+    let mut check = Check::None;
+    if cfg.check == CheckMode::Auto {
+        if presenter.display().output().writeback.is_some() {
+            let cap = WritebackCapture::new(presenter.display(), WAIT)?;
+            presenter.set_extension(Some(cap.extension()));
+            check = Check::Writeback(cap, layout.clone());
+        } else if screendump::available().is_some() && cfg.mode == PresentMode::Fifo {
+            check = Check::Screendump(layout.clone());
+        }
+    }
+    // The vgem renderer draws after present (its fence pending), unless the
+    // presenter must have the pixels first: a copy, or a software wait.
+    let draw_first = presenter.strategy().copies().is_some() || cfg.path == SyncPath::Sw;
+    let start = Instant::now();
+    for _ in 0..cfg.frames {
         if cfg.stop.load(Ordering::Relaxed) {
-            log::info!("stopping after {n} frames");
+            log::info!("stopping after {} frames", rep.frames_rendered);
             break;
         }
-        let i = n as usize % cfg.swapchain;
-        // 1-2: reserve for writing; render after the frame's readers.
+        let frame = presenter.acquire(WAIT)?;
+        let n = frame.number() as u32;
         let t = Instant::now();
-        let write = [(frames[i].reservation(), Access::Write)];
-        let mut reserved = ticket.reserve(&write, 1)?;
-        let mut book = t.elapsed();
-        let t_render = Instant::now();
-        let rendered = renderer.submit(i, n, reserved.wait_set())?;
-        rep.render_time += t_render.elapsed().saturating_sub(rendered.wait_time);
-        rep.wait_time += rendered.wait_time;
-        rep.dep_sw_waits += rendered.software_waits;
-        rep.dep_hw_waits += rendered.hardware_waits;
-        // Timestamps at signal time (enables software signaling).
-        let _ = rendered.fence.add_callback(|_| {});
-        let t = Instant::now();
-        reserved.commit(&rendered.fence);
-        book += t.elapsed();
-
-        // 3: reserve for scanout (this frame and the previous front).
-        let t = Instant::now();
-        let read_objs: Vec<_> = std::iter::once((frames[i].reservation(), Access::Read))
-            .chain(
-                prev.filter(|&p| p != i)
-                    .map(|p| (frames[p].reservation(), Access::Read)),
-            )
-            .collect();
-        // The reader's wait-set is the render fence; each path below hands
-        // it to the display (or waits for it) explicitly.
-        let reserved = ticket.reserve(&read_objs, 1)?;
-        book += t.elapsed();
-
-        let sync = match to_sync_file(&rendered.fence) {
-            Ok(s) => s,
-            Err(bufsync_backends::Error::NoSyncFile { .. }) => None,
-            Err(e) => return Err(e.into()),
-        };
-        let pending_sync = match &sync {
-            Some(s) => !s.is_signaled()?,
-            None => false,
-        };
-        let mut in_fence = None;
-        let mut software = false;
-        match cfg.path {
-            SyncPath::Hw if pending_sync => in_fence = sync.as_ref().map(|s| s.fd()),
-            SyncPath::Implicit if pending_sync || sync.is_some() => {
-                frames[i].push_fence(&rendered.fence, BufAccess::Write)?;
-                rep.implicit_pushes += 1;
+        let t_present;
+        match &mut renderer {
+            Renderer::Vgem(r) => {
+                let (done, stats) = r.begin(&frame, n)?;
+                rep.add_render(t.elapsed(), &stats);
+                if draw_first {
+                    r.finish()?;
+                }
+                t_present = Instant::now();
+                presenter.present(frame, done)?;
+                rep.present_time += t_present.elapsed();
+                // The CPU renderer draws now: a display that did not wait
+                // would show a stale or half-drawn frame.
+                r.finish()?;
             }
-            _ => software = true,
+            Renderer::Vulkan(r) => {
+                let (done, stats) = r.render(&frame, n)?;
+                rep.add_render(t.elapsed(), &stats);
+                t_present = Instant::now();
+                presenter.present(frame, done)?;
+                rep.present_time += t_present.elapsed();
+            }
         }
-        if software {
-            // The fallback: the display cannot wait for this fence itself.
-            renderer.flush()?;
-            let t = Instant::now();
-            rendered.fence.wait_timeout(WAIT)?;
-            rep.wait_time += t.elapsed();
-            rep.flip_sw_waits += 1;
-        } else if in_fence.is_some() {
-            rep.flip_hw_waits += 1;
-        }
-        let flip = scanout.flip(&fbs[i], in_fence)?;
-        let out = SyncFileFence::fence(flip.out_fence)?;
-        let _ = out.add_callback(|_| {});
-        let t = Instant::now();
-        reserved.commit(&out);
-        book += t.elapsed();
-        rep.bookkeeping.push(book);
-        // The CPU renderer draws now: a display that did not wait shows it.
-        renderer.flush()?;
         rep.frames_rendered += 1;
-        prev = Some(i);
-
-        // Check the capture of the flip before (pipelined by one frame).
-        check_last_capture(
-            &mut shown,
-            &scanout,
-            &capture_layout,
-            &mut pixels,
-            cfg,
-            &mut rep,
-        )?;
-        shown.push(Shown {
-            n,
-            render: rendered.fence.clone(),
-            out,
-            capture: flip.capture,
-        });
+        match &check {
+            Check::Writeback(cap, layout) => {
+                while let Some((f, pixels)) = cap.next(false)? {
+                    rep.check(cfg, f as u32, &pixels, layout)?;
+                }
+            }
+            Check::Screendump(layout) if n.is_multiple_of(cfg.screendump_every.max(1)) => {
+                presenter.wait_idle(WAIT)?;
+                let dump = screendump::take(WAIT * 2)?;
+                if (dump.width, dump.height) != (w, h) {
+                    rep.bad_frames.push((
+                        n,
+                        None,
+                        format!("screendump is {}x{}", dump.width, dump.height),
+                    ));
+                } else {
+                    rep.check(cfg, n, &dump.to_xrgb(), layout)?;
+                }
+            }
+            _ => {}
+        }
+        while let Some(s) = presenter.take_stats() {
+            rep.add_stats(&s);
+        }
     }
-    renderer.flush()?;
-    check_last_capture(
-        &mut shown,
-        &scanout,
-        &capture_layout,
-        &mut pixels,
-        cfg,
-        &mut rep,
-    )?;
-    scanout.settle()?;
-    for s in &shown {
-        match s.out.wait_timeout(WAIT) {
-            Ok(()) => rep.frames_presented += 1,
-            Err(e) => log::warn!("frame {}: out-fence: {e}", s.n),
+    presenter.wait_idle(WAIT)?;
+    if let Check::Writeback(cap, layout) = &check {
+        while let Some((f, pixels)) = cap.next(true)? {
+            rep.check(cfg, f as u32, &pixels, layout)?;
         }
-        if let (Some(r), Some(o)) = (s.render.timestamp(), s.out.timestamp()) {
-            rep.latency.push(o.saturating_duration_since(r));
-        }
+    }
+    while let Some(s) = presenter.take_stats() {
+        rep.add_stats(&s);
     }
     rep.elapsed = start.elapsed();
+    rep.totals = presenter.totals();
     Ok(rep)
 }
 
-/// Checks the capture of the most recent flip, if it has one not yet checked.
-fn check_last_capture(
-    shown: &mut [Shown],
-    scanout: &Scanout,
-    layout: &ImageLayout,
-    pixels: &mut Vec<u8>,
-    cfg: &FlowConfig,
-    rep: &mut PathReport,
-) -> Result<(), FlowError> {
-    match shown.last_mut() {
-        Some(s) => match s.capture.take() {
-            Some(cap) => check_capture(scanout, &cap, s.n, layout, pixels, cfg, rep),
-            None => Ok(()),
-        },
-        None => Ok(()),
-    }
-}
-
-fn check_capture(
-    scanout: &Scanout,
-    cap: &PendingCapture,
-    n: u32,
-    layout: &ImageLayout,
-    pixels: &mut Vec<u8>,
-    cfg: &FlowConfig,
-    rep: &mut PathReport,
-) -> Result<(), FlowError> {
-    scanout.read_capture(cap, pixels)?;
-    rep.captured += 1;
-    let result = check_frame(pixels, layout, n);
-    let bad = result.is_err();
-    if let Err(e) = result {
-        let seen = decode_frame_number(pixels, layout);
-        log::error!("frame {n}: capture is not frame {n} (strip says {seen:?}): {e}");
-        rep.bad_frames.push((n, seen, e.to_string()));
-    }
-    if let Some(dir) = &cfg.png_dir {
-        if bad || n % cfg.png_every.max(1) == 1 {
-            let path = dir.join(format!("{}-frame{:04}.png", cfg.path.name(), n));
-            report::save_png(&path, layout.width, layout.height, pixels)?;
-            rep.pngs.push(path);
+impl PathReport {
+    /// Checks one frame the display showed against the pattern of `n`.
+    fn check(
+        &mut self,
+        cfg: &FlowConfig,
+        n: u32,
+        pixels: &[u8],
+        layout: &ImageLayout,
+    ) -> Result<(), FlowError> {
+        self.captured += 1;
+        if self.last_checked.is_some_and(|last| n <= last) {
+            self.out_of_order += 1;
         }
+        self.last_checked = Some(n);
+        let result = check_frame(pixels, layout, n);
+        let bad = result.is_err();
+        if let Err(e) = result {
+            let seen = decode_frame_number(pixels, layout);
+            log::error!("frame {n}: capture is not frame {n} (strip says {seen:?}): {e}");
+            self.bad_frames.push((n, seen, e.to_string()));
+        }
+        if let Some(dir) = &cfg.png_dir {
+            if bad || n % cfg.png_every.max(1) == 1 {
+                let path = dir.join(format!(
+                    "{}-{}-{}-frame{:04}.png",
+                    self.display,
+                    cfg.renderer.name(),
+                    cfg.path.name(),
+                    n
+                ));
+                report::save_png(&path, layout.width, layout.height, pixels)?;
+                self.pngs.push(path);
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }

@@ -1,21 +1,27 @@
-//! The pieces of bufsync's `render_to_scanout` demo, as a library so the VM
-//! tests drive the very same flow.
+//! bufsync's demo and its checks, as a library so the VM tests drive the
+//! very same flow. Everything goes through the presenter's public API
+//! (`bufsync-present`).
 //!
-//! - [`flow`]: the per-frame ticket flow (render on device A, scan out on
-//!   display B) for the three paths: `hw` (IN_FENCE_FD), `sw` (software wait,
-//!   the fallback) and `implicit` (IMPORT_SYNC_FILE into the dma-buf);
+//! - [`flow`]: the demo's flow: render the test pattern, present it, check
+//!   what the display showed;
 //! - [`render`]: the render devices: a CPU renderer on vgem with real kernel
-//!   fences, and Vulkan (lavapipe or a real GPU);
-//! - [`scanout`]: the display side: flips with out-fences and, where the
-//!   display has a writeback connector, a capture of every frame;
-//! - [`report`]: the summary table and the PNGs;
-//! - [`stress`]: render threads and the display contending for the same
-//!   frames through tickets.
+//!   fences, and Vulkan (the compute-shader pattern);
+//! - [`check`]: the test pattern on the CPU and the frame check;
+//! - [`capture`]: what the display showed, through writeback;
+//! - [`screendump`]: what the virtual monitor showed, through qemu's QMP
+//!   `screendump` from outside the guest;
+//! - [`report`]: the summary table, the negotiations, JSON, PNGs;
+//! - [`stress`] (with [`scanout`]): render threads and the display
+//!   contending for the same frames through tickets.
 #![warn(missing_docs)]
-#![forbid(unsafe_code)]
+// Unsafe only in `render::pattern` (Vulkan calls of the test pattern).
+#![deny(unsafe_code)]
 
+pub mod capture;
+pub mod check;
 pub mod flow;
 pub mod render;
 pub mod report;
 pub mod scanout;
+pub mod screendump;
 pub mod stress;

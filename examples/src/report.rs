@@ -1,80 +1,108 @@
-//! What a run of the flow measured, as a table, and captured frames as PNG.
+//! What a run of the flow measured: a table, the negotiation per display,
+//! JSON, and checked frames as PNG.
 
-use crate::flow::SyncPath;
-use bufsync_backends::kms::Display;
 use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The figures of one path.
+use bufsync_present::{Negotiation, PresentStats, PresentTotals, Presenter};
+
+use crate::flow::{FlowConfig, SyncPath};
+use crate::render::Rendered;
+
+/// The figures of one run (one display, renderer and path).
 #[derive(Debug, Clone)]
 pub struct PathReport {
-    /// The path.
+    /// The path asked for.
     pub path: SyncPath,
     /// The render device.
     pub renderer: String,
     /// The display's driver.
     pub display: String,
+    /// The negotiation: strategy chosen, refusals.
+    pub negotiation: Negotiation,
+    /// `fifo` or `mailbox`.
+    pub mode: &'static str,
     /// The display's refresh rate (Hz).
     pub refresh_hz: f64,
-    /// Frames submitted for rendering and flipped.
+    /// Frames rendered and presented.
     pub frames_rendered: u32,
-    /// Frames whose out-fence signaled without error.
-    pub frames_presented: u32,
-    /// Time in the renderer, minus its dependency waits.
+    /// Time in the renderer (submission or drawing), minus its dependency
+    /// waits.
     pub render_time: Duration,
-    /// Time spent waiting for fences on the CPU.
+    /// Time the renderer waited for dependencies on the CPU.
     pub wait_time: Duration,
-    /// Dependencies (previous scanouts) the renderer waited in software.
+    /// Dependencies (release fences) the renderer waited in software.
     pub dep_sw_waits: u32,
     /// Dependencies the render device waited itself.
     pub dep_hw_waits: u32,
-    /// Flips where the display waited for the render fence (IN_FENCE_FD).
-    pub flip_hw_waits: u32,
-    /// Flips after a software wait for the render fence.
-    pub flip_sw_waits: u32,
-    /// Render fences pushed into the dma-buf (IMPORT_SYNC_FILE).
-    pub implicit_pushes: u32,
-    /// Runtime bookkeeping per frame (reserve, wait-set, commit ×2).
-    pub bookkeeping: Vec<Duration>,
-    /// Render-done → on-screen per frame.
+    /// Time inside `Presenter::present` (waits for the previous flip, the
+    /// render fence and copies included).
+    pub present_time: Duration,
+    /// The presenter's own CPU wait for render fences.
+    pub cpu_wait: Duration,
+    /// Render-done → on-screen per frame shown.
     pub latency: Vec<Duration>,
+    /// The presenter's totals at the end.
+    pub totals: PresentTotals,
     /// Wall time of the run.
     pub elapsed: Duration,
-    /// Flips captured through writeback and checked.
+    /// Frames checked (writeback captures or screendumps).
     pub captured: u32,
-    /// Captures that were not exactly their frame: (frame, frame number the
-    /// capture's strip shows, first mismatch).
+    /// Checks that were not exactly their frame: (frame, frame number the
+    /// strip shows, first mismatch).
     pub bad_frames: Vec<(u32, Option<u32>, String)>,
+    /// Checked frames not newer than the one checked before.
+    pub out_of_order: u32,
+    /// The last frame checked.
+    pub last_checked: Option<u32>,
     /// PNGs written.
     pub pngs: Vec<PathBuf>,
 }
 
 impl PathReport {
-    /// An empty report for `path`.
-    pub fn new(path: SyncPath, renderer: String, display: &Display) -> Self {
-        let ft = display.frame_time().as_secs_f64();
+    /// An empty report for a run of `cfg` on `presenter`.
+    pub fn new(cfg: &FlowConfig, renderer: String, presenter: &Presenter) -> Self {
+        let ft = presenter.display().frame_time().as_secs_f64();
         PathReport {
-            path,
+            path: cfg.path,
             renderer,
-            display: display.driver().to_string(),
+            display: presenter.display().driver().to_string(),
+            negotiation: presenter.negotiation().clone(),
+            mode: presenter.mode().name(),
             refresh_hz: if ft > 0.0 { 1.0 / ft } else { 0.0 },
             frames_rendered: 0,
-            frames_presented: 0,
             render_time: Duration::ZERO,
             wait_time: Duration::ZERO,
             dep_sw_waits: 0,
             dep_hw_waits: 0,
-            flip_hw_waits: 0,
-            flip_sw_waits: 0,
-            implicit_pushes: 0,
-            bookkeeping: Vec::new(),
+            present_time: Duration::ZERO,
+            cpu_wait: Duration::ZERO,
             latency: Vec::new(),
+            totals: PresentTotals::default(),
             elapsed: Duration::ZERO,
             captured: 0,
             bad_frames: Vec::new(),
+            out_of_order: 0,
+            last_checked: None,
             pngs: Vec::new(),
+        }
+    }
+
+    /// Adds one frame's rendering.
+    pub fn add_render(&mut self, spent: Duration, r: &Rendered) {
+        self.render_time += spent.saturating_sub(r.wait_time);
+        self.wait_time += r.wait_time;
+        self.dep_sw_waits += r.software_waits;
+        self.dep_hw_waits += r.hardware_waits;
+    }
+
+    /// Adds one finished frame's presenter stats.
+    pub fn add_stats(&mut self, s: &PresentStats) {
+        self.cpu_wait += s.cpu_wait;
+        if let Some(l) = s.latency {
+            self.latency.push(l);
         }
     }
 
@@ -88,10 +116,11 @@ impl PathReport {
         }
     }
 
-    /// Whether every captured frame was exactly its frame and every frame
-    /// was presented.
+    /// Whether every frame was shown (FIFO) and every check was exactly its
+    /// frame, in order.
     pub fn ok(&self) -> bool {
-        self.bad_frames.is_empty() && self.frames_presented == self.frames_rendered
+        let all_shown = self.mode != "fifo" || self.totals.shown == u64::from(self.frames_rendered);
+        self.bad_frames.is_empty() && self.out_of_order == 0 && all_shown
     }
 }
 
@@ -109,90 +138,213 @@ fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1e3)
 }
 
-/// The summary table, one row per path.
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+/// The summary table, one row per run, then how each run's frames reached
+/// the screen.
 pub fn table(reports: &[PathReport]) -> String {
     let mut t = String::new();
-    let _ = writeln!(
+    let _ =
+        writeln!(
         t,
-        "{:<9} {:<28} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8} {:>9}",
-        "path",
-        "renderer",
-        "frames",
-        "presented",
-        "render",
-        "cpu-wait",
-        "latency",
-        "latency",
-        "runtime",
-        "rate",
-        "captured",
-        "bad"
+        "{:<11} {:<5} {:<24} {:<17} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>11} {:>7} {:>4}",
+        "display", "path", "renderer", "strategy", "frames", "shown", "render", "cpu-wait",
+        "present", "lat p50", "lat p99", "rate", "checked", "bad"
     );
     let _ = writeln!(
         t,
-        "{:<9} {:<28} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8} {:>9}",
+        "{:<11} {:<5} {:<24} {:<17} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>11} {:>7} {:>4}",
+        "",
+        "",
         "",
         "",
         "",
         "",
         "ms/frame",
         "ms/frame",
-        "p50 ms",
-        "p99 ms",
-        "µs/frame",
+        "ms/frame",
+        "ms",
+        "ms",
         "fps/refresh",
         "",
-        "frames"
+        ""
     );
     for r in reports {
         let n = r.frames_rendered.max(1);
-        let book_p50 = percentile(&r.bookkeeping, 50);
+        let strategy = r
+            .negotiation
+            .chosen
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "-".into());
         let _ = writeln!(
             t,
-            "{:<9} {:<28} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9.1} {:>10} {:>8} {:>9}",
+            "{:<11} {:<5} {:<24} {:<17} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>11} {:>7} {:>4}",
+            truncate(&r.display, 11),
             r.path.name(),
-            truncate(&r.renderer, 28),
+            truncate(&r.renderer, 24),
+            truncate(&strategy, 17),
             r.frames_rendered,
-            r.frames_presented,
+            r.totals.shown,
             ms(r.render_time / n),
-            ms(r.wait_time / n),
+            ms((r.wait_time + r.cpu_wait) / n),
+            ms(r.present_time / n),
             ms(percentile(&r.latency, 50)),
             ms(percentile(&r.latency, 99)),
-            book_p50.as_secs_f64() * 1e6,
-            format!("{:.1}/{:.1}", r.rate(), r.refresh_hz),
+            format!("{:.1}/{:.0}", r.rate(), r.refresh_hz),
             r.captured,
-            r.bad_frames.len()
+            r.bad_frames.len() as u32 + r.out_of_order
         );
     }
     let _ = writeln!(t);
     for r in reports {
+        let x = &r.totals;
         let _ = writeln!(
             t,
-            "{:<9} render→display edge: {} flips waited by the display (IN_FENCE_FD), {} after a software wait, {} fences pushed into the dma-buf; \
-             previous-scanout deps: {} waited by the render device, {} in software; CPU copies of frame data: 0",
-            r.path.name(), r.flip_hw_waits, r.flip_sw_waits, r.implicit_pushes, r.dep_hw_waits, r.dep_sw_waits
+            "{} {} {}: render→display edge: {} by the display (IN_FENCE_FD), {} pushed into the buffer \
+             (IMPORT_SYNC_FILE), {} after a software wait, {} already done; release fences waited by the \
+             renderer: {} on the device, {} on the CPU; copies: {} ({} bytes on the CPU); EBUSY retries: {}; \
+             dropped: {}",
+            r.display, r.renderer, r.path.name(), x.in_fence, x.implicit, x.software, x.signaled,
+            r.dep_hw_waits, r.dep_sw_waits, x.copies, x.copy_bytes, x.busy_retries, x.dropped
         );
     }
     t
 }
 
-fn truncate(s: &str, n: usize) -> String {
-    s.chars().take(n).collect()
+/// Per display: the strategy chosen and why each earlier one was refused.
+pub fn negotiations(reports: &[PathReport]) -> String {
+    let mut seen: Vec<&Negotiation> = Vec::new();
+    let mut t = String::new();
+    for r in reports {
+        if seen.iter().any(|n| **n == r.negotiation) {
+            continue;
+        }
+        seen.push(&r.negotiation);
+        let _ = write!(t, "{}", r.negotiation);
+    }
+    t
 }
 
-/// Removes the PNGs an earlier run of `path` left in `dir` (`<path>-frame*.png`),
-/// so the directory shows this run only. A missing directory is fine.
-pub fn clear_pngs(dir: &Path, path: &str) -> io::Result<()> {
+/// A JSON string literal.
+fn js(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn negotiation_json(n: &Negotiation) -> String {
+    let refusals: Vec<String> = n
+        .refusals
+        .iter()
+        .map(|r| {
+            format!(
+                "{{\"strategy\":{},\"step\":{},\"errno\":{},\"errno_name\":{},\"reason\":{}}}",
+                js(&r.strategy.to_string()),
+                js(&r.step),
+                r.errno.map_or("null".into(), |e| e.to_string()),
+                r.errno
+                    .map_or("null".into(), |e| js(bufsync_present::errno_name(e))),
+                js(&r.reason)
+            )
+        })
+        .collect();
+    format!(
+        "{{\"display\":{},\"renderer\":{},\"format\":{},\"strategy\":{},\"modifier\":{},\"refusals\":[{}]}}",
+        js(&n.display),
+        js(&n.renderer),
+        js(&n.format.to_string()),
+        n.chosen.map_or("null".into(), |s| js(&s.to_string())),
+        n.modifier,
+        refusals.join(",")
+    )
+}
+
+/// The reports (and any runs that failed: display, renderer, path, error)
+/// as one JSON document.
+pub fn json(reports: &[PathReport], failures: &[(String, String, String, String)]) -> String {
+    let runs: Vec<String> = reports
+        .iter()
+        .map(|r| {
+            let x = &r.totals;
+            format!(
+                "{{\"display\":{},\"renderer\":{},\"path\":{},\"mode\":{},\"negotiation\":{},\
+                 \"frames\":{},\"shown\":{},\"dropped\":{},\"edges\":{{\"in_fence\":{},\"implicit\":{},\
+                 \"software\":{},\"signaled\":{}}},\"copies\":{},\"copy_bytes\":{},\"busy_retries\":{},\
+                 \"render_ms_per_frame\":{:.3},\"present_ms_per_frame\":{:.3},\"latency_ms_p50\":{:.3},\
+                 \"latency_ms_p99\":{:.3},\"rate_fps\":{:.2},\"refresh_hz\":{:.2},\"checked\":{},\
+                 \"bad\":{},\"out_of_order\":{},\"ok\":{}}}",
+                js(&r.display),
+                js(&r.renderer),
+                js(r.path.name()),
+                js(r.mode),
+                negotiation_json(&r.negotiation),
+                r.frames_rendered,
+                x.shown,
+                x.dropped,
+                x.in_fence,
+                x.implicit,
+                x.software,
+                x.signaled,
+                x.copies,
+                x.copy_bytes,
+                x.busy_retries,
+                (r.render_time / r.frames_rendered.max(1)).as_secs_f64() * 1e3,
+                (r.present_time / r.frames_rendered.max(1)).as_secs_f64() * 1e3,
+                percentile(&r.latency, 50).as_secs_f64() * 1e3,
+                percentile(&r.latency, 99).as_secs_f64() * 1e3,
+                r.rate(),
+                r.refresh_hz,
+                r.captured,
+                r.bad_frames.len(),
+                r.out_of_order,
+                r.ok()
+            )
+        })
+        .collect();
+    let failed: Vec<String> = failures
+        .iter()
+        .map(|(d, r, p, e)| {
+            format!(
+                "{{\"display\":{},\"renderer\":{},\"path\":{},\"error\":{}}}",
+                js(d),
+                js(r),
+                js(p),
+                js(e)
+            )
+        })
+        .collect();
+    format!(
+        "{{\"runs\":[{}],\"failed\":[{}],\"ok\":{}}}\n",
+        runs.join(","),
+        failed.join(","),
+        failures.is_empty() && reports.iter().all(PathReport::ok)
+    )
+}
+
+/// Removes the PNGs an earlier run left in `dir` whose names start with
+/// `prefix`, so the directory shows this run only. A missing directory is
+/// fine.
+pub fn clear_pngs(dir: &Path, prefix: &str) -> io::Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
-    let prefix = format!("{path}-frame");
     for entry in entries {
         let name = entry?.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with(&prefix) && name.ends_with(".png") {
+        if name.starts_with(prefix) && name.ends_with(".png") {
             std::fs::remove_file(dir.join(&*name))?;
         }
     }
@@ -215,4 +367,15 @@ pub fn save_png(path: &Path, width: u32, height: u32, xrgb: &[u8]) -> io::Result
         .collect();
     w.write_image_data(&rgb).map_err(io::Error::other)?;
     w.finish().map_err(io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(js("a\"b\\c\nd"), "\"a\\\"b\\\\c\\nd\"");
+        assert_eq!(js("\u{1}"), "\"\\u0001\"");
+    }
 }

@@ -21,6 +21,7 @@
 //! Every wait is bounded; a stall shows up as an error carrying
 //! [`bufsync::debug::dump`] (who holds what), never as a hang.
 
+use crate::check::{check_frame, decode_frame_number};
 use crate::flow::FlowError;
 use crate::render::vgem::{draw_pattern, XRGB8888};
 use crate::scanout::Scanout;
@@ -29,7 +30,6 @@ use bufsync::resv::{Access, Ticket};
 use bufsync_backends::dmabuf::DmaBuf;
 use bufsync_backends::kms::Framebuffer;
 use bufsync_backends::testing::VgemBuffer;
-use bufsync_backends::vulkan::{check_frame, decode_frame_number};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -120,7 +120,7 @@ struct Shared {
 /// Opens the display (with captures) and allocates the frames on vgem,
 /// imported into the display.
 fn open(cfg: &StressConfig) -> Result<(Scanout, Vec<Frame>, Vec<Framebuffer>), FlowError> {
-    let scanout = Scanout::open(&cfg.display, true)?;
+    let scanout = Scanout::open(&cfg.display)?;
     let (width, height) = scanout.display().size();
     let vgem = VgemBuffer::device()?;
     let mut frames = Vec::with_capacity(cfg.swapchain.max(3));

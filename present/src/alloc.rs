@@ -25,8 +25,24 @@ pub(crate) struct Env<'a> {
     pub width: u32,
     pub height: u32,
     pub usage: vk::ImageUsageFlags,
+    /// Made on first use (a GBM device loads Mesa's driver for the
+    /// display); `Err` holds why it could not be.
     #[cfg(feature = "gbm")]
-    pub gbm: Option<&'a bufsync_backends::dmabuf::GbmAllocator>,
+    pub gbm: &'a std::cell::OnceCell<Result<bufsync_backends::dmabuf::GbmAllocator, String>>,
+}
+
+impl Env<'_> {
+    /// The GBM device of the display, made on first use.
+    #[cfg(feature = "gbm")]
+    fn gbm(&self) -> Result<&bufsync_backends::dmabuf::GbmAllocator, &str> {
+        self.gbm
+            .get_or_init(|| {
+                bufsync_backends::dmabuf::GbmAllocator::new(self.display.device())
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(String::as_str)
+    }
 }
 
 /// What keeps a slot's memory alive besides its dma-bufs.
@@ -227,9 +243,9 @@ fn display_buffer(
         }
         #[cfg(feature = "gbm")]
         Allocator::Gbm => {
-            let gbm = env.gbm.ok_or_else(|| {
-                Refusal::check(strategy, on("gbm_create_device"), "no GBM device")
-            })?;
+            let gbm = env
+                .gbm()
+                .map_err(|e| Refusal::check(strategy, on("gbm_create_device"), e))?;
             let mods: Vec<u64> = if modifiers == [MOD_LINEAR] {
                 Vec::new()
             } else {

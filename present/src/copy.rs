@@ -67,6 +67,7 @@ pub(crate) fn gpu_copy(
     submitter: &Submitter,
     slot: &SlotBuffers,
     waits: &FenceSet,
+    timeout: Duration,
 ) -> Result<Fence, PresentError> {
     let FrameTarget::Vulkan(image) = &slot.target else {
         return Err(PresentError::Config(
@@ -81,7 +82,7 @@ pub(crate) fn gpu_copy(
         ImageLayout::from_dmabuf(slot.display.layout().expect("layout"), slot.display.size());
     let ctx = submitter.vulkan().clone();
     let deps: Vec<Wait<'_>> = waits.iter().map(Wait::Fence).collect();
-    let submitted = submitter.submit(&deps, |_, cmd| {
+    let submitted = submitter.submit(&deps, timeout, |_, cmd| {
         record_image_to_buffer_copy(&ctx, cmd, image, dst, &layout)
     })?;
     submitter.retire();

@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use bufsync::fence::{Fence, FenceError};
+use bufsync::fence::{Fence, FenceError, WaitError};
 use bufsync_backends::sync_file::SyncFile;
 use bufsync_backends::vulkan::{to_sync_file, wait_fence};
 
@@ -83,7 +83,11 @@ pub(crate) fn wait_software<'a>(
             }
             continue;
         }
-        wait_fence(f, Some(deadline.saturating_duration_since(Instant::now())))?;
+        wait_fence(f, deadline.saturating_duration_since(Instant::now())).map_err(|e| match e {
+            WaitError::TimedOut => FenceError::TimedOut,
+            WaitError::Cancelled => FenceError::Cancelled,
+            WaitError::Fence(e) => e,
+        })?;
     }
     Ok(Instant::now())
 }

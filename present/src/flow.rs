@@ -307,7 +307,7 @@ impl Presenter {
         let (slots, submitter, ctx) = (&self.slots, self.submitter.as_ref(), &self.copy_ctx);
         self.queue.copy(i, |waits| -> Result<Fence, PresentError> {
             let f = match (engine, submitter) {
-                (CopyEngine::Gpu, Some(sub)) => copy::gpu_copy(sub, &slots[i], waits)?,
+                (CopyEngine::Gpu, Some(sub)) => copy::gpu_copy(sub, &slots[i], waits, timeout)?,
                 _ => {
                     let (f, n) = copy::cpu_copy(&slots[i], i, waits, ctx, number, timeout)?;
                     bytes = n;

@@ -81,15 +81,13 @@ fn verify(env: &Env<'_>, slot: &SlotBuffers) -> Result<Result<(), KmsError>, Pre
     }
 }
 
-/// Negotiates and allocates `cfg.buffers` slots. `gbm_refusal` is why GBM
-/// is unavailable, when it was wanted and is.
+/// Negotiates and allocates `cfg.buffers` slots.
 pub(crate) fn negotiate(
     env: &Env<'_>,
     cfg: &PresenterConfig,
     mut negotiation: Negotiation,
-    gbm_ok: bool,
 ) -> Result<(Negotiation, Vec<SlotBuffers>), PresentError> {
-    for s in candidates(cfg, gbm_ok) {
+    for s in candidates(cfg, cfg!(feature = "gbm")) {
         let first = match build(env, s) {
             Ok(b) => b,
             Err(r) => {

@@ -178,29 +178,7 @@ impl Presenter {
             refusals: Vec::new(),
         };
         #[cfg(feature = "gbm")]
-        let (gbm, negotiation) = {
-            let mut negotiation = negotiation;
-            let gbm = if cfg.allocator == crate::config::AllocatorChoice::Dumb {
-                None
-            } else {
-                match bufsync_backends::dmabuf::GbmAllocator::new(display.device()) {
-                    Ok(g) => Some(g),
-                    Err(e) => {
-                        negotiation.refusals.push(crate::strategy::Refusal::device(
-                            Strategy::DisplayAlloc(crate::strategy::Allocator::Gbm),
-                            format!("gbm_create_device on {}", display.driver()),
-                            &e,
-                        ));
-                        None
-                    }
-                }
-            };
-            (gbm, negotiation)
-        };
-        #[cfg(feature = "gbm")]
-        let gbm_ok = gbm.is_some();
-        #[cfg(not(feature = "gbm"))]
-        let gbm_ok = false;
+        let gbm = std::cell::OnceCell::new();
         let mut usage = cfg.image_usage;
         if cfg.strategy != crate::config::StrategyChoice::RenderAlloc {
             // A render image may become a copy source.
@@ -214,9 +192,9 @@ impl Presenter {
             height,
             usage,
             #[cfg(feature = "gbm")]
-            gbm: gbm.as_ref(),
+            gbm: &gbm,
         };
-        let (negotiation, slots) = negotiate::negotiate(&env, &cfg, negotiation, gbm_ok)?;
+        let (negotiation, slots) = negotiate::negotiate(&env, &cfg, negotiation)?;
         let strategy = negotiation.chosen.expect("negotiated");
         let submitter = match (&render, strategy.copies()) {
             (RenderDevice::Vulkan(ctx), Some(CopyEngine::Gpu)) => Some(Submitter::new(ctx)?),

@@ -6,9 +6,9 @@
 //! with their own.
 //!
 //! Per frame (buffer `i`):
-//! 1. [`FrameQueue::acquire`]: a free buffer, the one released longest
-//!    ago, with a snapshot of what a writer must wait for (its readers:
-//!    the out-fence of the flip that took it off screen);
+//! 1. [`FrameQueue::acquire`]: a free buffer, an idle one first, else the
+//!    one released longest ago, with a snapshot of what a writer must wait
+//!    for (its readers: the out-fence of the flip that took it off screen);
 //! 2. [`FrameQueue::commit_render`]: a ticket reserves `(i, Write)` and
 //!    commits the render fence (on the render-side buffer of a copy);
 //! 3. copy strategy only, [`FrameQueue::copy`]: `(render i, Read)` +
@@ -195,23 +195,32 @@ impl<R: AsReservation> FrameQueue<R> {
         }
     }
 
-    /// Hands out the free slot released longest ago (`None` when none is
-    /// free), with the snapshot of what a writer of it must wait for (its
+    /// Hands out a free slot (`None` when none is free): one no reader or
+    /// writer uses any more if there is one, else the one released longest
+    /// ago; with the snapshot of what a writer of it must wait for (its
     /// readers and writers, signaled ones left out): [`FrameQueue::waits`].
     /// Reads the fence lists without locking (a snapshot).
     pub fn acquire(&mut self) -> Option<usize> {
         self.reclaim();
-        let i = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.state == SlotState::Free)
+        let usage = Usage::for_access(true);
+        let idle = |s: &Slot<R>| {
+            let target = s.resv.render.as_ref().unwrap_or(&s.resv.display);
+            target.as_reservation().test_signaled(usage)
+        };
+        let free = || {
+            self.slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.state == SlotState::Free)
+        };
+        let i = free()
+            .filter(|(_, s)| idle(s))
             .min_by_key(|(_, s)| s.freed)
+            .or_else(|| free().min_by_key(|(_, s)| s.freed))
             .map(|(i, _)| i)?;
         let slot = &mut self.slots[i];
         slot.state = SlotState::Acquired;
         slot.waits.clear();
-        let usage = Usage::for_access(true);
         let target = slot.resv.render.as_ref().unwrap_or(&slot.resv.display);
         for f in target.as_reservation().fences(usage).iter() {
             if !f.is_signaled() {

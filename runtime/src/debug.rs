@@ -107,7 +107,9 @@ fn live_classes() -> Vec<Arc<WwClass>> {
 
 /// The registry as text: one block per class, one line per live ticket
 /// (stamp, age, back-offs, wounded, held objects, the object waited for and
-/// for how long). Takes the registry locks one after another.
+/// for how long), then the fences the global fence engine reports as stuck
+/// (still pending past its threshold, with driver and timeline names).
+/// Takes the registry locks one after another, then the engine's.
 pub fn dump() -> String {
     let now = Instant::now();
     let mut out = String::new();
@@ -125,5 +127,6 @@ pub fn dump() -> String {
             write_ticket(&mut out, t, now);
         }
     }
+    crate::fence::engine::write_stuck(&mut out);
     out
 }

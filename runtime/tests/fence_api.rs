@@ -289,11 +289,18 @@ fn cancel_wakes_a_blocked_wait() {
 }
 
 #[test]
-fn engine_deadline_times_out_a_foreign_fence() {
+fn engine_never_signals_a_foreign_fence() {
+    let e = engine::Engine::new();
+    e.set_stuck_threshold(Duration::from_millis(1));
     let f = Fence::software(alloc_contexts(1), 1);
-    engine::watch_deadline(&f, Instant::now() + Duration::from_millis(2));
-    assert_eq!(f.wait(), Err(FenceError::TimedOut));
-    assert_eq!(f.status(), FenceStatus::Error(FenceError::TimedOut));
+    e.watch(&f);
+    e.run_once(Instant::now() + Duration::from_secs(3600));
+    assert_eq!(f.status(), FenceStatus::Pending);
+    assert_eq!(
+        f.wait_timeout(Duration::from_millis(2)),
+        Err(WaitError::TimedOut)
+    );
+    assert_eq!(e.stuck().len(), 1);
 }
 
 #[test]
@@ -304,18 +311,22 @@ fn engine_driven_by_caller_event_loop() {
     let polled = seqno_fence(&word, ctx, 1, false);
     let stuck = seqno_fence(&word, ctx, 5, false);
     let t0 = Instant::now();
-    e.watch_polled(&polled, Some(t0 + Duration::from_secs(60)));
-    e.watch_polled(&stuck, Some(t0 + Duration::from_secs(1)));
-    assert_eq!(e.watched(), 4);
+    e.watch_polled(&polled);
+    e.watch_polled(&stuck);
+    assert_eq!(e.watched(), 2);
     let next = e.run_once(t0).expect("work left");
     assert!(next > t0);
     word.store(1, Ordering::Release);
     e.run_once(t0 + Duration::from_millis(1));
     assert!(polled.is_signaled());
     assert!(!stuck.is_signaled());
-    // Past its deadline, the stuck fence is signaled with a timeout error.
-    assert_eq!(e.run_once(t0 + Duration::from_secs(2)), None);
-    assert_eq!(stuck.status(), FenceStatus::Error(FenceError::TimedOut));
+    // Long after: still pending, still polled; only its producer ends it.
+    assert!(e.run_once(t0 + Duration::from_secs(20)).is_some());
+    assert_eq!(stuck.status(), FenceStatus::Pending);
+    assert_eq!(e.watched(), 1);
+    word.store(5, Ordering::Release);
+    e.run_once(t0 + Duration::from_secs(21));
+    assert_eq!(stuck.status(), FenceStatus::Signaled);
     assert_eq!(e.watched(), 0);
 }
 
@@ -335,19 +346,6 @@ fn fence_is_send_sync_and_cheap_to_clone() {
     assert_send_sync::<Fence>();
     assert_send_sync::<CancelToken>();
     assert_eq!(std::mem::size_of::<Fence>(), std::mem::size_of::<usize>());
-}
-
-#[test]
-fn engine_default_timeout_bounds_polled_fences() {
-    let e = engine::Engine::new();
-    e.set_default_timeout(Duration::from_millis(1));
-    assert_eq!(e.default_timeout(), Duration::from_millis(1));
-    let word = Arc::new(AtomicU64::new(0));
-    let stuck = seqno_fence(&word, alloc_contexts(1), 1, false);
-    let t0 = Instant::now();
-    e.watch_polled(&stuck, None);
-    e.run_once(t0 + Duration::from_secs(1));
-    assert_eq!(stuck.status(), FenceStatus::Error(FenceError::TimedOut));
 }
 
 #[test]

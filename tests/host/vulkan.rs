@@ -8,14 +8,19 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bufsync::fence::{Fence, FenceError};
+use bufsync::fence::{Fence, FenceError, WaitError};
 use bufsync_backends::vulkan::ash::vk;
 use bufsync_backends::vulkan::{
-    check_frame, decode_frame_number, wait_fence, ExternalBuffer, ExternalImage, ImageLayout,
-    PatternRenderer, SeqnoWriter, Submitter, TimelinePoint, TimelineSemaphore, VulkanContext,
-    VulkanError, Wait, WaitPath, DRM_FORMAT_XRGB8888,
+    wait_fence, ExternalBuffer, ExternalImage, ImageLayout, QueueSync, SeqnoWriter, Submitter,
+    TimelinePoint, TimelineSemaphore, VulkanContext, VulkanError, Wait, WaitPath,
+    DRM_FORMAT_XRGB8888,
 };
+use bufsync_examples::check::{check_frame, decode_frame_number};
+use bufsync_examples::render::pattern::PatternRenderer;
 use bufsync_tests::{lavapipe, require, serial};
+
+/// Bound on waits that must succeed.
+const LONG: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `ctx_or_skip!(ctx)`: takes the serial lock and binds the lavapipe
 /// context to `ctx`, or skips the test.
@@ -63,10 +68,107 @@ fn caps_probe() {
     for key in [
         "buffer DMA_BUF",
         "binary semaphore SYNC_FD",
-        "SYNC_FD export",
         "DRM modifiers",
     ] {
         assert!(text.contains(key), "{key} missing from\n{text}");
+    }
+    // No SYNC_FD export on the host's lavapipe: the lazy probe has nothing
+    // to try and submits nothing.
+    assert_eq!(
+        ctx.sync_fd_export(),
+        bufsync_backends::vulkan::SyncFdExport::Unsupported
+    );
+}
+
+/// An application's device with queue-lock hooks: constructing the context
+/// (and a submitter) calls them never, i.e. submits nothing; every
+/// submission bufsync makes is bracketed by exactly one lock and one unlock
+/// of the application's queue, never nested.
+#[test]
+fn queue_lock_hooks_bracket_every_submit() {
+    use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+    let _serial = serial();
+    let Some(owned) = lavapipe() else {
+        require!("lavapipe (Vulkan)", false);
+        return;
+    };
+    let inst = owned.instance();
+    let prio = [1.0f32];
+    let queues = [vk::DeviceQueueCreateInfo::default()
+        .queue_family_index(owned.queue_family_index())
+        .queue_priorities(&prio)];
+    let mut v12 = vk::PhysicalDeviceVulkan12Features::default().timeline_semaphore(true);
+    let info = vk::DeviceCreateInfo::default()
+        .queue_create_infos(&queues)
+        .push_next(&mut v12);
+    // SAFETY: valid instance and physical device; pointers are locals.
+    let device = unsafe { inst.create_device(owned.physical_device(), &info, None) }.unwrap();
+    // SAFETY: the family was requested with one queue.
+    let queue = unsafe { device.get_device_queue(owned.queue_family_index(), 0) };
+    let handles = bufsync_backends::vulkan::ApplicationHandles {
+        entry: owned.entry().clone(),
+        instance: inst.clone(),
+        physical_device: owned.physical_device(),
+        device: device.clone(),
+        queue_family_index: owned.queue_family_index(),
+        queue,
+        enabled_device_extensions: Vec::new(),
+        timeline_semaphore: true,
+    };
+    let locks = Arc::new(AtomicUsize::new(0));
+    let unlocks = Arc::new(AtomicUsize::new(0));
+    let depth = Arc::new(AtomicI32::new(0));
+    let sync = {
+        let (l, u, d1, d2) = (locks.clone(), unlocks.clone(), depth.clone(), depth.clone());
+        QueueSync::hooks(
+            move |q| {
+                assert_eq!(q, queue, "another queue");
+                assert_eq!(d1.fetch_add(1, Ordering::SeqCst), 0, "nested lock");
+                l.fetch_add(1, Ordering::SeqCst);
+            },
+            move |q| {
+                assert_eq!(q, queue, "another queue");
+                assert_eq!(d2.fetch_sub(1, Ordering::SeqCst), 1, "unlock without lock");
+                u.fetch_add(1, Ordering::SeqCst);
+            },
+        )
+    };
+    {
+        // SAFETY: the handles are valid and outlive `app` (destroyed below).
+        let app = unsafe { VulkanContext::from_application(handles, sync) }.unwrap();
+        let sub = Submitter::new(&app).unwrap();
+        assert_eq!(
+            locks.load(Ordering::SeqCst),
+            0,
+            "construction touched the queue"
+        );
+        for n in 1..=5 {
+            let s = sub.submit(&[], LONG, |_, _| Ok(())).unwrap();
+            assert_eq!(locks.load(Ordering::SeqCst), n);
+            assert_eq!(unlocks.load(Ordering::SeqCst), n);
+            wait_fence(&s.fence, LONG).unwrap();
+        }
+        // Submitting from several threads: still one bracket per submit.
+        std::thread::scope(|sc| {
+            for _ in 0..4 {
+                sc.spawn(|| {
+                    for _ in 0..5 {
+                        sub.submit(&[], LONG, |_, _| Ok(())).unwrap();
+                    }
+                });
+            }
+        });
+        sub.finish(LONG).unwrap();
+        assert_eq!(locks.load(Ordering::SeqCst), 25);
+        assert_eq!(unlocks.load(Ordering::SeqCst), 25);
+        app.with_queue(|q| assert_eq!(q, queue));
+        assert_eq!(locks.load(Ordering::SeqCst), 26);
+    }
+    assert_eq!(depth.load(Ordering::SeqCst), 0);
+    // SAFETY: no object of this device is alive any more.
+    unsafe {
+        device.device_wait_idle().unwrap();
+        device.destroy_device(None);
     }
 }
 
@@ -104,7 +206,8 @@ fn context_on_application_handles() {
     };
     {
         // SAFETY: the handles are valid and outlive `app` (destroyed below).
-        let app = unsafe { VulkanContext::from_application(handles) }.unwrap();
+        let app =
+            unsafe { VulkanContext::from_application(handles, QueueSync::Application) }.unwrap();
         assert!(!app.is_owned());
         // No extension was enabled: nothing external is claimed.
         assert!(!app.caps().external_memory_fd && !app.caps().dmabuf_buffer.import);
@@ -186,20 +289,21 @@ fn cpu_wait_with_timeout() {
     let f = sem.point(1);
     let p = f.kind_as::<TimelinePoint>().unwrap();
     assert_eq!(
-        p.wait_cpu(Some(Duration::from_millis(5))),
-        Err(FenceError::TimedOut)
+        p.wait_cpu(Duration::from_millis(5)),
+        Err(WaitError::TimedOut)
     );
     assert_eq!(
-        wait_fence(&f, Some(Duration::from_millis(5))),
-        Err(FenceError::TimedOut)
+        wait_fence(&f, Duration::from_millis(5)),
+        Err(WaitError::TimedOut)
     );
-    assert!(!sem.wait(1, Some(Duration::ZERO)).unwrap());
+    assert!(!f.is_signaled(), "a waiter's timeout ended the fence");
+    assert!(!sem.wait(1, Duration::ZERO).unwrap());
     let s2 = sem.clone();
     let t = std::thread::spawn(move || s2.signal(1));
-    assert_eq!(wait_fence(&f, None), Ok(()));
+    assert_eq!(wait_fence(&f, LONG), Ok(()));
     t.join().unwrap().unwrap();
     assert!(f.is_signaled());
-    assert!(sem.wait(1, Some(Duration::ZERO)).unwrap());
+    assert!(sem.wait(1, Duration::ZERO).unwrap());
 }
 
 #[test]
@@ -246,7 +350,7 @@ fn memfd_import_render_and_check_pixels() {
     let sub = Submitter::new(&ctx).unwrap();
     for frame in [7u32, 0xdead_beef] {
         let s = sub
-            .submit(&[], |_, cmd| {
+            .submit(&[], LONG, |_, cmd| {
                 renderer.record(cmd, &target, frame);
                 Ok(())
             })
@@ -255,7 +359,7 @@ fn memfd_import_render_and_check_pixels() {
             s.sync_file.is_none(),
             "lavapipe hands out no pending sync_files"
         );
-        wait_fence(&s.fence, None).unwrap();
+        wait_fence(&s.fence, LONG).unwrap();
         let bytes = read_all(&fd, size);
         check_frame(&bytes, &layout, frame).unwrap();
         assert_eq!(decode_frame_number(&bytes, &layout), Some(frame));
@@ -328,12 +432,12 @@ fn memfd_image_render_through_storage_image() {
     let sub = Submitter::new(&ctx).unwrap();
     for frame in [3u32, 1 << 31] {
         let s = sub
-            .submit(&[], |_, cmd| {
+            .submit(&[], LONG, |_, cmd| {
                 renderer.record(cmd, &target, frame);
                 Ok(())
             })
             .unwrap();
-        wait_fence(&s.fence, None).unwrap();
+        wait_fence(&s.fence, LONG).unwrap();
         let bytes = read_all(&fd, size);
         check_frame(&bytes, target.layout(), frame).unwrap();
         assert_eq!(decode_frame_number(&bytes, target.layout()), Some(frame));
@@ -385,19 +489,23 @@ fn same_device_timeline_wait_is_done_in_hardware() {
     let dep = gate.point(1);
     let sub = Submitter::new(&ctx).unwrap();
     assert_eq!(sub.classify(&Wait::Fence(&dep)), WaitPath::TimelineHw);
-    let s = sub.submit(&[Wait::Fence(&dep)], |_, _| Ok(())).unwrap();
+    let s = sub
+        .submit(&[Wait::Fence(&dep)], LONG, |_, _| Ok(()))
+        .unwrap();
     assert_eq!(s.report.timeline_hw, 1);
     assert_eq!(s.report.software, 0);
     // The GPU cannot pass the gate: the submission stays pending.
     assert_eq!(
-        wait_fence(&s.fence, Some(Duration::from_millis(20))),
-        Err(FenceError::TimedOut)
+        wait_fence(&s.fence, Duration::from_millis(20)),
+        Err(WaitError::TimedOut)
     );
     assert!(!s.fence.is_signaled());
     gate.signal(1).unwrap();
-    wait_fence(&s.fence, None).unwrap();
+    wait_fence(&s.fence, LONG).unwrap();
     // Signaled dependencies cost nothing.
-    let s2 = sub.submit(&[Wait::Fence(&dep)], |_, _| Ok(())).unwrap();
+    let s2 = sub
+        .submit(&[Wait::Fence(&dep)], LONG, |_, _| Ok(()))
+        .unwrap();
     assert_eq!(s2.report.signaled, 1);
     s2.fence.wait().unwrap();
 }
@@ -428,14 +536,16 @@ fn render_points_have_no_sync_file_form_on_lavapipe() {
     let gate = TimelineSemaphore::new(&ctx, 0).unwrap();
     let sub = Submitter::new(&ctx).unwrap();
     let dep = gate.point(1);
-    let s = sub.submit(&[Wait::Fence(&dep)], |_, _| Ok(())).unwrap();
+    let s = sub
+        .submit(&[Wait::Fence(&dep)], LONG, |_, _| Ok(()))
+        .unwrap();
     assert!(s.sync_file.is_none());
     let p = s.fence.kind_as::<TimelinePoint>().unwrap();
     assert!(p.sync_file().is_none());
     // Pending without a sync_file form: the display must wait in software.
     assert!(bufsync_backends::vulkan::to_sync_file(&s.fence).is_err());
     gate.signal(1).unwrap();
-    wait_fence(&s.fence, None).unwrap();
+    wait_fence(&s.fence, LONG).unwrap();
     // Signaled cleanly: nothing to wait for.
     assert!(bufsync_backends::vulkan::to_sync_file(&s.fence)
         .unwrap()
@@ -452,14 +562,16 @@ fn foreign_fences_are_waited_in_software() {
         1,
     );
     assert_eq!(sub.classify(&Wait::Fence(&foreign)), WaitPath::Software);
-    let s = sub.submit(&[Wait::Fence(&foreign)], |_, _| Ok(())).unwrap();
+    let s = sub
+        .submit(&[Wait::Fence(&foreign)], LONG, |_, _| Ok(()))
+        .unwrap();
     assert!(foreign.is_signaled());
     assert_eq!(s.report.software, 1);
     s.fence.wait().unwrap();
     // A failed dependency fails the submission (nothing is submitted).
     let bad = Fence::software(bufsync::fence::alloc_contexts(1), 1);
     bad.signal_with_error(FenceError::Cancelled).unwrap();
-    let e = sub.submit(&[Wait::Fence(&bad)], |_, _| Ok(()));
+    let e = sub.submit(&[Wait::Fence(&bad)], LONG, |_, _| Ok(()));
     assert!(
         matches!(e, Err(VulkanError::Fence(FenceError::Cancelled))),
         "{e:?}"
@@ -486,7 +598,7 @@ fn gpu_writes_seqno_into_dmabuf_word() {
     let sub = Submitter::new(&ctx).unwrap();
     let dep = gate.point(1);
     let s = sub
-        .submit(&[Wait::Fence(&dep)], |dev, cmd| {
+        .submit(&[Wait::Fence(&dep)], LONG, |dev, cmd| {
             writer.record(dev, cmd, 0x1234_5678);
             Ok(())
         })
@@ -513,7 +625,7 @@ fn gpu_seqno_fence_on_memfd() {
         assert!(!fence.is_signaled());
         let dep = gate.point(u64::from(seqno));
         let s = sub
-            .submit(&[Wait::Fence(&dep)], |dev, cmd| {
+            .submit(&[Wait::Fence(&dep)], LONG, |dev, cmd| {
                 writer.record(dev, cmd, seqno);
                 Ok(())
             })
@@ -523,7 +635,7 @@ fn gpu_seqno_fence_on_memfd() {
         // The runtime learns of it from the word the GPU wrote.
         fence.wait().unwrap();
         assert_eq!(writer.word().unwrap().load(), u64::from(seqno));
-        wait_fence(&s.fence, None).unwrap();
+        wait_fence(&s.fence, LONG).unwrap();
     }
     assert!(SeqnoWriter::for_fd(&ctx, fd.as_fd(), 4096).is_err());
 }
@@ -531,7 +643,7 @@ fn gpu_seqno_fence_on_memfd() {
 #[test]
 fn checked_in_spirv_is_fresh() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let shaders = root.join("shaders");
+    let shaders = root.join("examples").join("shaders");
     let have_glslc = std::process::Command::new("glslc")
         .arg("--version")
         .output()
@@ -543,7 +655,7 @@ fn checked_in_spirv_is_fresh() {
         .arg(&out)
         .status()
         .unwrap();
-    assert!(status.success(), "shaders/build.sh failed");
+    assert!(status.success(), "examples/shaders/build.sh failed");
     let mut n = 0;
     for entry in std::fs::read_dir(&shaders).unwrap() {
         let path = entry.unwrap().path();
@@ -553,11 +665,85 @@ fn checked_in_spirv_is_fresh() {
             let checked_in = std::fs::read(shaders.join(&name)).unwrap_or_default();
             assert!(
                 fresh == checked_in,
-                "shaders/{name} is stale: run shaders/build.sh"
+                "examples/shaders/{name} is stale: run examples/shaders/build.sh"
             );
             n += 1;
         }
     }
     assert!(n > 0);
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// A dependency waited in software that never signals: the submission ends
+/// at its bound with an error naming the fence, nothing is submitted, and
+/// the queue keeps working for the next submission.
+#[test]
+fn stuck_software_dependency_fails_the_submit_at_its_bound() {
+    ctx_or_skip!(ctx);
+    let sub = Submitter::new(&ctx).unwrap();
+    let never = Fence::new(
+        Arc::new(bufsync::fence::SoftwareKind::new("app", "never")),
+        bufsync::fence::alloc_contexts(1),
+        9,
+    );
+    assert_eq!(sub.classify(&Wait::Fence(&never)), WaitPath::Software);
+    let t = std::time::Instant::now();
+    let e = sub.submit(&[Wait::Fence(&never)], Duration::from_millis(50), |_, _| {
+        Ok(())
+    });
+    let took = t.elapsed();
+    match e {
+        Err(VulkanError::DependencyPending { fence, waited }) => {
+            assert!(fence.ptr_eq(&never));
+            assert!(waited >= Duration::from_millis(50));
+            assert!(e_text(&VulkanError::DependencyPending { fence, waited }).contains("app/never"));
+        }
+        other => panic!("expected DependencyPending, got {other:?}"),
+    }
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(!never.is_signaled(), "the bound ended the fence");
+    assert_eq!(
+        sub.timeline().value().unwrap(),
+        0,
+        "something was submitted"
+    );
+    let s = sub.submit(&[], LONG, |_, _| Ok(())).unwrap();
+    assert_eq!(s.value, 1);
+    wait_fence(&s.fence, LONG).unwrap();
+}
+
+fn e_text(e: &VulkanError) -> String {
+    e.to_string()
+}
+
+/// A submission the GPU holds back on a dependency that does not signal:
+/// `finish` ends at its bound with a typed error, and dropping the
+/// submitter does not block past its drop bound (it leaks the stuck
+/// submission's objects instead of destroying them under the GPU).
+#[test]
+fn submitter_drop_is_bounded_by_a_stuck_submission() {
+    ctx_or_skip!(ctx);
+    let gate = TimelineSemaphore::new(&ctx, 0).unwrap();
+    let dep = gate.point(1);
+    let mut sub = Submitter::new(&ctx).unwrap();
+    let s = sub
+        .submit(&[Wait::Fence(&dep)], LONG, |_, _| Ok(()))
+        .unwrap();
+    assert_eq!(s.report.timeline_hw, 1);
+    assert!(matches!(
+        sub.finish(Duration::from_millis(30)),
+        Err(VulkanError::TimedOut { .. })
+    ));
+    sub.set_drop_timeout(Duration::from_millis(50));
+    let t = std::time::Instant::now();
+    drop(sub);
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "drop blocked {:?}",
+        t.elapsed()
+    );
+    assert!(!s.fence.is_signaled());
+    // Its producer finishes after all: the leaked submission completes.
+    gate.signal(1).unwrap();
+    wait_fence(&s.fence, LONG).unwrap();
 }

@@ -125,3 +125,69 @@ pub fn lavapipe() -> Option<Arc<VulkanContext>> {
         .map_err(|e| log::warn!("lavapipe context: {e}"))
         .ok()
 }
+
+/// The connector routing and CRTC activity in the kernel's atomic state
+/// of the card whose driver is `driver` (debugfs `state`): what a display's
+/// `restore` must put back. Empty when debugfs has no such card.
+pub fn display_routing(driver: &str) -> Vec<String> {
+    let dri = std::path::Path::new("/sys/kernel/debug/dri");
+    let Some(dir) = std::fs::read_dir(dri).ok().and_then(|rd| {
+        rd.filter_map(Result::ok).map(|e| e.path()).find(|p| {
+            std::fs::read_to_string(p.join("name"))
+                .is_ok_and(|n| n.split_whitespace().next() == Some(driver))
+        })
+    }) else {
+        return Vec::new();
+    };
+    let state = std::fs::read_to_string(dir.join("state")).unwrap_or_default();
+    let mut out = Vec::new();
+    let mut section = String::new();
+    for line in state.lines() {
+        if !line.starts_with('\t') {
+            section = line.trim_end_matches(':').to_string();
+        } else {
+            let l = line.trim();
+            let keep = (section.starts_with("connector") && l.starts_with("crtc="))
+                || (section.starts_with("crtc")
+                    && (l.starts_with("enable=") || l.starts_with("active=")));
+            if keep {
+                out.push(format!("{section}: {l}"));
+            }
+        }
+    }
+    out
+}
+
+/// Takes the displays for test `test` (one CRTC each: one flow at a time);
+/// `None` (the test skips, loudly) without DRM devices outside the VM.
+pub fn take_displays(test: &str) -> Option<MutexGuard<'static, ()>> {
+    let guard = serial();
+    require(
+        test,
+        "vkms, virtio_gpu, vgem and lavapipe",
+        std::path::Path::new("/dev/dri").exists(),
+    )
+    .then_some(guard)
+}
+
+/// The display state to compare with after a test: the routing after a
+/// plain open and close of the display (when the card's last fd closes,
+/// the kernel's fbdev emulation puts its console on the output).
+pub fn routing_at_rest(driver: &str) -> Vec<String> {
+    drop(bufsync_backends::kms::Display::open_by_driver(driver));
+    display_routing(driver)
+}
+
+/// Waits (up to 1 s) for the fence reactor to let go of every fd it was
+/// watching (fences that signaled a moment ago), then counts fds.
+pub fn settled_fds() -> usize {
+    if let Ok(reactor) = bufsync_backends::reactor::global() {
+        for _ in 0..100 {
+            if reactor.pending() == 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+    open_fds()
+}

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use bufsync::fence::{FenceError, FenceStatus, WaitError};
+use bufsync::resv::{Access, Reservation, ResvWaitError, Ticket, Usage};
 use bufsync_backends::sync_file::{merge_to_sync_file, to_sync_file, SyncFile, SyncFileFence};
 use bufsync_backends::testing::SwSyncTimeline;
 use bufsync_backends::Error;
@@ -138,24 +139,58 @@ fn sync_file_fence_wakes_through_reactor() {
     assert!(bufsync_backends::reactor::global().unwrap().pending() < 1000);
 }
 
-/// A foreign fence that never signals: a bounded wait ends with a timeout
-/// error, and an engine deadline signals it with `TimedOut`.
+/// A sw_sync fence kept pending for 3x the stuck threshold, then signaled:
+/// bounded waits time out meanwhile (the fence stays pending: nobody but its
+/// producer ends it), a reservation holding it never lets a writer through
+/// early, it is reported as stuck; after the signal everything proceeds.
 #[test]
-fn never_signaled_fence_is_bounded() {
+fn pending_fence_stays_pending_until_its_producer_signals() {
     require!("sw_sync", sw_sync());
+    let threshold = Duration::from_millis(100);
+    bufsync::fence::engine::global().set_stuck_threshold(threshold);
     let tl = SwSyncTimeline::new().unwrap();
-    let file = tl.create_fence(1, "never").unwrap();
-    let fence =
-        SyncFileFence::fence_with_deadline(file, Some(Instant::now() + Duration::from_millis(200)))
-            .unwrap();
-    assert_eq!(
-        fence.wait_timeout(Duration::from_millis(20)),
-        Err(WaitError::TimedOut)
-    );
-    assert_eq!(
-        fence.wait_timeout(LONG),
-        Err(WaitError::Fence(FenceError::TimedOut))
-    );
+    let fence = SyncFileFence::fence(tl.create_fence(1, "held").unwrap()).unwrap();
+    let resv = Reservation::new();
+    {
+        let mut g = resv.lock_alone();
+        g.reserve_fences(1).unwrap();
+        g.add_fence(&fence, Usage::Write);
+    }
+    let until = Instant::now() + threshold * 3 + Duration::from_millis(50);
+    let mut rounds = 0;
+    while Instant::now() < until {
+        rounds += 1;
+        assert_eq!(
+            fence.wait_timeout(Duration::from_millis(20)),
+            Err(WaitError::TimedOut)
+        );
+        assert_eq!(fence.status(), FenceStatus::Pending);
+        match resv.wait(Usage::Read, Some(Duration::from_millis(10))) {
+            Err(ResvWaitError::Pending { fence: f, .. }) => assert!(f.ptr_eq(&fence)),
+            other => panic!("expected Pending, got {other:?}"),
+        }
+        let mut ticket = Ticket::reservation();
+        let list = [(&resv, Access::Write)];
+        let mut r = ticket.reserve(&list, 1).unwrap();
+        assert!(
+            r.wait_set().iter().any(|f| f.ptr_eq(&fence)),
+            "a writer got through early"
+        );
+    }
+    assert!(rounds >= 3);
+    let dump = bufsync::debug::dump();
+    assert!(dump.contains("sw_sync/"), "not reported as stuck: {dump}");
+    tl.inc(1).unwrap();
+    fence.wait_timeout(LONG).unwrap();
+    resv.wait(Usage::Read, Some(LONG)).unwrap();
+    let mut ticket = Ticket::reservation();
+    let list = [(&resv, Access::Write)];
+    let mut r = ticket.reserve(&list, 1).unwrap();
+    assert!(r.wait_set().is_empty());
+    drop(r);
+    assert!(!bufsync::debug::dump().contains("sw_sync/"));
+    bufsync::fence::engine::global()
+        .set_stuck_threshold(bufsync::fence::engine::DEFAULT_STUCK_THRESHOLD);
 }
 
 /// Export: a runtime fence with a sync_file form gives one (merged for

@@ -6,17 +6,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bufsync::fence::FenceError;
+use bufsync::fence::WaitError;
 use bufsync_backends::dmabuf::{Access, DmaBuf};
 use bufsync_backends::sync_file::SyncFileFence;
 use bufsync_backends::testing::VgemBuffer;
 use bufsync_backends::vulkan::ash::vk;
 use bufsync_backends::vulkan::{
-    check_frame, decode_frame_number, wait_fence, ExternalBuffer, ExternalImage, ImageLayout,
-    PatternRenderer, SeqnoWriter, Submitter, SyncFdExport, TimelineSemaphore, Wait, WaitPath,
-    DRM_FORMAT_MOD_LINEAR, DRM_FORMAT_XRGB8888,
+    wait_fence, ExternalBuffer, ExternalImage, ImageLayout, SeqnoWriter, Submitter, SyncFdExport,
+    TimelineSemaphore, Wait, WaitPath, DRM_FORMAT_MOD_LINEAR, DRM_FORMAT_XRGB8888,
 };
+use bufsync_examples::check::{check_frame, decode_frame_number};
+use bufsync_examples::render::pattern::PatternRenderer;
 use bufsync_tests::{has_driver, lavapipe, require, serial};
+
+/// Bound on waits that must succeed.
+const LONG: std::time::Duration = std::time::Duration::from_secs(10);
 
 const W: u32 = 128;
 const H: u32 = 48;
@@ -50,16 +54,16 @@ fn read_dmabuf(buf: &DmaBuf) -> Vec<u8> {
 fn render(
     sub: &Submitter,
     renderer: &PatternRenderer,
-    target: &bufsync_backends::vulkan::RenderTarget,
+    target: &bufsync_examples::render::pattern::RenderTarget,
     frame: u32,
 ) {
     let s = sub
-        .submit(&[], |_, cmd| {
+        .submit(&[], LONG, |_, cmd| {
             renderer.record(cmd, target, frame);
             Ok(())
         })
         .unwrap();
-    wait_fence(&s.fence, None).unwrap();
+    wait_fence(&s.fence, LONG).unwrap();
 }
 
 #[test]
@@ -80,26 +84,30 @@ fn sync_fd_export_probe() {
     exporting_lavapipe!(ctx);
     let caps = ctx.caps();
     require!("SYNC_FD semaphore export", caps.sync_fd_semaphore.export);
-    // The probe decided by trying, and reached a verdict.
-    assert_ne!(caps.sync_fd_export, SyncFdExport::Unsupported, "{caps}");
-    log::info!("SYNC_FD export: {:?}", caps.sync_fd_export);
+    // The probe decided by trying (on this first need), and reached a verdict.
+    assert_ne!(ctx.sync_fd_export(), SyncFdExport::Unsupported, "{caps}");
+    log::info!("SYNC_FD export: {:?}", ctx.sync_fd_export());
     // What submissions do follows the verdict: a pending sync_file while the
     // work is held back, or none at all.
     let gate = TimelineSemaphore::new(&ctx, 0).unwrap();
     let dep = gate.point(1);
     let sub = Submitter::new(&ctx).unwrap();
-    if caps.sync_file_out() {
-        let s = sub.submit(&[Wait::Fence(&dep)], |_, _| Ok(())).unwrap();
+    if ctx.sync_file_out() {
+        let s = sub
+            .submit(&[Wait::Fence(&dep)], LONG, |_, _| Ok(()))
+            .unwrap();
         let sf = s.sync_file.as_ref().expect("a pending sync_file");
         assert!(!sf.is_signaled().unwrap());
         gate.signal(1).unwrap();
         sf.wait(Duration::from_secs(10)).unwrap();
-        wait_fence(&s.fence, None).unwrap();
+        wait_fence(&s.fence, LONG).unwrap();
     } else {
         gate.signal(1).unwrap();
-        let s = sub.submit(&[Wait::Fence(&dep)], |_, _| Ok(())).unwrap();
+        let s = sub
+            .submit(&[Wait::Fence(&dep)], LONG, |_, _| Ok(()))
+            .unwrap();
         assert!(s.sync_file.is_none());
-        wait_fence(&s.fence, None).unwrap();
+        wait_fence(&s.fence, LONG).unwrap();
     }
 }
 
@@ -223,7 +231,7 @@ fn gpu_waits_on_pending_vgem_sync_file() {
     let sub = Submitter::new(&ctx).unwrap();
     assert_eq!(sub.classify(&Wait::from(&pending)), WaitPath::SyncFileHw);
     let s = sub
-        .submit(&[Wait::from(&pending)], |_, cmd| {
+        .submit(&[Wait::from(&pending)], LONG, |_, cmd| {
             renderer.record(cmd, &target, 77);
             Ok(())
         })
@@ -232,12 +240,12 @@ fn gpu_waits_on_pending_vgem_sync_file() {
     assert_eq!(s.report.software, 0);
     // The submit returned at once; the GPU holds the work back.
     assert_eq!(
-        wait_fence(&s.fence, Some(Duration::from_millis(200))),
-        Err(FenceError::TimedOut)
+        wait_fence(&s.fence, Duration::from_millis(200)),
+        Err(WaitError::TimedOut)
     );
     assert!(!s.fence.is_signaled());
     fence.signal().unwrap();
-    wait_fence(&s.fence, None).unwrap();
+    wait_fence(&s.fence, LONG).unwrap();
     check_frame(&read_dmabuf(&dmabuf), &layout, 77).unwrap();
 }
 
@@ -254,7 +262,7 @@ fn gpu_written_seqno_fence() {
         let fence = writer.fence(seqno).unwrap();
         let dep = gate.point(u64::from(seqno));
         let s = sub
-            .submit(&[Wait::Fence(&dep)], |dev, cmd| {
+            .submit(&[Wait::Fence(&dep)], LONG, |dev, cmd| {
                 writer.record(dev, cmd, seqno);
                 Ok(())
             })
@@ -266,7 +274,7 @@ fn gpu_written_seqno_fence() {
         fence.wait().unwrap();
         let b = read_dmabuf(&dmabuf);
         assert_eq!(u32::from_ne_bytes([b[64], b[65], b[66], b[67]]), seqno);
-        wait_fence(&s.fence, None).unwrap();
+        wait_fence(&s.fence, LONG).unwrap();
     }
 }
 
@@ -285,10 +293,12 @@ fn sync_file_fence_is_waited_on_the_gpu() {
     let runtime = SyncFileFence::fence(dmabuf.export_sync_file(Access::Read).unwrap()).unwrap();
     let sub = Submitter::new(&ctx).unwrap();
     assert_eq!(sub.classify(&Wait::Fence(&runtime)), WaitPath::SyncFileHw);
-    let s = sub.submit(&[Wait::Fence(&runtime)], |_, _| Ok(())).unwrap();
+    let s = sub
+        .submit(&[Wait::Fence(&runtime)], LONG, |_, _| Ok(()))
+        .unwrap();
     assert_eq!(s.report.sync_file_hw, 1, "{:?}", s.report);
     assert!(!s.fence.is_signaled());
     vfence.signal().unwrap();
-    wait_fence(&s.fence, None).unwrap();
+    wait_fence(&s.fence, LONG).unwrap();
     runtime.wait().unwrap();
 }

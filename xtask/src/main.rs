@@ -18,6 +18,7 @@ mod capi;
 mod demo;
 mod layout;
 mod process;
+mod qmp;
 mod results;
 mod setup;
 mod setup_check;

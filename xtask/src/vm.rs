@@ -7,12 +7,20 @@
 //! `sw_sync` are loaded; udmabuf and the system DMA heap are built in.
 //!
 //! The command's output comes back on a virtio console (our stdout); its exit
-//! status through a file in the run directory. A guest that gives no status or
+//! status through a file in the run directory.
+//!
+//! What the guest's virtio-gpu monitor shows can be asked from inside: qemu
+//! runs with a QMP socket in the run directory, and the guest (which sees
+//! the run directory at the same path, `BUFSYNC_VM_RUN`) drops a request
+//! `screendump/N.req` holding an output path; this process polls for
+//! requests while the guest runs, sends QMP `screendump` and answers with
+//! `screendump/N.done` (`ok` or the error). See `qmp`. A guest that gives no status or
 //! outlives its timeout is killed and reported with the tail of its console
 //! log. qemu gets SIGKILL if xtask dies (PR_SET_PDEATHSIG), so none outlives
 //! the command, also on Ctrl-C.
 
 use crate::layout::{self};
+use crate::qmp::Qmp;
 use crate::setup;
 use std::fmt::Write as _;
 use std::fs;
@@ -102,6 +110,9 @@ pub fn run(opts: &VmOptions, cmd: &[String]) -> io::Result<i32> {
     )?;
 
     let console = run_dir.join("console.log");
+    let screendumps = run_dir.join("screendump");
+    fs::create_dir_all(&screendumps)?;
+    let qmp_socket = run_dir.join("qmp.sock");
     let mut qemu = Command::new("qemu-system-x86_64");
     qemu.args([
         "-accel",
@@ -150,6 +161,8 @@ pub fn run(opts: &VmOptions, cmd: &[String]) -> io::Result<i32> {
     if opts.virtio_gpu {
         qemu.args(["-device", "virtio-gpu-pci"]);
     }
+    qemu.arg("-qmp")
+        .arg(format!("unix:{},server=on,wait=off", qmp_socket.display()));
     qemu.stdin(Stdio::null())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit());
@@ -168,10 +181,12 @@ pub fn run(opts: &VmOptions, cmd: &[String]) -> io::Result<i32> {
         .map_err(|e| io::Error::other(format!("cannot start qemu: {e}")))?;
     let started = run_dir.join("started");
     let mut first_cmd_at = None;
+    let mut qmp: Option<Qmp> = None;
     let status = loop {
         if let Some(s) = child.try_wait()? {
             break Some(s);
         }
+        serve_screendumps(&screendumps, &qmp_socket, &mut qmp);
         if first_cmd_at.is_none() && started.exists() {
             first_cmd_at = Some(start.elapsed());
         }
@@ -216,6 +231,38 @@ pub fn run(opts: &VmOptions, cmd: &[String]) -> io::Result<i32> {
         eprintln!("xtask vm: run directory kept: {}", run_dir.display());
     }
     Ok(code)
+}
+
+/// Answers the guest's screendump requests (`N.req` holding the output
+/// path) with `N.done`: `ok`, or what went wrong.
+fn serve_screendumps(dir: &Path, socket: &Path, qmp: &mut Option<Qmp>) {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return;
+    };
+    for req in rd.filter_map(|e| e.ok().map(|e| e.path())) {
+        if req.extension().is_none_or(|x| x != "req") {
+            continue;
+        }
+        let Ok(target) = fs::read_to_string(&req) else {
+            continue;
+        };
+        let _ = fs::remove_file(&req);
+        let answer = match qmp_screendump(socket, qmp, Path::new(target.trim())) {
+            Ok(()) => "ok".to_string(),
+            Err(e) => {
+                *qmp = None;
+                e.to_string()
+            }
+        };
+        let _ = fs::write(req.with_extension("done"), answer);
+    }
+}
+
+fn qmp_screendump(socket: &Path, qmp: &mut Option<Qmp>, out: &Path) -> io::Result<()> {
+    if qmp.is_none() {
+        *qmp = Some(Qmp::connect(socket)?);
+    }
+    qmp.as_mut().expect("connected").screendump(out)
 }
 
 fn new_run_dir() -> io::Result<PathBuf> {
@@ -285,6 +332,11 @@ fn guest_script(opts: &VmOptions, run_dir: &Path, cwd: &Path, cmd: &[String]) ->
         env.push((k, v));
     }
     env.push(("BUFSYNC_IN_VM".into(), "1".into()));
+    env.retain(|(k, _)| k != "BUFSYNC_VM_RUN");
+    env.push((
+        "BUFSYNC_VM_RUN".into(),
+        run_dir.to_string_lossy().into_owned(),
+    ));
     env.extend(opts.env.iter().cloned());
     for (k, v) in env {
         let _ = writeln!(s, "export {k}={}", quote(&v));

@@ -61,9 +61,11 @@ impl DmaBuf {
         self.reservation()
             .wait(usage, Some(timeout))
             .map_err(|e| match e {
-                bufsync::fence::WaitError::Fence(f) => Error::Fence(f),
-                _ => Error::TimedOut {
+                bufsync::resv::ResvWaitError::Fence(f) => Error::Fence(f),
+                bufsync::resv::ResvWaitError::Pending { fence, waited } => Error::Pending {
                     what: "dma-buf runtime fences",
+                    fence,
+                    waited,
                 },
             })?;
         self.wait_idle(access, deadline.saturating_duration_since(Instant::now()))?;

@@ -6,7 +6,8 @@
 //! them through a temporary binary syncobj (the `drm` crate hard-codes
 //! point 0 and handle 0, so the raw ioctls are used). Software signaling
 //! of a point registers an eventfd (`DRM_IOCTL_SYNCOBJ_EVENTFD`) with the
-//! shared reactor.
+//! shared reactor, with no deadline: only the kernel ends the fence (the
+//! runtime engine reports it if it stays pending past its threshold).
 //!
 //! Locking: a `Syncobj` is a handle on a device and needs no lock; the
 //! kind keeps its reactor token in a mutex taken briefly.
@@ -276,23 +277,20 @@ impl FenceKind for SyncobjPoint {
         let reactor = reactor::global().map_err(to_errno)?;
         let efd: Arc<OwnedFd> =
             Arc::new(self.syncobj.eventfd(self.point, false).map_err(to_errno)?);
-        let deadline = Instant::now() + engine::global().default_timeout();
         let waiter = fence.clone();
         let token = reactor
-            .register(efd, Some(deadline), move |outcome| {
-                let _ = match outcome {
-                    Outcome::Ready => {
-                        let status = waiter.kind_as::<SyncobjPoint>().map_or(1, |k| k.status());
-                        match FenceError::from_errno(status) {
-                            Some(e) => waiter.signal_with_error(e),
-                            None => waiter.signal(),
-                        }
-                    }
-                    Outcome::Expired => waiter.signal_with_error(FenceError::TimedOut),
-                };
+            .register(efd, None, move |outcome| {
+                if outcome == Outcome::Ready {
+                    let status = waiter.kind_as::<SyncobjPoint>().map_or(1, |k| k.status());
+                    let _ = match FenceError::from_errno(status) {
+                        Some(e) => waiter.signal_with_error(e),
+                        None => waiter.signal(),
+                    };
+                }
             })
             .map_err(to_errno)?;
         *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
+        engine::watch(fence);
         let _ = fence.add_callback(|f| {
             if let Some(kind) = f.kind_as::<SyncobjPoint>() {
                 if let Some(token) = kind.token.lock().unwrap_or_else(|e| e.into_inner()).take() {

@@ -2,10 +2,12 @@
 //! back (a runtime fence exported as a sync_file when it has one).
 //!
 //! `is_signaled` polls the fd; software signaling registers the fd with the
-//! shared [`reactor`](crate::reactor) with a deadline (default: the
-//! runtime engine's foreign-fence timeout) at which the fence signals with
-//! `TimedOut`; a fence signaled any other way cancels its reactor entry. An error status from
-//! `SYNC_IOC_FILE_INFO` becomes the runtime fence's error.
+//! shared [`reactor`](crate::reactor), with no deadline: only the kernel
+//! ends the fence (a waiter bounds its own wait), and the runtime engine
+//! watches it so that one stuck past its threshold is reported. A fence
+//! signaled any other way cancels its reactor entry. The error status the
+//! kernel sets (`SYNC_IOC_FILE_INFO`) becomes the runtime fence's error;
+//! bufsync never invents one.
 //!
 //! Locking: the kind holds immutable data plus the reactor token in a
 //! mutex taken briefly by `enable_signaling` and the fence callback; no
@@ -13,9 +15,8 @@
 
 use std::any::Any;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
-use bufsync::fence::{alloc_contexts, engine, Fence, FenceError, FenceKind};
+use bufsync::fence::{alloc_contexts, engine, Fence, FenceError, FenceKind, FenceStatus};
 
 use super::SyncFile;
 use crate::error::{Error, Result};
@@ -27,21 +28,13 @@ pub struct SyncFileFence {
     file: Arc<SyncFile>,
     driver: String,
     timeline: String,
-    deadline: Option<Instant>,
     token: Mutex<Option<Token>>,
 }
 
 impl SyncFileFence {
-    /// A runtime fence over `file`, on a fresh context, with seqno 1. Its
-    /// life is bounded by the engine's default foreign-fence timeout from
-    /// the moment software signaling is enabled.
+    /// A runtime fence over `file`, on a fresh context, with seqno 1. It
+    /// stays pending until the kernel signals the sync_file.
     pub fn fence(file: SyncFile) -> Result<Fence> {
-        Self::fence_with_deadline(file, None)
-    }
-
-    /// Like [`fence`](Self::fence), with an explicit deadline at which the
-    /// fence signals with [`FenceError::TimedOut`] if still pending.
-    pub fn fence_with_deadline(file: SyncFile, deadline: Option<Instant>) -> Result<Fence> {
         let info = file.info()?;
         let (driver, timeline) = match info.fences.as_slice() {
             [one] => (one.driver_name.clone(), one.timeline_name.clone()),
@@ -62,7 +55,6 @@ impl SyncFileFence {
             file: Arc::new(file),
             driver,
             timeline,
-            deadline,
             token: Mutex::new(None),
         });
         let fence = Fence::new(kind, alloc_contexts(1), 1);
@@ -110,35 +102,23 @@ impl FenceKind for SyncFileFence {
             log::error!("{e}");
             FenceError::Errno(rustix::io::Errno::NOMEM.raw_os_error())
         })?;
-        let deadline = self
-            .deadline
-            .unwrap_or_else(|| Instant::now() + engine::global().default_timeout());
         let waiter = fence.clone();
         let token = reactor
-            .register(
-                self.file.clone(),
-                Some(deadline),
-                move |outcome| match outcome {
-                    Outcome::Ready => {
-                        let status = waiter
-                            .kind_as::<SyncFileFence>()
-                            .map_or(1, |k| k.error_status());
-                        complete(&waiter, status);
-                    }
-                    Outcome::Expired => {
-                        if waiter.signal_with_error(FenceError::TimedOut).is_ok() {
-                            log::warn!(
-                                "sync_file fence ({}) passed its deadline: timed out",
-                                waiter.timeline_name()
-                            );
-                        }
-                    }
-                },
-            )
+            .register(self.file.clone(), None, move |outcome| match outcome {
+                Outcome::Ready => {
+                    let status = waiter
+                        .kind_as::<SyncFileFence>()
+                        .map_or(1, |k| k.error_status());
+                    complete(&waiter, status);
+                }
+                // No deadline was given: never expires.
+                Outcome::Expired => {}
+            })
             .map_err(|e| {
                 FenceError::Errno(e.errno().unwrap_or(rustix::io::Errno::INVAL.raw_os_error()))
             })?;
         *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
+        engine::watch(fence);
         // Signaled another way first (a poll, a direct signal): the reactor
         // entry goes at once, and with it its hold on the fd.
         let _ = fence.add_callback(|f| {
@@ -175,40 +155,56 @@ impl FenceKind for SyncFileFence {
 }
 
 /// The sync_file form of a runtime fence, if it has one: `Ok(None)` when
-/// it signaled cleanly (nothing to wait for), a dup of the fd for a
-/// [`SyncFileFence`], a syncobj point's exported sync_file for a
-/// [`SyncobjPoint`](crate::drm::SyncobjPoint); [`Error::NoSyncFile`] for a
-/// pending fence of another kind (wait for it in software instead).
+/// it signaled cleanly (nothing to wait for), [`Error::Fence`] when it
+/// signaled with an error, a dup of the fd for a pending [`SyncFileFence`]
+/// (with the error its file carries), a syncobj point's exported sync_file
+/// for a [`SyncobjPoint`](crate::drm::SyncobjPoint); [`Error::NoSyncFile`]
+/// for a pending fence of another kind (wait for it in software instead).
 pub fn to_sync_file(fence: &Fence) -> Result<Option<SyncFile>> {
+    match fence.status() {
+        FenceStatus::Signaled => return Ok(None),
+        FenceStatus::Error(e) => return Err(Error::Fence(e)),
+        FenceStatus::Pending => {}
+    }
     if let Some(k) = fence.kind_as::<SyncFileFence>() {
         return k.file.try_clone().map(Some);
     }
     if let Some(p) = fence.kind_as::<crate::drm::SyncobjPoint>() {
         return p.export_sync_file().map(Some);
     }
-    match fence.status() {
-        bufsync::fence::FenceStatus::Signaled => Ok(None),
-        bufsync::fence::FenceStatus::Error(e) => Err(Error::Fence(e)),
-        bufsync::fence::FenceStatus::Pending => Err(Error::NoSyncFile {
-            driver: fence.driver_name().to_owned(),
-        }),
-    }
+    Err(Error::NoSyncFile {
+        driver: fence.driver_name().to_owned(),
+    })
 }
 
 /// One sync_file for several runtime fences (`SYNC_IOC_MERGE` of their
-/// sync_file parts); `Ok(None)` when all signaled cleanly.
+/// sync_file parts); `Ok(None)` when all signaled cleanly. Errors survive:
+/// a fence that already failed is carried by the result (the first error
+/// wins), or is the error when nothing else is pending.
 pub fn merge_to_sync_file<'a>(
     fences: impl IntoIterator<Item = &'a Fence>,
     name: &str,
 ) -> Result<Option<SyncFile>> {
     let mut acc: Option<SyncFile> = None;
+    // The first error in list order, already failed or carried by a part.
+    let mut first: Option<FenceError> = None;
     for f in fences {
-        if let Some(part) = to_sync_file(f)? {
-            acc = Some(match acc {
-                None => part,
-                Some(prev) => prev.merge(&part, name)?,
-            });
+        match to_sync_file(f) {
+            Ok(Some(part)) => {
+                first = first.or(part.carried_error());
+                acc = Some(match acc {
+                    None => part,
+                    Some(prev) => prev.merge(&part, name)?,
+                });
+            }
+            Ok(None) => {}
+            Err(Error::Fence(e)) => first = first.or(Some(e)),
+            Err(e) => return Err(e),
         }
     }
-    Ok(acc)
+    match (acc, first) {
+        (Some(file), first) => Ok(Some(file.with_carried(first))),
+        (None, Some(e)) => Err(Error::Fence(e)),
+        (None, None) => Ok(None),
+    }
 }

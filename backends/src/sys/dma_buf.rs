@@ -51,9 +51,8 @@ pub const IOCTL_IMPORT_SYNC_FILE: rustix::ioctl::Opcode =
 
 /// `DMA_BUF_IOCTL_SYNC` with raw `flags` (START/END | READ/WRITE).
 pub fn sync(dmabuf: BorrowedFd<'_>, flags: u64) -> io::Result<()> {
-    let mut arg = dma_buf_sync { flags };
     // SAFETY: `dma_buf_sync` matches the uapi struct of this opcode.
-    unsafe { super::call(dmabuf, IOCTL_SYNC, &mut arg) }.map(drop)
+    unsafe { super::set::<IOCTL_SYNC, _>(dmabuf, dma_buf_sync { flags }) }
 }
 
 /// `DMA_BUF_IOCTL_EXPORT_SYNC_FILE`: a sync_file snapshot of the fences a
@@ -61,7 +60,7 @@ pub fn sync(dmabuf: BorrowedFd<'_>, flags: u64) -> io::Result<()> {
 pub fn export_sync_file(dmabuf: BorrowedFd<'_>, flags: u32) -> io::Result<OwnedFd> {
     let mut arg = dma_buf_sync_file { flags, fd: -1 };
     // SAFETY: `dma_buf_sync_file` matches `struct dma_buf_export_sync_file`.
-    unsafe { super::call(dmabuf, IOCTL_EXPORT_SYNC_FILE, &mut arg) }?;
+    unsafe { super::update::<IOCTL_EXPORT_SYNC_FILE, _>(dmabuf, &mut arg) }?;
     // SAFETY: on success the kernel installed a new fd that we now own.
     unsafe { super::owned(arg.fd) }
 }
@@ -73,12 +72,12 @@ pub fn import_sync_file(
     flags: u32,
     sync: BorrowedFd<'_>,
 ) -> io::Result<()> {
-    let mut arg = dma_buf_sync_file {
+    let arg = dma_buf_sync_file {
         flags,
         fd: sync.as_raw_fd(),
     };
     // SAFETY: `dma_buf_sync_file` matches `struct dma_buf_import_sync_file`.
-    unsafe { super::call(dmabuf, IOCTL_IMPORT_SYNC_FILE, &mut arg) }.map(drop)
+    unsafe { super::set::<IOCTL_IMPORT_SYNC_FILE, _>(dmabuf, arg) }
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ pub fn alloc(heap: BorrowedFd<'_>, len: u64) -> io::Result<OwnedFd> {
         heap_flags: 0,
     };
     // SAFETY: the struct matches the uapi header for this opcode.
-    unsafe { super::call(heap, IOCTL_ALLOC, &mut arg) }?;
+    unsafe { super::update::<IOCTL_ALLOC, _>(heap, &mut arg) }?;
     // SAFETY: on success the kernel installed a new fd that we now own.
     unsafe { super::owned(arg.fd as i32) }
 }

@@ -94,14 +94,13 @@ pub fn syncobj_destroy(dev: BorrowedFd<'_>, handle: u32) -> io::Result<()> {
     drm_ffi::syncobj::destroy(dev, handle).map(drop)
 }
 
-fn syncobj_handle_ioctl(
+fn syncobj_handle_ioctl<const OPCODE: rustix::ioctl::Opcode>(
     dev: BorrowedFd<'_>,
-    op: rustix::ioctl::Opcode,
     arg: &mut drm_syncobj_handle,
 ) -> io::Result<()> {
     // SAFETY: `drm_syncobj_handle` is drm-sys' binding of the uapi struct
     // for both handle ioctls; it holds no pointers.
-    unsafe { super::call(dev, op, arg) }.map(drop)
+    unsafe { super::update::<OPCODE, _>(dev, arg) }
 }
 
 /// `DRM_IOCTL_SYNCOBJ_HANDLE_TO_FD` without flags: an opaque syncobj fd.
@@ -113,7 +112,7 @@ pub fn syncobj_to_fd(dev: BorrowedFd<'_>, handle: u32) -> io::Result<OwnedFd> {
         pad: 0,
         point: 0,
     };
-    syncobj_handle_ioctl(dev, IOCTL_SYNCOBJ_HANDLE_TO_FD, &mut arg)?;
+    syncobj_handle_ioctl::<IOCTL_SYNCOBJ_HANDLE_TO_FD>(dev, &mut arg)?;
     // SAFETY: the kernel installed a new fd that we now own.
     unsafe { super::owned(arg.fd) }
 }
@@ -128,7 +127,7 @@ pub fn syncobj_from_fd(dev: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<u3
         pad: 0,
         point: 0,
     };
-    syncobj_handle_ioctl(dev, IOCTL_SYNCOBJ_FD_TO_HANDLE, &mut arg)?;
+    syncobj_handle_ioctl::<IOCTL_SYNCOBJ_FD_TO_HANDLE>(dev, &mut arg)?;
     Ok(arg.handle)
 }
 
@@ -142,7 +141,7 @@ pub fn syncobj_export_sync_file(dev: BorrowedFd<'_>, handle: u32) -> io::Result<
         pad: 0,
         point: 0,
     };
-    syncobj_handle_ioctl(dev, IOCTL_SYNCOBJ_HANDLE_TO_FD, &mut arg)?;
+    syncobj_handle_ioctl::<IOCTL_SYNCOBJ_HANDLE_TO_FD>(dev, &mut arg)?;
     // SAFETY: the kernel installed a new fd that we now own.
     unsafe { super::owned(arg.fd) }
 }
@@ -161,7 +160,7 @@ pub fn syncobj_import_sync_file(
         pad: 0,
         point: 0,
     };
-    syncobj_handle_ioctl(dev, IOCTL_SYNCOBJ_FD_TO_HANDLE, &mut arg)
+    syncobj_handle_ioctl::<IOCTL_SYNCOBJ_FD_TO_HANDLE>(dev, &mut arg)
 }
 
 /// `DRM_IOCTL_SYNCOBJ_TIMELINE_SIGNAL` of one point.

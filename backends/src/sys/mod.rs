@@ -1,15 +1,17 @@
 //! Raw ioctl layer: `-sys` style structs checked against the kernel uapi
 //! headers, and thin safe wrappers that return `io::Result`.
 //!
-//! Every `unsafe` block of the crate that issues an ioctl lives here. The
+//! Every `unsafe` block of the crate that issues an ioctl lives here, through
+//! rustix's ioctl patterns (`Updater` for `_IOWR`, `Setter` for `_IOW`; one
+//! ioctl that returns an fd, `UDMABUF_CREATE`, has its own `Ioctl`). The
 //! wrappers take `BorrowedFd`s and hand back `OwnedFd`s for new descriptors
 //! (all created close-on-exec). Nothing here keeps state, so there are no
 //! locks.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 
-use rustix::ioctl::{Ioctl, IoctlOutput, Opcode};
+use rustix::ioctl::{Opcode, Setter, Updater};
 
 pub mod dma_buf;
 pub mod dma_heap;
@@ -20,46 +22,24 @@ pub mod sync_file;
 pub mod udmabuf;
 pub mod vgem;
 
-/// One ioctl call whose argument is a `T` the kernel reads and/or writes,
-/// and whose integer return value is kept (some ioctls return an fd).
-struct RawIoctl<'a, T> {
-    opcode: Opcode,
-    arg: &'a mut T,
-}
-
-// SAFETY: `as_ptr` points at a live, exclusively borrowed `T`; callers of
-// `call` promise that `T` is the exact struct the kernel expects for
-// `opcode` (checked against the uapi headers in each module, with size
-// asserts), and the output is the plain integer the syscall returned.
-unsafe impl<T> Ioctl for RawIoctl<'_, T> {
-    type Output = IoctlOutput;
-    const IS_MUTATING: bool = true;
-
-    fn opcode(&self) -> Opcode {
-        self.opcode
-    }
-
-    fn as_ptr(&mut self) -> *mut std::ffi::c_void {
-        (self.arg as *mut T).cast()
-    }
-
-    unsafe fn output_from_ptr(
-        out: IoctlOutput,
-        _ptr: *mut std::ffi::c_void,
-    ) -> rustix::io::Result<IoctlOutput> {
-        Ok(out)
-    }
-}
-
-/// Issues ioctl `opcode` on `fd` with `arg`, returning the syscall's value.
+/// An `_IOWR` ioctl: the kernel reads `arg` and writes its results back
+/// into it (rustix's `Updater` pattern).
 ///
 /// # Safety
-/// `T` must be the argument type the kernel expects for `opcode`, and every
+/// `T` must be the argument type the kernel expects for `OPCODE`, and every
 /// pointer stored inside `arg` must be valid for what the ioctl does with it.
-unsafe fn call<T>(fd: BorrowedFd<'_>, opcode: Opcode, arg: &mut T) -> io::Result<i32> {
+unsafe fn update<const OPCODE: Opcode, T>(fd: BorrowedFd<'_>, arg: &mut T) -> io::Result<()> {
     // SAFETY: forwarded from this function's contract.
-    let r = unsafe { rustix::ioctl::ioctl(fd.as_fd(), RawIoctl { opcode, arg }) };
-    r.map_err(io::Error::from)
+    unsafe { rustix::ioctl::ioctl(fd, Updater::<OPCODE, T>::new(arg)) }.map_err(io::Error::from)
+}
+
+/// An `_IOW` ioctl: the kernel only reads `arg` (rustix's `Setter`).
+///
+/// # Safety
+/// As for [`update`].
+unsafe fn set<const OPCODE: Opcode, T>(fd: BorrowedFd<'_>, arg: T) -> io::Result<()> {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { rustix::ioctl::ioctl(fd, Setter::<OPCODE, T>::new(arg)) }.map_err(io::Error::from)
 }
 
 /// Takes ownership of a descriptor number the kernel just returned.

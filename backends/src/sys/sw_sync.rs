@@ -33,14 +33,13 @@ pub fn create_fence(timeline: BorrowedFd<'_>, value: u32, name: &str) -> io::Res
         fence: -1,
     };
     // SAFETY: the struct matches the driver's uapi for this opcode.
-    unsafe { super::call(timeline, IOC_CREATE_FENCE, &mut arg) }?;
+    unsafe { super::update::<IOC_CREATE_FENCE, _>(timeline, &mut arg) }?;
     // SAFETY: on success the kernel installed a new fd that we now own.
     unsafe { super::owned(arg.fence) }
 }
 
 /// `SW_SYNC_IOC_INC`: advances the timeline by `by`.
 pub fn inc(timeline: BorrowedFd<'_>, by: u32) -> io::Result<()> {
-    let mut arg = by;
     // SAFETY: the driver reads one u32 from the pointer.
-    unsafe { super::call(timeline, IOC_INC, &mut arg) }.map(drop)
+    unsafe { super::set::<IOC_INC, u32>(timeline, by) }
 }

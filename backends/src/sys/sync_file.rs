@@ -87,7 +87,7 @@ pub fn merge(a: BorrowedFd<'_>, b: BorrowedFd<'_>, name: &str) -> io::Result<Own
         pad: 0,
     };
     // SAFETY: `sync_merge_data` matches the uapi struct of this opcode.
-    unsafe { super::call(a, IOC_MERGE, &mut arg) }?;
+    unsafe { super::update::<IOC_MERGE, _>(a, &mut arg) }?;
     // SAFETY: on success the kernel installed a new fd that we now own.
     unsafe { super::owned(arg.fence) }
 }
@@ -97,7 +97,7 @@ pub fn merge(a: BorrowedFd<'_>, b: BorrowedFd<'_>, name: &str) -> io::Result<Own
 pub fn file_info_count(sync: BorrowedFd<'_>) -> io::Result<sync_file_info> {
     let mut arg = sync_file_info::default();
     // SAFETY: `sync_file_info` matches the uapi struct; no array pointer.
-    unsafe { super::call(sync, IOC_FILE_INFO, &mut arg) }?;
+    unsafe { super::update::<IOC_FILE_INFO, _>(sync, &mut arg) }?;
     Ok(arg)
 }
 
@@ -114,7 +114,7 @@ pub fn file_info(sync: BorrowedFd<'_>) -> io::Result<(sync_file_info, Vec<sync_f
         };
         // SAFETY: `sync_fence_info` points at `num_fences` writable entries
         // that outlive the call.
-        unsafe { super::call(sync, IOC_FILE_INFO, &mut arg) }?;
+        unsafe { super::update::<IOC_FILE_INFO, _>(sync, &mut arg) }?;
         // A sync_file's fence set is immutable, but be defensive.
         if arg.num_fences as usize == fences.len() {
             return Ok((arg, fences));
@@ -130,12 +130,12 @@ pub fn name_of(raw: &[u8]) -> String {
 /// `SYNC_IOC_SET_DEADLINE`: a hint that the fence is wanted by `deadline_ns`
 /// (CLOCK_MONOTONIC). Kernels before 6.5 answer ENOTTY.
 pub fn set_deadline(sync: BorrowedFd<'_>, deadline_ns: u64) -> io::Result<()> {
-    let mut arg = sync_set_deadline {
+    let arg = sync_set_deadline {
         deadline_ns,
         pad: 0,
     };
     // SAFETY: `sync_set_deadline` matches the uapi struct of this opcode.
-    unsafe { super::call(sync, IOC_SET_DEADLINE, &mut arg) }.map(drop)
+    unsafe { super::set::<IOC_SET_DEADLINE, _>(sync, arg) }
 }
 
 /// Polls a sync_file once without blocking: true when poll reports it

@@ -3,7 +3,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
-use rustix::ioctl::opcode;
+use rustix::ioctl::{opcode, Ioctl, IoctlOutput, Opcode};
 
 /// `UDMABUF_FLAGS_CLOEXEC`.
 pub const FLAGS_CLOEXEC: u32 = 1;
@@ -27,6 +27,34 @@ const _: () = assert!(std::mem::size_of::<udmabuf_create>() == 24);
 /// `UDMABUF_CREATE`.
 pub const CREATE: rustix::ioctl::Opcode = opcode::write::<udmabuf_create>(b'u', 0x42);
 
+/// `UDMABUF_CREATE`, an `_IOW` ioctl whose return value is the new fd
+/// (rustix's `Setter` drops the return value, so this one has its own
+/// `Ioctl`).
+struct Create<'a>(&'a mut udmabuf_create);
+
+// SAFETY: `as_ptr` points at a live, exclusively borrowed `udmabuf_create`,
+// the struct the kernel reads for `CREATE`; the output is the plain integer
+// the syscall returned (the fd, owned by the caller from then on).
+unsafe impl Ioctl for Create<'_> {
+    type Output = i32;
+    const IS_MUTATING: bool = false;
+
+    fn opcode(&self) -> Opcode {
+        CREATE
+    }
+
+    fn as_ptr(&mut self) -> *mut std::ffi::c_void {
+        (self.0 as *mut udmabuf_create).cast()
+    }
+
+    unsafe fn output_from_ptr(
+        out: IoctlOutput,
+        _ptr: *mut std::ffi::c_void,
+    ) -> rustix::io::Result<i32> {
+        Ok(out)
+    }
+}
+
 /// `UDMABUF_CREATE` on `/dev/udmabuf`: the ioctl returns the new dma-buf fd.
 pub fn create(
     dev: BorrowedFd<'_>,
@@ -41,7 +69,7 @@ pub fn create(
         size,
     };
     // SAFETY: the struct matches the uapi header for this opcode.
-    let fd = unsafe { super::call(dev, CREATE, &mut arg) }?;
+    let fd = unsafe { rustix::ioctl::ioctl(dev, Create(&mut arg)) }.map_err(io::Error::from)?;
     // SAFETY: the ioctl's return value is a new fd that we now own.
     unsafe { super::owned(fd) }
 }

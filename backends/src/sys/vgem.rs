@@ -49,13 +49,13 @@ pub fn fence_attach(vgem: BorrowedFd<'_>, handle: u32, flags: u32) -> io::Result
         pad: 0,
     };
     // SAFETY: the struct matches the uapi header for this opcode.
-    unsafe { super::call(vgem, IOCTL_FENCE_ATTACH, &mut arg) }?;
+    unsafe { super::update::<IOCTL_FENCE_ATTACH, _>(vgem, &mut arg) }?;
     Ok(arg.out_fence)
 }
 
 /// `DRM_IOCTL_VGEM_FENCE_SIGNAL`.
 pub fn fence_signal(vgem: BorrowedFd<'_>, fence: u32) -> io::Result<()> {
-    let mut arg = drm_vgem_fence_signal { fence, flags: 0 };
+    let arg = drm_vgem_fence_signal { fence, flags: 0 };
     // SAFETY: the struct matches the uapi header for this opcode.
-    unsafe { super::call(vgem, IOCTL_FENCE_SIGNAL, &mut arg) }.map(drop)
+    unsafe { super::set::<IOCTL_FENCE_SIGNAL, _>(vgem, arg) }
 }

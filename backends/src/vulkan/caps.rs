@@ -2,23 +2,28 @@
 //!
 //! Everything here comes from queries (`vkGetPhysicalDeviceExternal*Properties`,
 //! format-modifier lists) or from trying (the SYNC_FD export probe), never
-//! from the driver's name.
+//! from the driver's name. The queries need only the instance and physical
+//! device; the SYNC_FD probe makes one submission through a callback the
+//! context gives it (under the application's queue lock), so this module
+//! imports no other module but the semaphore helpers.
 //!
-//! Locking: probing takes the context's queue lock for its one submission;
-//! the resulting [`VulkanCaps`] is immutable plain data.
+//! Locking: none here; the resulting [`VulkanCaps`] is immutable plain data.
 
+use std::ffi::{CStr, CString};
 use std::fmt;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use ash::vk;
 
-use super::context::VulkanContext;
 use super::error::{Result, VulkanError};
+use super::semaphore::create_timeline_semaphore;
 
 /// How long the SYNC_FD probe lets an export block before it concludes the
 /// driver waits for the work instead of handing out a pending fence.
 const SYNC_FD_PROBE_WINDOW: Duration = Duration::from_millis(200);
+/// Bound on the probe's own empty batch once its gate is open.
+const PROBE_DRAIN: Duration = Duration::from_secs(10);
 
 /// Import/export support of one external handle type.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -69,10 +74,12 @@ pub struct FormatModifiers {
     pub modifiers: Vec<ModifierInfo>,
 }
 
-/// Result of the SYNC_FD export probe.
+/// Result of the SYNC_FD export probe
+/// ([`VulkanContext::sync_fd_export`](super::VulkanContext::sync_fd_export),
+/// run on first need).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SyncFdExport {
-    /// Not probed: the device cannot export SYNC_FD semaphores.
+    /// The device cannot export SYNC_FD semaphores (or the probe failed).
     #[default]
     Unsupported,
     /// The export returned a still-pending sync_file while the GPU work was
@@ -116,27 +123,24 @@ pub struct VulkanCaps {
     pub sync_fd_semaphore: HandleSupport,
     /// OPAQUE_FD handles for timeline semaphores.
     pub opaque_fd_timeline: HandleSupport,
-    /// Whether SYNC_FD export hands out pending fences (probed).
-    pub sync_fd_export: SyncFdExport,
     /// DRM format modifiers of B8G8R8A8_UNORM and R8G8B8A8_UNORM.
     pub drm_modifiers: Vec<FormatModifiers>,
 }
 
-impl VulkanCaps {
-    /// Whether a render-done fence gets a pending sync_file form.
-    pub fn sync_file_out(&self) -> bool {
-        self.sync_fd_export == SyncFdExport::Pending
-    }
+fn has_ext(list: &[CString], name: &CStr) -> bool {
+    list.iter().any(|e| e.as_c_str() == name)
+}
 
+impl VulkanCaps {
     /// Whether foreign sync_files can be waited in hardware.
     pub fn sync_file_in(&self) -> bool {
         self.external_semaphore_fd && self.sync_fd_semaphore.import
     }
 
-    /// Probes `ctx`. Takes the queue lock once (SYNC_FD probe).
-    pub(crate) fn probe(ctx: &VulkanContext) -> Result<Self> {
-        let inst = ctx.instance();
-        let pd = ctx.physical_device();
+    /// Queries what the physical device can do with the extensions in
+    /// `exts` enabled. Makes no submission.
+    pub(crate) fn query(inst: &ash::Instance, pd: vk::PhysicalDevice, exts: &[CString]) -> Self {
+        let ctx = (inst, pd);
         let mut driver = vk::PhysicalDeviceDriverProperties::default();
         let mut id = vk::PhysicalDeviceIDProperties::default();
         let mut props2 = vk::PhysicalDeviceProperties2::default()
@@ -167,11 +171,11 @@ impl VulkanCaps {
                 vk::api_version_patch(p.api_version),
             ),
             device_uuid: id.device_uuid,
-            external_memory_fd: ctx.has_extension(ash::khr::external_memory_fd::NAME),
-            external_memory_dma_buf: ctx.has_extension(ash::ext::external_memory_dma_buf::NAME),
-            image_drm_format_modifier: ctx.has_extension(ash::ext::image_drm_format_modifier::NAME),
-            external_semaphore_fd: ctx.has_extension(ash::khr::external_semaphore_fd::NAME),
-            queue_family_foreign: ctx.has_extension(ash::ext::queue_family_foreign::NAME),
+            external_memory_fd: has_ext(exts, ash::khr::external_memory_fd::NAME),
+            external_memory_dma_buf: has_ext(exts, ash::ext::external_memory_dma_buf::NAME),
+            image_drm_format_modifier: has_ext(exts, ash::ext::image_drm_format_modifier::NAME),
+            external_semaphore_fd: has_ext(exts, ash::khr::external_semaphore_fd::NAME),
+            queue_family_foreign: has_ext(exts, ash::ext::queue_family_foreign::NAME),
             timeline_semaphore: true,
             ..Default::default()
         };
@@ -208,15 +212,15 @@ impl VulkanCaps {
             caps.drm_modifiers
                 .push(FormatModifiers { format, modifiers });
         }
-        if caps.sync_fd_semaphore.export {
-            caps.sync_fd_export = probe_sync_fd_export(ctx)?;
-        }
-        Ok(caps)
+        caps
     }
 }
 
+/// The instance and physical device the queries run on.
+type Phys<'a> = (&'a ash::Instance, vk::PhysicalDevice);
+
 fn buffer_support(
-    ctx: &VulkanContext,
+    ctx: Phys<'_>,
     usage: vk::BufferUsageFlags,
     handle: vk::ExternalMemoryHandleTypeFlags,
 ) -> HandleSupport {
@@ -226,13 +230,13 @@ fn buffer_support(
     let mut out = vk::ExternalBufferProperties::default();
     // SAFETY: valid physical device; the handle type's extension is enabled.
     unsafe {
-        ctx.instance()
-            .get_physical_device_external_buffer_properties(ctx.physical_device(), &info, &mut out)
+        ctx.0
+            .get_physical_device_external_buffer_properties(ctx.1, &info, &mut out)
     };
     HandleSupport::from_flags(out.external_memory_properties.external_memory_features)
 }
 
-fn linear_image_support(ctx: &VulkanContext, format: vk::Format) -> HandleSupport {
+fn linear_image_support(ctx: Phys<'_>, format: vk::Format) -> HandleSupport {
     let mut ext_info = vk::PhysicalDeviceExternalImageFormatInfo::default()
         .handle_type(vk::ExternalMemoryHandleTypeFlags::DMA_BUF_EXT);
     let info = vk::PhysicalDeviceImageFormatInfo2::default()
@@ -245,11 +249,8 @@ fn linear_image_support(ctx: &VulkanContext, format: vk::Format) -> HandleSuppor
     let mut out = vk::ImageFormatProperties2::default().push_next(&mut ext_out);
     // SAFETY: valid physical device, chains point to locals.
     let r = unsafe {
-        ctx.instance().get_physical_device_image_format_properties2(
-            ctx.physical_device(),
-            &info,
-            &mut out,
-        )
+        ctx.0
+            .get_physical_device_image_format_properties2(ctx.1, &info, &mut out)
     };
     match r {
         Ok(()) => {
@@ -260,7 +261,7 @@ fn linear_image_support(ctx: &VulkanContext, format: vk::Format) -> HandleSuppor
 }
 
 fn semaphore_support(
-    ctx: &VulkanContext,
+    ctx: Phys<'_>,
     ty: vk::SemaphoreType,
     handle: vk::ExternalSemaphoreHandleTypeFlags,
 ) -> HandleSupport {
@@ -271,12 +272,8 @@ fn semaphore_support(
     let mut out = vk::ExternalSemaphoreProperties::default();
     // SAFETY: valid physical device; chain points to locals.
     unsafe {
-        ctx.instance()
-            .get_physical_device_external_semaphore_properties(
-                ctx.physical_device(),
-                &info,
-                &mut out,
-            )
+        ctx.0
+            .get_physical_device_external_semaphore_properties(ctx.1, &info, &mut out)
     };
     let f = out.external_semaphore_features;
     HandleSupport {
@@ -285,16 +282,13 @@ fn semaphore_support(
     }
 }
 
-fn format_modifiers(ctx: &VulkanContext, format: vk::Format) -> Vec<ModifierInfo> {
+fn format_modifiers(ctx: Phys<'_>, format: vk::Format) -> Vec<ModifierInfo> {
     let mut list = vk::DrmFormatModifierPropertiesListEXT::default();
     let mut props = vk::FormatProperties2::default().push_next(&mut list);
     // SAFETY: the modifier extension is enabled; chain points to locals.
     unsafe {
-        ctx.instance().get_physical_device_format_properties2(
-            ctx.physical_device(),
-            format,
-            &mut props,
-        )
+        ctx.0
+            .get_physical_device_format_properties2(ctx.1, format, &mut props)
     };
     let count = list.drm_format_modifier_count as usize;
     let mut raw = vec![vk::DrmFormatModifierPropertiesEXT::default(); count];
@@ -303,11 +297,8 @@ fn format_modifiers(ctx: &VulkanContext, format: vk::Format) -> Vec<ModifierInfo
     let mut props = vk::FormatProperties2::default().push_next(&mut list);
     // SAFETY: as above; `raw` has room for `count` entries.
     unsafe {
-        ctx.instance().get_physical_device_format_properties2(
-            ctx.physical_device(),
-            format,
-            &mut props,
-        )
+        ctx.0
+            .get_physical_device_format_properties2(ctx.1, format, &mut props)
     };
     let filled = list.drm_format_modifier_count as usize;
     raw.truncate(filled);
@@ -320,16 +311,20 @@ fn format_modifiers(ctx: &VulkanContext, format: vk::Format) -> Vec<ModifierInfo
         .collect()
 }
 
+/// Submits one batch (the context's queue, under its queue lock).
+pub(crate) type SubmitOne<'a> = dyn Fn(&vk::SubmitInfo<'_>, vk::Fence) -> Result<()> + 'a;
+
 /// Holds back a submission on an unsignaled timeline point, has it signal an
-/// exportable binary semaphore, and exports that as a SYNC_FD on a helper
-/// thread. A pending fd within the probe window means pending exports; an
-/// export still blocked after the window means the driver waits for the work.
-fn probe_sync_fd_export(ctx: &VulkanContext) -> Result<SyncFdExport> {
-    let Some(sem_fd) = ctx.fns.semaphore_fd.as_ref() else {
-        return Ok(SyncFdExport::Unsupported);
-    };
-    let dev = ctx.device();
-    let gate = super::timeline::create_timeline_semaphore(dev, 0)?;
+/// exportable binary semaphore, and exports that as a SYNC_FD on a scoped
+/// helper thread (joined before returning). A pending fd within the probe
+/// window means pending exports; an export still blocked after the window
+/// means the driver waits for the work. `submit` makes the one submission.
+pub(crate) fn probe_sync_fd_export(
+    dev: &ash::Device,
+    sem_fd: &ash::khr::external_semaphore_fd::Device,
+    submit: &SubmitOne<'_>,
+) -> Result<SyncFdExport> {
+    let gate = create_timeline_semaphore(dev, 0)?;
     let mut export = vk::ExportSemaphoreCreateInfo::default()
         .handle_types(vk::ExternalSemaphoreHandleTypeFlags::SYNC_FD);
     let info = vk::SemaphoreCreateInfo::default().push_next(&mut export);
@@ -354,7 +349,7 @@ fn probe_sync_fd_export(ctx: &VulkanContext) -> Result<SyncFdExport> {
             return Err(VulkanError::vk("vkCreateFence")(e));
         }
     };
-    let result = run_sync_fd_probe(ctx, sem_fd, gate, binary, fence);
+    let result = run_sync_fd_probe(dev, sem_fd, submit, gate, binary, fence);
     // SAFETY: the submission finished (fence waited) or was never made.
     unsafe {
         dev.destroy_fence(fence, None);
@@ -365,13 +360,13 @@ fn probe_sync_fd_export(ctx: &VulkanContext) -> Result<SyncFdExport> {
 }
 
 fn run_sync_fd_probe(
-    ctx: &VulkanContext,
+    dev: &ash::Device,
     sem_fd: &ash::khr::external_semaphore_fd::Device,
+    submit: &SubmitOne<'_>,
     gate: vk::Semaphore,
     binary: vk::Semaphore,
     fence: vk::Fence,
 ) -> Result<SyncFdExport> {
-    let dev = ctx.device();
     let waits = [gate];
     let wait_values = [1u64];
     let stages = [vk::PipelineStageFlags::ALL_COMMANDS];
@@ -380,17 +375,12 @@ fn run_sync_fd_probe(
     let mut tl = vk::TimelineSemaphoreSubmitInfo::default()
         .wait_semaphore_values(&wait_values)
         .signal_semaphore_values(&signal_values);
-    let submit = vk::SubmitInfo::default()
+    let info = vk::SubmitInfo::default()
         .wait_semaphores(&waits)
         .wait_dst_stage_mask(&stages)
         .signal_semaphores(&signals)
         .push_next(&mut tl);
-    {
-        let (_g, queue) = ctx.queue_lock();
-        // SAFETY: queue lock held; all handles valid; arrays live across the call.
-        unsafe { dev.queue_submit(queue, &[submit], fence) }
-            .map_err(VulkanError::vk("vkQueueSubmit"))?;
-    }
+    submit(&info, fence)?;
     let release = || {
         let info = vk::SemaphoreSignalInfo::default().semaphore(gate).value(1);
         // SAFETY: host signal of our own timeline semaphore to a higher value.
@@ -432,8 +422,9 @@ fn run_sync_fd_probe(
         }
         released.map(|()| verdict)
     })?;
+    // The gate is open: the empty batch completes at once. Bounded anyway.
     // SAFETY: fence belongs to the submission above.
-    unsafe { dev.wait_for_fences(&[fence], true, u64::MAX) }
+    unsafe { dev.wait_for_fences(&[fence], true, super::semaphore::timeout_ns(PROBE_DRAIN)) }
         .map_err(VulkanError::vk("vkWaitForFences"))?;
     Ok(verdict)
 }
@@ -455,7 +446,7 @@ fn yes(b: bool) -> &'static str {
 impl fmt::Display for VulkanCaps {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (ma, mi, pa) = self.api_version;
-        let rows: [(&str, String); 15] = [
+        let rows: [(&str, String); 14] = [
             ("device", self.device_name.clone()),
             ("driver", self.driver.clone()),
             ("api version", format!("{ma}.{mi}.{pa}")),
@@ -491,7 +482,6 @@ impl fmt::Display for VulkanCaps {
                 "timeline semaphore OPAQUE_FD",
                 self.opaque_fd_timeline.to_string(),
             ),
-            ("SYNC_FD export", format!("{:?}", self.sync_fd_export)),
         ];
         for (k, v) in rows {
             writeln!(f, "{k:<34}{v}")?;

@@ -5,20 +5,27 @@
 //! ([`VulkanContext::from_application`]; nothing is destroyed on drop) or
 //! *owns* the ones it created ([`VulkanContext::new`]).
 //!
-//! Locking: the queue is externally synchronized in Vulkan; every submission
-//! made by bufsync holds [`VulkanContext::queue_lock`]. An application that
-//! submits to the same queue itself must take that lock too (through
-//! [`VulkanContext::with_queue`]). The timeline waiter (see `timeline`) is
-//! started lazily under a `OnceLock`. Nothing else is mutable.
+//! Locking: a Vulkan queue is externally synchronized. Every queue operation
+//! bufsync makes holds the context's own submit mutex (bufsync's threads
+//! never race each other) and, inside it, whatever [`QueueSync`] the
+//! application chose: its lock/unlock hooks (as FFmpeg's
+//! `AVVulkanDeviceContext.lock_queue`), nothing when it synchronizes the
+//! queue itself, or, for contexts bufsync created, the submit mutex alone
+//! (applications then submit through [`VulkanContext::with_queue`]). The
+//! SYNC_FD export probe runs once, on first need, under the same lock
+//! (never at construction); its result lives in a `OnceLock`. Nothing else
+//! is mutable.
+//!
+//! Module order (no cycles): `context` uses `caps` (queries and the probe
+//! through a submit callback); `timeline` and `submit` use `context`.
 
 use std::ffi::{CStr, CString};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use ash::{ext, khr, vk};
 
-use super::caps::VulkanCaps;
+use super::caps::{probe_sync_fd_export, SyncFdExport, VulkanCaps};
 use super::error::{Result, VulkanError};
-use super::timeline::Waiter;
 
 /// The device extensions bufsync uses when present.
 pub const WANTED_DEVICE_EXTENSIONS: &[&CStr] = &[
@@ -52,6 +59,103 @@ pub struct ApplicationHandles {
     pub timeline_semaphore: bool,
 }
 
+/// The application's queue lock, called around every queue operation
+/// bufsync makes on its queue (FFmpeg's `lock_queue` / `unlock_queue`).
+///
+/// Both run on the thread that submits, in pairs, with bufsync's own submit
+/// mutex held; they must not call back into bufsync, and the caller of a
+/// bufsync submission must not already hold the application's lock.
+pub trait QueueLock: Send + Sync {
+    /// Takes the application's lock on `queue`.
+    fn lock(&self, queue: vk::Queue);
+    /// Releases it.
+    fn unlock(&self, queue: vk::Queue);
+}
+
+struct FnLock<L, U>(L, U);
+
+impl<L, U> QueueLock for FnLock<L, U>
+where
+    L: Fn(vk::Queue) + Send + Sync,
+    U: Fn(vk::Queue) + Send + Sync,
+{
+    fn lock(&self, queue: vk::Queue) {
+        (self.0)(queue)
+    }
+    fn unlock(&self, queue: vk::Queue) {
+        (self.1)(queue)
+    }
+}
+
+/// How bufsync's queue operations are ordered against the application's.
+#[derive(Clone)]
+pub enum QueueSync {
+    /// The application's lock hooks, called around every queue operation
+    /// bufsync makes.
+    Hooks(Arc<dyn QueueLock>),
+    /// The application synchronizes the queue itself: none of its own queue
+    /// operations overlaps a bufsync call that submits (e.g. it submits from
+    /// the one thread that also calls bufsync). bufsync only serializes its
+    /// own submissions.
+    Application,
+    /// bufsync's submit mutex only: the application submits to the queue
+    /// through [`VulkanContext::with_queue`] (what [`VulkanContext::new`]
+    /// uses).
+    Internal,
+}
+
+impl QueueSync {
+    /// Hooks from two closures: `lock(queue)` before, `unlock(queue)` after
+    /// every queue operation bufsync makes.
+    pub fn hooks(
+        lock: impl Fn(vk::Queue) + Send + Sync + 'static,
+        unlock: impl Fn(vk::Queue) + Send + Sync + 'static,
+    ) -> QueueSync {
+        QueueSync::Hooks(Arc::new(FnLock(lock, unlock)))
+    }
+}
+
+impl std::fmt::Debug for QueueSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            QueueSync::Hooks(_) => "Hooks",
+            QueueSync::Application => "Application",
+            QueueSync::Internal => "Internal",
+        })
+    }
+}
+
+/// The queue, locked for one operation: bufsync's submit mutex plus the
+/// application's hooks. Unlocks (hooks first) on drop.
+pub struct QueueGuard<'a> {
+    _mutex: MutexGuard<'a, ()>,
+    hooks: Option<&'a dyn QueueLock>,
+    queue: vk::Queue,
+}
+
+impl QueueGuard<'_> {
+    /// The queue, usable while the guard lives.
+    pub fn queue(&self) -> vk::Queue {
+        self.queue
+    }
+}
+
+impl Drop for QueueGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(h) = self.hooks {
+            h.unlock(self.queue);
+        }
+    }
+}
+
+impl std::fmt::Debug for QueueGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueGuard")
+            .field("queue", &self.queue)
+            .finish()
+    }
+}
+
 /// Extension function tables, loaded only for extensions that are enabled.
 pub(crate) struct ExtensionFns {
     /// VK_KHR_external_memory_fd.
@@ -68,9 +172,10 @@ pub struct VulkanContext {
     handles: ApplicationHandles,
     owned: bool,
     pub(crate) fns: ExtensionFns,
-    queue_lock: Mutex<()>,
+    submit_mutex: Mutex<()>,
+    queue_sync: QueueSync,
     caps: VulkanCaps,
-    pub(crate) waiter: OnceLock<Waiter>,
+    sync_fd_export: OnceLock<SyncFdExport>,
 }
 
 impl std::fmt::Debug for VulkanContext {
@@ -78,7 +183,9 @@ impl std::fmt::Debug for VulkanContext {
         f.debug_struct("VulkanContext")
             .field("device", &self.handles.device.handle())
             .field("owned", &self.owned)
+            .field("queue_sync", &self.queue_sync)
             .field("caps", &self.caps)
+            .field("sync_fd_export", &self.sync_fd_export.get())
             .finish()
     }
 }
@@ -88,21 +195,26 @@ fn has_ext(list: &[CString], name: &CStr) -> bool {
 }
 
 impl VulkanContext {
-    /// Wraps the application's existing handles. Nothing is created except
-    /// probe objects, nothing of the application's is destroyed on drop.
+    /// Wraps the application's existing handles. Nothing is created and
+    /// nothing is submitted here; nothing of the application's is
+    /// destroyed on drop. `queue_sync` says how bufsync's queue operations
+    /// are ordered against the application's own ([`QueueSync`]).
     ///
     /// Extension functions are loaded only for the extensions listed in
     /// `enabled_device_extensions` (ash aborts the process on a missing one).
-    /// Where SYNC_FD export is supported, probing makes one submission to
-    /// `queue` (under the queue lock) and waits for it.
+    /// The SYNC_FD export probe runs later, on first need
+    /// ([`sync_fd_export`](Self::sync_fd_export)), under `queue_sync`.
     ///
     /// # Safety
     /// The handles must be valid, belong together, and outlive the returned
     /// context (and every object created through it); the listed extensions
-    /// and the timeline feature must really be enabled on the device; other
-    /// submissions to `queue` must go through [`VulkanContext::with_queue`].
-    pub unsafe fn from_application(handles: ApplicationHandles) -> Result<std::sync::Arc<Self>> {
-        Self::build(handles, false)
+    /// and the timeline feature must really be enabled on the device; the
+    /// application's own submissions to `queue` must follow `queue_sync`.
+    pub unsafe fn from_application(
+        handles: ApplicationHandles,
+        queue_sync: QueueSync,
+    ) -> Result<std::sync::Arc<Self>> {
+        Self::build(handles, false, queue_sync)
     }
 
     /// Creates an instance, picks a physical device (Vulkan 1.2+, a compute
@@ -121,7 +233,7 @@ impl VulkanContext {
         let instance = unsafe { entry.create_instance(&info, None) }
             .map_err(VulkanError::vk("vkCreateInstance"))?;
         match Self::create_device(&entry, &instance) {
-            Ok(handles) => Self::build(handles, true),
+            Ok(handles) => Self::build(handles, true, QueueSync::Internal),
             Err(e) => {
                 // SAFETY: the instance was created above and has no children.
                 unsafe { instance.destroy_instance(None) };
@@ -203,7 +315,11 @@ impl VulkanContext {
         })
     }
 
-    fn build(handles: ApplicationHandles, owned: bool) -> Result<std::sync::Arc<Self>> {
+    fn build(
+        handles: ApplicationHandles,
+        owned: bool,
+        queue_sync: QueueSync,
+    ) -> Result<std::sync::Arc<Self>> {
         let exts = &handles.enabled_device_extensions;
         let fns = ExtensionFns {
             memory_fd: has_ext(exts, khr::external_memory_fd::NAME)
@@ -219,17 +335,65 @@ impl VulkanContext {
             handles,
             owned,
             fns,
-            queue_lock: Mutex::new(()),
+            submit_mutex: Mutex::new(()),
+            queue_sync,
             caps: VulkanCaps::default(),
-            waiter: OnceLock::new(),
+            sync_fd_export: OnceLock::new(),
         };
         if !ctx.handles.timeline_semaphore {
             // `ctx` drops here and destroys what it owns.
             return Err(VulkanError::Missing("timelineSemaphore feature"));
         }
-        ctx.caps = VulkanCaps::probe(&ctx)?;
+        ctx.caps = VulkanCaps::query(
+            &ctx.handles.instance,
+            ctx.handles.physical_device,
+            &ctx.handles.enabled_device_extensions,
+        );
         log::info!("vulkan capabilities:\n{}", ctx.caps);
         Ok(std::sync::Arc::new(ctx))
+    }
+
+    /// Whether SYNC_FD export hands out pending fences: probed once, on the
+    /// first call (one submission held back on a timeline gate, under the
+    /// queue lock, and a scoped helper thread for the export that may
+    /// block); later calls read the result. [`SyncFdExport::Unsupported`]
+    /// without SYNC_FD export support or when the probe fails (logged).
+    pub fn sync_fd_export(&self) -> SyncFdExport {
+        *self.sync_fd_export.get_or_init(|| {
+            let Some(sem_fd) = self.fns.semaphore_fd.as_ref() else {
+                return SyncFdExport::Unsupported;
+            };
+            if !self.caps.sync_fd_semaphore.export {
+                return SyncFdExport::Unsupported;
+            }
+            let submit = |info: &vk::SubmitInfo<'_>, fence: vk::Fence| {
+                let q = self.queue_lock();
+                // SAFETY: queue lock held; the caller's arrays live across the call.
+                unsafe { self.device().queue_submit(q.queue(), &[*info], fence) }
+                    .map_err(VulkanError::vk("vkQueueSubmit"))
+            };
+            match probe_sync_fd_export(self.device(), sem_fd, &submit) {
+                Ok(v) => {
+                    log::info!("vulkan: SYNC_FD export probe: {v:?}");
+                    v
+                }
+                Err(e) => {
+                    log::warn!("vulkan: SYNC_FD export probe failed: {e}");
+                    SyncFdExport::Unsupported
+                }
+            }
+        })
+    }
+
+    /// Whether a render-done fence gets a pending sync_file form (runs the
+    /// SYNC_FD export probe on first call).
+    pub fn sync_file_out(&self) -> bool {
+        self.sync_fd_export() == SyncFdExport::Pending
+    }
+
+    /// How queue operations are synchronized with the application's.
+    pub fn queue_sync(&self) -> &QueueSync {
+        &self.queue_sync
     }
 
     /// The probed capabilities.
@@ -277,18 +441,32 @@ impl VulkanContext {
         self.owned
     }
 
-    /// Locks the queue. Takes the queue lock; hold it only across
+    /// Locks the queue for one operation: bufsync's submit mutex, then the
+    /// application's hooks if it gave any. Hold it only across
     /// `vkQueueSubmit`-like calls.
-    pub fn queue_lock(&self) -> (MutexGuard<'_, ()>, vk::Queue) {
-        let guard = self.queue_lock.lock().unwrap_or_else(|p| p.into_inner());
-        (guard, self.handles.queue)
+    pub fn queue_lock(&self) -> QueueGuard<'_> {
+        let mutex = self.submit_mutex.lock().unwrap_or_else(|p| p.into_inner());
+        let queue = self.handles.queue;
+        let hooks = match &self.queue_sync {
+            QueueSync::Hooks(h) => {
+                h.lock(queue);
+                Some(&**h)
+            }
+            QueueSync::Application | QueueSync::Internal => None,
+        };
+        QueueGuard {
+            _mutex: mutex,
+            hooks,
+            queue,
+        }
     }
 
-    /// Runs `f` with the queue while holding the queue lock (for applications
-    /// that submit to the same queue).
+    /// Runs `f` with the queue while holding the queue lock (for
+    /// applications that submit to the same queue under
+    /// [`QueueSync::Internal`]).
     pub fn with_queue<R>(&self, f: impl FnOnce(vk::Queue) -> R) -> R {
-        let (_guard, queue) = self.queue_lock();
-        f(queue)
+        let guard = self.queue_lock();
+        f(guard.queue())
     }
 
     /// Finds a memory type in `bits` with `wanted` properties, falling back
@@ -328,9 +506,6 @@ impl VulkanContext {
 
 impl Drop for VulkanContext {
     fn drop(&mut self) {
-        if let Some(waiter) = self.waiter.take() {
-            waiter.shutdown(&self.handles.device);
-        }
         if self.owned {
             // SAFETY: the context created these objects and every child object
             // holds an Arc of the context, so none is left when this runs.

@@ -49,9 +49,26 @@ pub enum VulkanError {
     /// A dma-buf or sync_file operation of the other backends failed.
     #[error(transparent)]
     Backend(#[from] crate::Error),
-    /// A fence operation failed.
+    /// A fence this operation depends on signaled with an error.
     #[error("fence error: {0:?}")]
     Fence(bufsync::fence::FenceError),
+    /// A dependency waited on the CPU before a submission was still pending
+    /// at the submission's bound: nothing was submitted.
+    #[error("dependency fence {}:{} ({}/{}) still pending after {waited:?}: nothing submitted", .fence.context(), .fence.seqno(), .fence.driver_name(), .fence.timeline_name())]
+    DependencyPending {
+        /// The pending dependency.
+        fence: bufsync::fence::Fence,
+        /// How long the submission waited.
+        waited: std::time::Duration,
+    },
+    /// A bounded wait passed its bound.
+    #[error("timed out after {waited:?} waiting for {what}")]
+    TimedOut {
+        /// What was waited for.
+        what: &'static str,
+        /// The bound.
+        waited: std::time::Duration,
+    },
 }
 
 impl VulkanError {

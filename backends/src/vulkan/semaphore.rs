@@ -1,105 +1,34 @@
-//! A binary semaphore that carries a sync_file for a GPU-side wait: the
-//! form an application's `vkQueueSubmit` can wait on for a fence of
-//! another device (a flip's out-fence, a vgem job).
+//! Semaphore helpers shared by the probes, the timeline fences and the
+//! submitter (a leaf module: it imports no other module of the backend).
 //!
-//! Locking: none; owned by one holder. Vulkan's rules apply: import only
-//! while no submission is pending on the semaphore.
+//! Locking: none; each helper is one Vulkan call on a valid device.
 
-use std::os::fd::{AsFd, FromRawFd, IntoRawFd, OwnedFd};
-use std::sync::Arc;
+use std::time::Duration;
 
 use ash::vk;
 
-use super::context::VulkanContext;
 use super::error::{Result, VulkanError};
-use crate::sync_file::SyncFile;
 
-/// A binary semaphore made for temporary SYNC_FD imports, destroyed on drop.
-pub struct SyncFileSemaphore {
-    ctx: Arc<VulkanContext>,
-    sem: vk::Semaphore,
+/// Creates a timeline semaphore with `initial` as its counter.
+pub(crate) fn create_timeline_semaphore(dev: &ash::Device, initial: u64) -> Result<vk::Semaphore> {
+    let mut ty = vk::SemaphoreTypeCreateInfo::default()
+        .semaphore_type(vk::SemaphoreType::TIMELINE)
+        .initial_value(initial);
+    let info = vk::SemaphoreCreateInfo::default().push_next(&mut ty);
+    // SAFETY: valid device (timeline feature enabled); chain points to locals.
+    unsafe { dev.create_semaphore(&info, None) }.map_err(VulkanError::vk("vkCreateSemaphore"))
 }
 
-impl std::fmt::Debug for SyncFileSemaphore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SyncFileSemaphore")
-            .field("semaphore", &self.sem)
-            .finish()
-    }
+/// Creates a binary semaphore whose payload can be exported as a SYNC_FD.
+pub(crate) fn create_exportable_binary(dev: &ash::Device) -> Result<vk::Semaphore> {
+    let mut export = vk::ExportSemaphoreCreateInfo::default()
+        .handle_types(vk::ExternalSemaphoreHandleTypeFlags::SYNC_FD);
+    let info = vk::SemaphoreCreateInfo::default().push_next(&mut export);
+    // SAFETY: valid device; chain points to locals.
+    unsafe { dev.create_semaphore(&info, None) }.map_err(VulkanError::vk("vkCreateSemaphore"))
 }
 
-impl SyncFileSemaphore {
-    /// Creates one on `ctx` (needs SYNC_FD import:
-    /// [`VulkanCaps::sync_file_in`](super::VulkanCaps::sync_file_in)).
-    pub fn new(ctx: &Arc<VulkanContext>) -> Result<Self> {
-        if !ctx.caps().sync_file_in() || ctx.fns.semaphore_fd.is_none() {
-            return Err(VulkanError::Missing("SYNC_FD semaphore import"));
-        }
-        // SAFETY: valid device.
-        let sem = unsafe {
-            ctx.device()
-                .create_semaphore(&vk::SemaphoreCreateInfo::default(), None)
-        }
-        .map_err(VulkanError::vk("vkCreateSemaphore"))?;
-        Ok(Self {
-            ctx: ctx.clone(),
-            sem,
-        })
-    }
-
-    /// The semaphore (wait on it once per import).
-    pub fn handle(&self) -> vk::Semaphore {
-        self.sem
-    }
-
-    /// Gives the semaphore a temporary payload: `sync`'s fence (a dup; the
-    /// caller keeps its sync_file). The next wait on the semaphore waits for
-    /// it on the GPU and consumes the payload.
-    pub fn import(&self, sync: &SyncFile) -> Result<()> {
-        let sfd = self
-            .ctx
-            .fns
-            .semaphore_fd
-            .as_ref()
-            .ok_or(VulkanError::Missing("VK_KHR_external_semaphore_fd"))?;
-        let dup: OwnedFd = sync
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| VulkanError::Os {
-                call: "F_DUPFD_CLOEXEC",
-                errno: e.raw_os_error().unwrap_or(0),
-            })?;
-        let id = rustix::fs::fstat(&dup)
-            .map(|s| (s.st_dev, s.st_ino))
-            .map_err(VulkanError::os("fstat"))?;
-        let raw = dup.into_raw_fd();
-        let info = vk::ImportSemaphoreFdInfoKHR::default()
-            .semaphore(self.sem)
-            .flags(vk::SemaphoreImportFlags::TEMPORARY)
-            .handle_type(vk::ExternalSemaphoreHandleTypeFlags::SYNC_FD)
-            .fd(raw);
-        // SAFETY: our semaphore, no pending operation on it (the caller's
-        // contract); on success the driver owns `raw`.
-        match unsafe { sfd.import_semaphore_fd(&info) } {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                // SAFETY: only used for fstat; `raw` may be closed already.
-                let still = rustix::fs::fstat(unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) })
-                    .is_ok_and(|s| (s.st_dev, s.st_ino) == id);
-                if still {
-                    // SAFETY: the driver left our dup open: still ours.
-                    drop(unsafe { OwnedFd::from_raw_fd(raw) });
-                }
-                Err(VulkanError::vk("vkImportSemaphoreFdKHR")(e))
-            }
-        }
-    }
-}
-
-impl Drop for SyncFileSemaphore {
-    fn drop(&mut self) {
-        // SAFETY: our semaphore; the owner keeps it alive while submissions
-        // wait on it.
-        unsafe { self.ctx.device().destroy_semaphore(self.sem, None) };
-    }
+/// A Vulkan timeout in nanoseconds (saturating).
+pub(crate) fn timeout_ns(timeout: Duration) -> u64 {
+    u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX)
 }

@@ -2,9 +2,20 @@
 //!
 //! Each wait is classified ([`Submitter::classify`]):
 //! - a pending timeline point of this device becomes a wait semaphore;
-//! - a sync_file is imported into a temporary binary SYNC_FD semaphore where
-//!   the device can import those;
-//! - everything else is waited in software before `vkQueueSubmit`.
+//! - a sync_file (a checked [`SyncFile`], never a raw fd) is imported into a
+//!   temporary binary SYNC_FD semaphore where the device can import those;
+//! - everything else is waited in software before `vkQueueSubmit`, all
+//!   within the submission's bound: a dependency still pending at the
+//!   bound fails the submission ([`VulkanError::DependencyPending`], naming
+//!   the fence) and nothing is submitted, so a stuck dependency never
+//!   stalls the queue for everyone. A failed dependency fails it too.
+//!
+//! Waits the GPU does (timeline points, imported sync_files) are the
+//! kernel's: their producer completes them in finite time by contract.
+//! Dropping a `Submitter` waits, bounded ([`DROP_TIMEOUT`], or
+//! [`Submitter::finish`] with the caller's bound and a typed error), for its
+//! submissions; if one is still running then, its objects are leaked
+//! rather than destroyed under the GPU.
 //!
 //! The submission signals the next point of the submitter's timeline; its
 //! [`Submitted::fence`] is a [`TimelinePoint`] fence. Where SYNC_FD export
@@ -20,14 +31,20 @@
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ash::vk;
-use bufsync::fence::Fence;
+use bufsync::fence::{Fence, FenceStatus, WaitError};
 
 use super::context::VulkanContext;
 use super::error::{Result, VulkanError};
-use super::timeline::{TimelinePoint, TimelineSemaphore};
+use super::semaphore::create_exportable_binary;
+use super::timeline::{wait_fence, TimelinePoint, TimelineSemaphore};
 use crate::sync_file::SyncFile;
+
+/// How long dropping a [`Submitter`] waits for its submissions before it
+/// gives up and leaks their objects (see [`Submitter::set_drop_timeout`]).
+pub const DROP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How one wait of a submission was done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,13 +102,13 @@ pub struct Submitted {
 pub enum Wait<'a> {
     /// A runtime fence of any kind.
     Fence(&'a Fence),
-    /// A sync_file fd (not consumed).
-    SyncFile(BorrowedFd<'a>),
+    /// A sync_file (checked when it became a [`SyncFile`]; not consumed).
+    SyncFile(&'a SyncFile),
 }
 
 impl<'a> From<&'a SyncFile> for Wait<'a> {
     fn from(s: &'a SyncFile) -> Self {
-        Wait::SyncFile(s.fd())
+        Wait::SyncFile(s)
     }
 }
 
@@ -120,6 +137,7 @@ pub struct Submitter {
     ctx: Arc<VulkanContext>,
     timeline: Arc<TimelineSemaphore>,
     state: Mutex<State>,
+    drop_timeout: Duration,
 }
 
 impl std::fmt::Debug for Submitter {
@@ -148,7 +166,14 @@ impl Submitter {
                 free: Vec::new(),
                 in_flight: VecDeque::new(),
             }),
+            drop_timeout: DROP_TIMEOUT,
         })
+    }
+
+    /// Sets how long dropping waits for the submissions still running
+    /// (default [`DROP_TIMEOUT`]).
+    pub fn set_drop_timeout(&mut self, t: Duration) {
+        self.drop_timeout = t;
     }
 
     /// The timeline every submission signals.
@@ -178,8 +203,8 @@ impl Submitter {
                     WaitPath::Software
                 }
             }
-            Wait::SyncFile(fd) => {
-                if crate::sys::sync_file::signaled_now(*fd) {
+            Wait::SyncFile(sf) => {
+                if crate::sys::sync_file::signaled_now(sf.fd()) {
                     WaitPath::Signaled
                 } else if self.ctx.caps().sync_file_in() {
                     WaitPath::SyncFileHw
@@ -191,33 +216,55 @@ impl Submitter {
     }
 
     /// Records a command buffer with `record` and submits it after `waits`.
-    /// Takes the submitter's state lock (and the queue lock inside it) after
-    /// the software waits.
+    /// Waits done in software share the bound `timeout`
+    /// ([`VulkanError::DependencyPending`] when it passes: nothing is
+    /// submitted). Takes the submitter's state lock (and the queue lock
+    /// inside it) after the software waits.
+    ///
+    /// ```no_run
+    /// # use bufsync_backends::vulkan::{Submitter, VulkanContext, Wait};
+    /// # use std::time::Duration;
+    /// # fn demo(ctx: &std::sync::Arc<VulkanContext>, dep: &bufsync::fence::Fence) -> bufsync_backends::vulkan::Result<()> {
+    /// let sub = Submitter::new(ctx)?;
+    /// let done = sub.submit(&[Wait::Fence(dep)], Duration::from_secs(1), |_dev, _cmd| Ok(()))?;
+    /// bufsync_backends::vulkan::wait_fence(&done.fence, Duration::from_secs(1))
+    ///     .map_err(|e| bufsync_backends::vulkan::VulkanError::Unsupported(e.to_string()))?;
+    /// # Ok(()) }
+    /// ```
     pub fn submit(
         &self,
         waits: &[Wait<'_>],
+        timeout: Duration,
         record: impl FnOnce(&ash::Device, vk::CommandBuffer) -> Result<()>,
     ) -> Result<Submitted> {
-        self.submit_inner(waits, Some(Box::new(record)), &[])
+        self.submit_inner(waits, timeout, Some(Box::new(record)), &[])
     }
 
-    /// Submits the application's own recorded command buffers after `waits`.
+    /// Submits the application's own recorded command buffers after `waits`
+    /// (software waits bounded by `timeout`, as for [`submit`](Self::submit)).
     pub fn submit_command_buffers(
         &self,
         waits: &[Wait<'_>],
+        timeout: Duration,
         cmds: &[vk::CommandBuffer],
     ) -> Result<Submitted> {
-        self.submit_inner(waits, None, cmds)
+        self.submit_inner(waits, timeout, None, cmds)
     }
 
     #[allow(clippy::type_complexity)]
     fn submit_inner(
         &self,
         waits: &[Wait<'_>],
+        timeout: Duration,
         record: Option<Box<dyn FnOnce(&ash::Device, vk::CommandBuffer) -> Result<()> + '_>>,
         app_cmds: &[vk::CommandBuffer],
     ) -> Result<Submitted> {
         let dev = self.ctx.device();
+        let start = Instant::now();
+        // A bound too far to represent is a year: still a bound.
+        let deadline = start
+            .checked_add(timeout)
+            .unwrap_or(start + Duration::from_secs(365 * 86_400));
         let mut report = SubmitReport::default();
         let mut hw_timeline: Vec<(Fence, vk::Semaphore, u64)> = Vec::new();
         let mut hw_sync: Vec<OwnedFd> = Vec::new();
@@ -229,25 +276,33 @@ impl Submitter {
                         hw_timeline.push(((*f).clone(), p.semaphore().handle(), p.value()));
                     }
                 }
-                (Wait::SyncFile(fd), WaitPath::SyncFileHw) => {
-                    hw_sync.push(fd.try_clone_to_owned().map_err(|e| VulkanError::Os {
-                        call: "F_DUPFD_CLOEXEC",
-                        errno: e.raw_os_error().unwrap_or(0),
-                    })?);
+                (Wait::SyncFile(sf), WaitPath::SyncFileHw) => {
+                    // An error the kernel's merge dropped cannot go to the
+                    // GPU with the fd: the dependency has failed.
+                    if let Some(e) = sf.carried_error() {
+                        return Err(VulkanError::Fence(e));
+                    }
+                    hw_sync.push(sf.try_clone()?.into_fd());
                 }
                 (Wait::Fence(f), WaitPath::SyncFileHw) => match super::timeline::to_sync_file(f) {
-                    Ok(Some(sf)) => hw_sync.push(sf.into_fd()),
+                    Ok(Some(sf)) if sf.carried_error().is_none() => hw_sync.push(sf.into_fd()),
+                    Ok(Some(sf)) => {
+                        return Err(VulkanError::Fence(sf.carried_error().unwrap_or(
+                            bufsync::fence::FenceError::Errno(
+                                rustix::io::Errno::INVAL.raw_os_error(),
+                            ),
+                        )))
+                    }
                     Ok(None) => path = WaitPath::Signaled,
+                    Err(crate::Error::Fence(e)) => return Err(VulkanError::Fence(e)),
                     Err(e) => {
                         log::debug!("vulkan: no sync_file form ({e}); waiting in software");
                         path = WaitPath::Software;
-                        f.wait().map_err(VulkanError::Fence)?;
+                        wait_dependency(f, start, deadline)?;
                     }
                 },
-                (Wait::Fence(f), WaitPath::Software) => {
-                    f.wait().map_err(VulkanError::Fence)?;
-                }
-                (Wait::SyncFile(fd), WaitPath::Software) => wait_sync_file(*fd)?,
+                (Wait::Fence(f), WaitPath::Software) => wait_dependency(f, start, deadline)?,
+                (Wait::SyncFile(sf), WaitPath::Software) => wait_sync_file(sf, deadline)?,
                 (Wait::Fence(f), _) => {
                     // A dependency that failed fails the submission (as
                     // drm_sched skips a job whose dependency has an error).
@@ -256,7 +311,12 @@ impl Submitter {
                     }
                     path = WaitPath::Signaled;
                 }
-                _ => path = WaitPath::Signaled,
+                (Wait::SyncFile(sf), _) => {
+                    if let FenceStatus::Error(e) = sf.status()? {
+                        return Err(VulkanError::Fence(e));
+                    }
+                    path = WaitPath::Signaled;
+                }
             }
             report.count(path);
         }
@@ -277,6 +337,7 @@ impl Submitter {
             record,
             app_cmds,
             &mut report,
+            deadline,
         );
         match result {
             Ok((value, sync_file)) => {
@@ -317,6 +378,7 @@ impl Submitter {
         record: Option<Box<dyn FnOnce(&ash::Device, vk::CommandBuffer) -> Result<()> + '_>>,
         app_cmds: &[vk::CommandBuffer],
         report: &mut SubmitReport,
+        deadline: Instant,
     ) -> Result<(u64, Option<SyncFile>)> {
         let dev = self.ctx.device();
         let mut wait_sems = Vec::new();
@@ -337,7 +399,7 @@ impl Submitter {
                     log::warn!("vulkan: sync_file import failed ({e}); waiting in software");
                     report.sync_file_hw -= 1;
                     report.software += 1;
-                    wait_sync_file(fd.as_fd())?;
+                    wait_sync_fd(fd.as_fd(), deadline)?;
                 }
             }
         }
@@ -359,7 +421,7 @@ impl Submitter {
         let value = self.timeline.next_value();
         let mut signal_sems = vec![self.timeline.handle()];
         let mut signal_values = vec![value];
-        let export = if self.ctx.caps().sync_file_out() {
+        let export = if self.ctx.sync_file_out() {
             let sem = create_exportable_binary(dev)?;
             flight.temps.push(sem);
             signal_sems.push(sem);
@@ -379,9 +441,9 @@ impl Submitter {
             .signal_semaphores(&signal_sems)
             .push_next(&mut tl);
         {
-            let (_q, queue) = self.ctx.queue_lock();
+            let q = self.ctx.queue_lock();
             // SAFETY: queue lock held; all handles alive until retired (kept in `flight`).
-            unsafe { dev.queue_submit(queue, &[submit], vk::Fence::null()) }
+            unsafe { dev.queue_submit(q.queue(), &[submit], vk::Fence::null()) }
                 .map_err(VulkanError::vk("vkQueueSubmit"))?;
         }
         let sync_file = match (export, self.ctx.fns.semaphore_fd.as_ref()) {
@@ -520,14 +582,55 @@ impl Submitter {
     }
 }
 
+impl Submitter {
+    /// Waits (at most `timeout`) until every submission made so far has
+    /// completed, then frees what they held. [`VulkanError::TimedOut`] when
+    /// one is still running (nothing is freed under it).
+    pub fn finish(&self, timeout: Duration) -> Result<()> {
+        let last = {
+            let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.in_flight.back().map(|f| f.value)
+        };
+        if let Some(last) = last {
+            if !self.timeline.wait(last, timeout)? {
+                return Err(VulkanError::TimedOut {
+                    what: "submissions to finish",
+                    waited: timeout,
+                });
+            }
+        }
+        self.retire();
+        Ok(())
+    }
+}
+
 impl Drop for Submitter {
     fn drop(&mut self) {
+        let timeout = self.drop_timeout;
         let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
         if let Some(last) = st.in_flight.back().map(|f| f.value) {
-            if let Err(e) = self.timeline.wait(last, None) {
-                log::error!("vulkan: submitter drop: waiting for the last submission: {e}");
-                // SAFETY: valid device; nothing else can be done before freeing.
-                let _ = unsafe { self.ctx.device().device_wait_idle() };
+            match self.timeline.wait(last, timeout) {
+                Ok(true) => {}
+                Ok(false) | Err(_) => {
+                    // Still running (a dependency the GPU waits for has not
+                    // signaled): destroying its command buffers, semaphores
+                    // or timeline under it would be undefined behaviour, and
+                    // waiting longer would stall the caller. Leak them.
+                    log::error!(
+                        "vulkan: submitter dropped with submission {last} still running after {timeout:?}: leaking its command pool, semaphores and timeline"
+                    );
+                    let st = std::mem::replace(
+                        st,
+                        State {
+                            pool: vk::CommandPool::null(),
+                            free: Vec::new(),
+                            in_flight: VecDeque::new(),
+                        },
+                    );
+                    std::mem::forget(st.in_flight);
+                    std::mem::forget(Arc::clone(&self.timeline));
+                    return;
+                }
             }
         }
         let mut st = std::mem::replace(
@@ -555,29 +658,32 @@ fn has_sync_file_form(f: &Fence) -> bool {
             .is_some_and(|p| p.sync_file().is_some())
 }
 
-fn create_exportable_binary(dev: &ash::Device) -> Result<vk::Semaphore> {
-    let mut export = vk::ExportSemaphoreCreateInfo::default()
-        .handle_types(vk::ExternalSemaphoreHandleTypeFlags::SYNC_FD);
-    let info = vk::SemaphoreCreateInfo::default().push_next(&mut export);
-    // SAFETY: valid device; chain points to locals.
-    unsafe { dev.create_semaphore(&info, None) }.map_err(VulkanError::vk("vkCreateSemaphore"))
-}
-
-/// Blocks until the sync_file `fd` signals (poll for POLLIN).
-fn wait_sync_file(fd: BorrowedFd<'_>) -> Result<()> {
-    use rustix::event::PollFlags;
-    match crate::sys::poll::poll_one(fd, PollFlags::IN, None) {
-        Ok(Some(r)) if r.intersects(PollFlags::ERR | PollFlags::NVAL) => Err(VulkanError::Os {
-            call: "poll(sync_file)",
-            errno: rustix::io::Errno::INVAL.raw_os_error(),
-        }),
-        // No time limit: only a ready fd ends the poll.
-        Ok(_) => Ok(()),
-        Err(e) => Err(VulkanError::Os {
-            call: "poll(sync_file)",
-            errno: e
-                .raw_os_error()
-                .unwrap_or(rustix::io::Errno::IO.raw_os_error()),
+/// Waits on the CPU for a dependency until `deadline`: a pending one at the
+/// deadline is named ([`VulkanError::DependencyPending`]), a failed one
+/// fails the submission.
+fn wait_dependency(f: &Fence, start: Instant, deadline: Instant) -> Result<()> {
+    match wait_fence(f, deadline.saturating_duration_since(Instant::now())) {
+        Ok(()) => Ok(()),
+        Err(WaitError::Fence(e)) => Err(VulkanError::Fence(e)),
+        Err(WaitError::TimedOut | WaitError::Cancelled) => Err(VulkanError::DependencyPending {
+            fence: f.clone(),
+            waited: start.elapsed(),
         }),
     }
+}
+
+/// Waits on the CPU until the sync_file signals or `deadline` passes.
+fn wait_sync_file(sf: &SyncFile, deadline: Instant) -> Result<()> {
+    match sf.wait(deadline.saturating_duration_since(Instant::now())) {
+        Ok(()) => Ok(()),
+        Err(crate::Error::Fence(e)) => Err(VulkanError::Fence(e)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// [`wait_sync_file`] for a dup the driver handed back after a failed
+/// import (same fd, so same fence; no error carried beyond the kernel's).
+fn wait_sync_fd(fd: BorrowedFd<'_>, deadline: Instant) -> Result<()> {
+    let sf = SyncFile::from_borrowed(fd)?;
+    wait_sync_file(&sf, deadline)
 }

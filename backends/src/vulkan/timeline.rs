@@ -1,46 +1,35 @@
-//! Timeline semaphores as fences: the [`TimelinePoint`] fence kind and the
-//! per-device waiter thread that signals runtime fences.
+//! Timeline semaphores as fences: the [`TimelinePoint`] fence kind.
 //!
 //! A point `(semaphore, value)` is signaled once the semaphore's counter
 //! reaches `value`. `is_signaled` reads the counter; a CPU wait uses
-//! `vkWaitSemaphores` with a timeout; enabling signaling hands the fence to
-//! the device's one [`Waiter`], a thread blocked in `vkWaitSemaphores(ANY)`
-//! on every registered point plus a private "wake" timeline semaphore that
-//! registration bumps from the host.
+//! `vkWaitSemaphores` on the one semaphore with a bound
+//! ([`TimelinePoint::wait_cpu`], [`wait_fence`]). Software signaling (a
+//! runtime wait, a callback) hands the point to the runtime's fence engine,
+//! which polls the counter with back-off (50 µs doubling to 5 ms): no
+//! thread of bufsync's own, and an event loop can drive it.
 //!
-//! Locking: `WaiterShared::state` (a mutex) guards the pending list and the
-//! wake counter; it is never held while a fence is signaled (callbacks run on
-//! the waiter thread with no lock held) nor across `vkWaitSemaphores`. Only
-//! the waiter thread removes entries, so the semaphores it waits on stay alive
-//! (each entry holds an `Arc<TimelineSemaphore>`) while it waits unlocked.
+//! Why not a waiter thread blocked in `vkWaitSemaphores(ANY)` over every
+//! pending point plus a wake semaphore (what this module did before): on a
+//! driver whose timelines are emulated (Mesa's `vk_sync_timeline`, e.g.
+//! lavapipe), a wait for ANY of several semaphores is a busy loop of
+//! zero-timeout checks (`vk_sync_wait_many`), so that thread burned a CPU
+//! for as long as any point was pending.
+//!
+//! Locking: none of bufsync's own; a `TimelineSemaphore` is a handle plus an
+//! atomic counter of issued values. Vulkan allows concurrent waits, signals
+//! and counter reads on one semaphore.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ash::vk;
-use bufsync::fence::{alloc_contexts, Fence, FenceError, FenceKind};
+use bufsync::fence::{alloc_contexts, Fence, FenceError, FenceKind, WaitError};
 
 use super::context::VulkanContext;
 use super::error::{Result, VulkanError};
+use super::semaphore::{create_timeline_semaphore, timeout_ns};
 use crate::sync_file::SyncFile;
-
-/// Creates a timeline semaphore with `initial` as its counter.
-pub(crate) fn create_timeline_semaphore(dev: &ash::Device, initial: u64) -> Result<vk::Semaphore> {
-    let mut ty = vk::SemaphoreTypeCreateInfo::default()
-        .semaphore_type(vk::SemaphoreType::TIMELINE)
-        .initial_value(initial);
-    let info = vk::SemaphoreCreateInfo::default().push_next(&mut ty);
-    // SAFETY: valid device (timeline feature enabled); chain points to locals.
-    unsafe { dev.create_semaphore(&info, None) }.map_err(VulkanError::vk("vkCreateSemaphore"))
-}
-
-fn duration_ns(timeout: Option<Duration>) -> u64 {
-    timeout.map_or(u64::MAX, |d| {
-        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-    })
-}
 
 /// A Vulkan timeline semaphore, one runtime fence context.
 pub struct TimelineSemaphore {
@@ -121,7 +110,8 @@ impl TimelineSemaphore {
             .map_err(VulkanError::vk("vkGetSemaphoreCounterValue"))
     }
 
-    /// Signals `value` from the host (`vkSignalSemaphore`); it must be greater
+    /// Signals `value` from the host (`vkSignalSemaphore`): for semaphores
+    /// the application (or a test) produces itself; it must be greater
     /// than the current counter and than any pending signal.
     pub fn signal(&self, value: u64) -> Result<()> {
         self.issued.fetch_max(value, Ordering::AcqRel);
@@ -135,8 +125,9 @@ impl TimelineSemaphore {
     }
 
     /// Waits on the CPU until the counter reaches `value` or `timeout`
-    /// passes (`None`: forever). `Ok(false)` on timeout.
-    pub fn wait(&self, value: u64, timeout: Option<Duration>) -> Result<bool> {
+    /// passes (`vkWaitSemaphores` on this one semaphore). `Ok(false)` on
+    /// timeout.
+    pub fn wait(&self, value: u64, timeout: Duration) -> Result<bool> {
         let sems = [self.sem];
         let values = [value];
         let info = vk::SemaphoreWaitInfo::default()
@@ -146,7 +137,7 @@ impl TimelineSemaphore {
         match unsafe {
             self.ctx
                 .device()
-                .wait_semaphores(&info, duration_ns(timeout))
+                .wait_semaphores(&info, timeout_ns(timeout))
         } {
             Ok(()) => Ok(true),
             Err(vk::Result::TIMEOUT) => Ok(false),
@@ -178,8 +169,9 @@ impl TimelineSemaphore {
 impl Drop for TimelineSemaphore {
     fn drop(&mut self) {
         if self.owned {
-            // SAFETY: no waiter entry holds this semaphore (entries hold an
-            // Arc of it); submissions that use it hold an Arc until retired.
+            // SAFETY: every fence of this timeline holds an Arc of it, and a
+            // submitter keeps one while a submission signals it (or leaks it
+            // when that submission is stuck); so the GPU is done with it.
             unsafe { self.ctx.device().destroy_semaphore(self.sem, None) };
         }
     }
@@ -214,36 +206,36 @@ impl TimelinePoint {
         self.sem.ctx.device().handle() == ctx.device().handle()
     }
 
-    /// CPU wait with `vkWaitSemaphores` (no runtime machinery); `TimedOut`
-    /// after `timeout`, `DeviceLost` on a lost device.
-    pub fn wait_cpu(&self, timeout: Option<Duration>) -> Result<(), FenceError> {
+    /// CPU wait with `vkWaitSemaphores` on the point's semaphore (no
+    /// runtime machinery), at most `timeout`: [`WaitError::TimedOut`] when
+    /// it passes (the point stays pending), `DeviceLost` when the driver
+    /// reports a lost device.
+    pub fn wait_cpu(&self, timeout: Duration) -> Result<(), WaitError> {
         match self.sem.wait(self.value, timeout) {
             Ok(true) => Ok(()),
-            Ok(false) => Err(FenceError::TimedOut),
-            Err(_) => Err(FenceError::DeviceLost),
+            Ok(false) => Err(WaitError::TimedOut),
+            Err(_) => Err(WaitError::Fence(FenceError::DeviceLost)),
         }
     }
 }
 
-/// Waits for `fence` on the CPU: a timeline point through `vkWaitSemaphores`
-/// (and then signals the runtime fence), anything else through the runtime.
-pub fn wait_fence(fence: &Fence, timeout: Option<Duration>) -> Result<(), FenceError> {
+/// Waits for `fence` on the CPU, at most `timeout`: a timeline point through
+/// `vkWaitSemaphores` (then the runtime fence is signaled at once), anything
+/// else through the runtime. [`WaitError::TimedOut`] leaves the fence
+/// pending.
+pub fn wait_fence(fence: &Fence, timeout: Duration) -> Result<(), WaitError> {
     if let Some(point) = fence.kind_as::<TimelinePoint>() {
-        point.wait_cpu(timeout)?;
-        let _ = fence.signal();
+        if !fence.test_signaled_flag() {
+            point.wait_cpu(timeout)?;
+            // The counter has reached the point: the poll signals it.
+            fence.is_signaled();
+        }
         return match fence.error() {
-            Some(e) => Err(e),
+            Some(e) => Err(WaitError::Fence(e)),
             None => Ok(()),
         };
     }
-    match timeout {
-        None => fence.wait(),
-        Some(t) => fence.wait_timeout(t).map_err(|e| match e {
-            bufsync::fence::WaitError::Fence(f) => f,
-            bufsync::fence::WaitError::TimedOut => FenceError::TimedOut,
-            bufsync::fence::WaitError::Cancelled => FenceError::Cancelled,
-        }),
-    }
+    fence.wait_timeout(timeout)
 }
 
 /// The sync_file form of any runtime fence: a Vulkan render-done point's
@@ -267,216 +259,31 @@ impl FenceKind for TimelinePoint {
         &self.sem.name
     }
 
-    fn enable_signaling(&self, fence: &Fence) -> Result<(), FenceError> {
-        let ctx = &self.sem.ctx;
-        let waiter = match ctx.waiter.get() {
-            Some(w) => w,
-            None => {
-                let started = Waiter::start(ctx.device().clone()).map_err(|e| {
-                    log::error!("vulkan: cannot start the timeline waiter: {e}");
-                    FenceError::DeviceLost
-                })?;
-                match ctx.waiter.set(started) {
-                    Ok(()) => {}
-                    // Lost a race: stop ours, use the winner's.
-                    Err(ours) => ours.shutdown(ctx.device()),
-                }
-                ctx.waiter.get().ok_or(FenceError::DeviceLost)?
+    /// The counter has reached the point; a lost device (the driver's own
+    /// error, mirrored) ends the point with `DeviceLost`.
+    fn poll_signaled(&self, fence: &Fence) -> bool {
+        match self.sem.value() {
+            Ok(v) => v >= self.value,
+            Err(VulkanError::Vk {
+                result: vk::Result::ERROR_DEVICE_LOST,
+                ..
+            }) => {
+                fence.set_error(FenceError::DeviceLost);
+                true
             }
-        };
-        waiter.add(self.sem.clone(), self.value, fence.clone())
+            Err(e) => {
+                log::warn!("vulkan: reading timeline {}: {e}", self.sem.name);
+                false
+            }
+        }
     }
 
-    fn poll_signaled(&self, _fence: &Fence) -> bool {
-        self.sem.value().is_ok_and(|v| v >= self.value)
+    /// Software signaling: the runtime's fence engine polls the counter.
+    fn needs_polling(&self) -> bool {
+        true
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
-    }
-}
-
-struct Entry {
-    sem: Arc<TimelineSemaphore>,
-    value: u64,
-    fence: Fence,
-}
-
-struct WaiterState {
-    pending: Vec<Entry>,
-    wake_value: u64,
-    shutdown: bool,
-    /// The thread exited after a device error.
-    dead: bool,
-}
-
-struct WaiterShared {
-    device: ash::Device,
-    wake: vk::Semaphore,
-    state: Mutex<WaiterState>,
-}
-
-/// One thread per device that turns timeline progress into fence signals.
-pub(crate) struct Waiter {
-    shared: Arc<WaiterShared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl Waiter {
-    fn start(device: ash::Device) -> Result<Waiter> {
-        let wake = create_timeline_semaphore(&device, 0)?;
-        let shared = Arc::new(WaiterShared {
-            device,
-            wake,
-            state: Mutex::new(WaiterState {
-                pending: Vec::new(),
-                wake_value: 0,
-                shutdown: false,
-                dead: false,
-            }),
-        });
-        let s2 = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("bufsync-vk-waiter".into())
-            .spawn(move || waiter_loop(&s2));
-        match thread {
-            Ok(t) => Ok(Waiter {
-                shared,
-                thread: Mutex::new(Some(t)),
-            }),
-            Err(e) => {
-                // SAFETY: the semaphore was created above and is unused.
-                unsafe { shared.device.destroy_semaphore(wake, None) };
-                Err(VulkanError::Os {
-                    call: "thread spawn",
-                    errno: e.raw_os_error().unwrap_or(0),
-                })
-            }
-        }
-    }
-
-    /// Registers a point. Takes the waiter's state lock.
-    fn add(&self, sem: Arc<TimelineSemaphore>, value: u64, fence: Fence) -> Result<(), FenceError> {
-        let mut st = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
-        if st.shutdown {
-            return Err(FenceError::Cancelled);
-        }
-        if st.dead {
-            return Err(FenceError::DeviceLost);
-        }
-        st.pending.push(Entry { sem, value, fence });
-        st.wake_value += 1;
-        bump(&self.shared, st.wake_value).map_err(|_| FenceError::DeviceLost)
-    }
-
-    /// Stops the thread and destroys the wake semaphore. Takes the state lock.
-    pub(crate) fn shutdown(&self, _device: &ash::Device) {
-        {
-            let mut st = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
-            st.shutdown = true;
-            st.wake_value += 1;
-            if let Err(e) = bump(&self.shared, st.wake_value) {
-                log::error!("vulkan: cannot wake the timeline waiter: {e}");
-            }
-        }
-        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(t) = thread {
-            // The last context reference may be dropped by the waiter thread
-            // itself (it drops signaled fences): then it cannot be joined, but
-            // it checks `shutdown` before its next Vulkan call and exits.
-            if t.thread().id() != std::thread::current().id() {
-                let _ = t.join();
-            }
-        }
-        // SAFETY: the waiter thread has exited, or is this thread and makes no
-        // further Vulkan call after seeing `shutdown`.
-        unsafe { self.shared.device.destroy_semaphore(self.shared.wake, None) };
-    }
-}
-
-fn bump(shared: &WaiterShared, value: u64) -> Result<()> {
-    let info = vk::SemaphoreSignalInfo::default()
-        .semaphore(shared.wake)
-        .value(value);
-    // SAFETY: our own semaphore, bumped under the state lock so values increase.
-    unsafe { shared.device.signal_semaphore(&info) }.map_err(VulkanError::vk("vkSignalSemaphore"))
-}
-
-fn waiter_loop(shared: &WaiterShared) {
-    let mut seen_wake = 0u64;
-    let mut done: Vec<(Fence, Option<FenceError>)> = Vec::new();
-    loop {
-        // Dropping signaled fences may drop the last reference to the context,
-        // whose drop shuts this waiter down from this very thread and then
-        // destroys the device: after `signal_all`, always come back here and
-        // check `shutdown` before any Vulkan call.
-        let (sems, values) = {
-            let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
-            if st.shutdown {
-                let rest: Vec<Entry> = st.pending.drain(..).collect();
-                drop(st);
-                for e in rest {
-                    let _ = e.fence.signal_with_error(FenceError::Cancelled);
-                }
-                return;
-            }
-            st.pending.retain(|e| match e.sem.value() {
-                Ok(v) if v >= e.value => {
-                    done.push((e.fence.clone(), None));
-                    false
-                }
-                Ok(_) => true,
-                Err(_) => {
-                    done.push((e.fence.clone(), Some(FenceError::DeviceLost)));
-                    false
-                }
-            });
-            let mut sems = vec![shared.wake];
-            let mut values = vec![seen_wake + 1];
-            for e in &st.pending {
-                sems.push(e.sem.handle());
-                values.push(e.value);
-            }
-            (sems, values)
-        };
-        if !done.is_empty() {
-            drop((sems, values));
-            signal_all(&mut done);
-            continue;
-        }
-        let info = vk::SemaphoreWaitInfo::default()
-            .flags(vk::SemaphoreWaitFlags::ANY)
-            .semaphores(&sems)
-            .values(&values);
-        // SAFETY: every semaphore is kept alive by its pending entry (only this
-        // thread removes entries) or is the waiter's own wake semaphore, which
-        // is destroyed only after this thread exits or from this thread.
-        let r = unsafe { shared.device.wait_semaphores(&info, u64::MAX) };
-        match r {
-            Ok(()) | Err(vk::Result::TIMEOUT) => {}
-            Err(e) => {
-                log::error!("vulkan: timeline waiter: vkWaitSemaphores: {e}");
-                let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
-                st.dead = true;
-                let rest: Vec<Entry> = st.pending.drain(..).collect();
-                drop(st);
-                for e in rest {
-                    let _ = e.fence.signal_with_error(FenceError::DeviceLost);
-                }
-                return;
-            }
-        }
-        // SAFETY: our own semaphore; no fence was dropped since the shutdown check.
-        seen_wake =
-            unsafe { shared.device.get_semaphore_counter_value(shared.wake) }.unwrap_or(seen_wake);
-    }
-}
-
-fn signal_all(done: &mut Vec<(Fence, Option<FenceError>)>) {
-    for (fence, err) in done.drain(..) {
-        let _ = match err {
-            None => fence.signal(),
-            Some(e) => fence.signal_with_error(e),
-        };
     }
 }

@@ -1,54 +1,112 @@
-//! `render_to_scanout`: render on one device, scan out on another, every
-//! edge synchronized with bufsync's fences, reservations and tickets.
-//!
-//! ```text
-//! render_to_scanout [--path hw|sw|implicit|all] [--renderer vgem|vulkan]
-//!                   [--frames N] [--swapchain N] [--display DRIVER|/dev/dri/cardN]
-//!                   [--no-capture] [--out DIR] [--png-every N]
-//! ```
-//!
-//! Defaults: all three paths, 120 frames each, 3 buffers, display `vkms`,
-//! every flip captured through writeback and checked, PNGs under
-//! `target/demo/`. `hw` and `implicit` render with vgem (real pending kernel
-//! fences), `sw` with Vulkan, unless `--renderer` says otherwise. Prints a
-//! table; exits non-zero when a frame was not presented or a capture was
-//! not exactly its frame. Ctrl-C stops after the current frame, restoring
-//! the display.
+//! `render_to_scanout`: render on one device, scan out on another through
+//! bufsync's presenter, every edge synchronized with fences, reservations
+//! and tickets, and check what the display showed. `--help` for usage.
 #![forbid(unsafe_code)]
 
-use bufsync_examples::flow::{self, FlowConfig, RendererKind, SyncPath};
-use bufsync_examples::report;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use bufsync_backends::drm::{DrmDevice, NodeKind};
+use bufsync_backends::kms::{Display, ModeSpec, OutputSpec};
+use bufsync_examples::flow::{self, CheckMode, FlowConfig, RendererKind, SyncPath};
+use bufsync_examples::report::{self, PathReport};
+use bufsync_present::{PresentMode, StrategyChoice};
+
+const USAGE: &str = "\
+usage: render_to_scanout [OPTIONS]
+
+Renders an animated test pattern on one device and scans it out on a KMS
+display through bufsync's presenter; checks every flip through writeback
+(vkms), or screendumps from outside the guest (virtio_gpu in `cargo xtask
+vm`); prints per display the buffer strategy chosen and why the others were
+refused, then one row per run.
+
+options:
+  --display D[,D...]   displays: driver names, /dev/dri/cardN paths, or `auto`
+                       (default: the first KMS device with a connected connector)
+  --connector NAME     connector (default: the first connected one), e.g. Virtual-1
+  --mode WxH[@HZ]      mode (default: the connector's preferred mode)
+  --strategy S         auto | render-alloc | display-alloc | copy (default auto)
+  --present M          fifo | mailbox (default fifo)
+  --path P             hw | sw | implicit | auto | all: the render->display edge
+                       (default all: hw and implicit with vgem, sw with Vulkan)
+  --renderer R         vgem | vulkan (default: per path as above; Vulkan where
+                       there is no vgem)
+  --frames N           frames per run (default 120)
+  --buffers N          buffers in rotation (default 3; 4 for mailbox)
+  --no-capture         do not check what the display showed
+  --out DIR            where checked frames are saved as PNG (default target/demo)
+  --png-every N        save every N-th checked frame (default 40)
+  --json               print the report as JSON on stdout (messages go to stderr)
+  -h, --help           this text
+  -V, --version        the version
+";
+
 struct Args {
+    displays: Vec<String>,
+    output: OutputSpec,
+    strategy: StrategyChoice,
+    mode: PresentMode,
     paths: Vec<SyncPath>,
     renderer: Option<RendererKind>,
     frames: u32,
-    swapchain: usize,
-    display: String,
+    buffers: Option<usize>,
     capture: bool,
     out: PathBuf,
     png_every: u32,
+    json: bool,
 }
 
-fn parse() -> Result<Args, String> {
+enum Parsed {
+    Run(Args),
+    Exit(&'static str),
+}
+
+fn parse() -> Result<Parsed, String> {
     let mut a = Args {
+        displays: vec!["auto".into()],
+        output: OutputSpec::default(),
+        strategy: StrategyChoice::Auto,
+        mode: PresentMode::Fifo,
         paths: vec![SyncPath::Hw, SyncPath::Sw, SyncPath::Implicit],
         renderer: None,
         frames: 120,
-        swapchain: 3,
-        display: "vkms".into(),
+        buffers: None,
         capture: true,
         out: PathBuf::from("target/demo"),
         png_every: 40,
+        json: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
         match arg.as_str() {
+            "--display" => {
+                a.displays = value("--display")?
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            }
+            "--connector" => a.output.connector = Some(value("--connector")?),
+            "--mode" => {
+                let v = value("--mode")?;
+                a.output.mode = Some(
+                    ModeSpec::parse(&v).ok_or(format!("--mode `{v}`: expected WxH or WxH@HZ"))?,
+                );
+            }
+            "--strategy" => {
+                let v = value("--strategy")?;
+                a.strategy = StrategyChoice::parse(&v).ok_or(format!("unknown strategy `{v}`"))?;
+            }
+            "--present" => {
+                let v = value("--present")?;
+                a.mode =
+                    PresentMode::parse(&v).ok_or(format!("unknown presentation mode `{v}`"))?;
+            }
             "--path" => {
                 let v = value("--path")?;
                 a.paths = if v == "all" {
@@ -59,36 +117,72 @@ fn parse() -> Result<Args, String> {
             }
             "--renderer" => {
                 let v = value("--renderer")?;
-                a.renderer = Some(RendererKind::parse(&v).ok_or(format!("unknown renderer `{v}`"))?);
+                a.renderer =
+                    Some(RendererKind::parse(&v).ok_or(format!("unknown renderer `{v}`"))?);
             }
-            "--frames" => a.frames = value("--frames")?.parse().map_err(|e| format!("--frames: {e}"))?,
-            "--swapchain" => {
-                a.swapchain = value("--swapchain")?.parse().map_err(|e| format!("--swapchain: {e}"))?;
-                if a.swapchain < 2 {
-                    return Err("--swapchain must be at least 2".into());
+            "--frames" => {
+                a.frames = value("--frames")?
+                    .parse()
+                    .map_err(|e| format!("--frames: {e}"))?
+            }
+            "--buffers" | "--swapchain" => {
+                let n: usize = value(&arg)?.parse().map_err(|e| format!("{arg}: {e}"))?;
+                if n < 2 {
+                    return Err(format!("{arg} must be at least 2"));
                 }
+                a.buffers = Some(n);
             }
-            "--display" => a.display = value("--display")?,
             "--no-capture" => a.capture = false,
             "--out" => a.out = PathBuf::from(value("--out")?),
-            "--png-every" => a.png_every = value("--png-every")?.parse().map_err(|e| format!("--png-every: {e}"))?,
-            "-h" | "--help" => {
-                return Err("usage: render_to_scanout [--path hw|sw|implicit|all] [--renderer vgem|vulkan] \
-                     [--frames N] [--swapchain N] [--display DRIVER|PATH] [--no-capture] [--out DIR] [--png-every N]"
-                    .into())
+            "--png-every" => {
+                a.png_every = value("--png-every")?
+                    .parse()
+                    .map_err(|e| format!("--png-every: {e}"))?
             }
+            "--json" => a.json = true,
+            "-h" | "--help" => return Ok(Parsed::Exit(USAGE)),
+            "-V" | "--version" => return Ok(Parsed::Exit(VERSION)),
             other => return Err(format!("unknown argument `{other}` (try --help)")),
         }
     }
-    Ok(a)
+    if a.displays.is_empty() {
+        return Err("--display needs at least one display".into());
+    }
+    Ok(Parsed::Run(a))
+}
+
+const VERSION: &str = concat!("render_to_scanout ", env!("CARGO_PKG_VERSION"), "\n");
+
+/// The first primary node with a connected connector (what a person at
+/// the machine looks at).
+fn first_display() -> Option<String> {
+    DrmDevice::node_paths()
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("card"))
+        })
+        .find(|p| {
+            DrmDevice::open(p)
+                .map_err(|e| log::debug!("{}: {e}", p.display()))
+                .ok()
+                .filter(|d| d.kind() == NodeKind::Primary)
+                .is_some_and(|d| Display::with_device(d).is_ok())
+        })
+        .map(|p| p.to_string_lossy().into_owned())
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = match parse() {
-        Ok(a) => a,
+        Ok(Parsed::Run(a)) => a,
+        Ok(Parsed::Exit(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("render_to_scanout: {e}");
             return ExitCode::from(2);
         }
     };
@@ -99,70 +193,127 @@ fn main() -> ExitCode {
             log::warn!("no Ctrl-C handler: {e}");
         }
     }
-    println!(
-        "render_to_scanout: {} frames per path, {} buffers, display {}, writeback check {}",
-        args.frames,
-        args.swapchain,
-        args.display,
-        if args.capture { "on" } else { "off" }
-    );
-    let mut reports = Vec::new();
-    let mut failed = false;
-    for &path in &args.paths {
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        let renderer = args.renderer.unwrap_or(match path {
-            SyncPath::Sw => RendererKind::Vulkan,
-            SyncPath::Hw | SyncPath::Implicit => RendererKind::Vgem,
-        });
-        let cfg = FlowConfig {
-            path,
-            renderer,
-            frames: args.frames,
-            swapchain: args.swapchain,
-            display: args.display.clone(),
-            capture: args.capture,
-            png_dir: Some(args.out.clone()),
-            png_every: args.png_every,
-            stop: stop.clone(),
-        };
-        if let Err(e) = report::clear_pngs(&args.out, path.name()) {
-            log::warn!("removing old captures from {}: {e}", args.out.display());
-        }
-        println!("-- path {}: rendering with {renderer:?} ...", path.name());
-        match flow::run(&cfg) {
-            Ok(r) => {
-                failed |= !r.ok();
-                for (n, seen, e) in &r.bad_frames {
-                    log::error!(
-                        "path {}: frame {n}: capture shows {seen:?}: {e}",
-                        path.name()
+    // Human output goes to stderr with --json (stdout is the JSON).
+    let mut human: Box<dyn std::io::Write> = if args.json {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    let has_vgem = DrmDevice::is_present("vgem");
+    let mut reports: Vec<PathReport> = Vec::new();
+    let mut failures: Vec<(String, String, String, String)> = Vec::new();
+    for display in &args.displays {
+        let display = if display == "auto" {
+            match first_display() {
+                Some(d) => d,
+                None => {
+                    let _ = writeln!(
+                        human,
+                        "render_to_scanout: no KMS device with a connected connector"
                     );
+                    failures.push(("auto".into(), "-".into(), "-".into(), "no display".into()));
+                    continue;
                 }
-                reports.push(r);
             }
-            Err(e) => {
-                log::error!("path {} failed: {e}", path.name());
-                failed = true;
+        } else {
+            display.clone()
+        };
+        let _ = writeln!(
+            human,
+            "render_to_scanout: display {display}: {} frames per path, {} presentation, strategy {:?}",
+            args.frames,
+            args.mode.name(),
+            args.strategy
+        );
+        for &path in &args.paths {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let renderer = args.renderer.unwrap_or(match path {
+                SyncPath::Sw => RendererKind::Vulkan,
+                _ if has_vgem => RendererKind::Vgem,
+                _ => RendererKind::Vulkan,
+            });
+            let mut cfg = FlowConfig::new(&display, renderer, args.frames);
+            cfg.path = path;
+            cfg.output = args.output.clone();
+            cfg.strategy = args.strategy;
+            cfg.mode = args.mode;
+            cfg.buffers = args.buffers.unwrap_or(match args.mode {
+                PresentMode::Fifo => 3,
+                PresentMode::Mailbox => 4,
+            });
+            cfg.check = if args.capture {
+                CheckMode::Auto
+            } else {
+                CheckMode::Off
+            };
+            cfg.png_dir = Some(args.out.clone());
+            cfg.png_every = args.png_every;
+            cfg.stop = stop.clone();
+            let driver = display.rsplit('/').next().unwrap_or(&display).to_string();
+            let prefix = format!("{driver}-{}-{}-", renderer.name(), path.name());
+            if let Err(e) = report::clear_pngs(&args.out, &prefix) {
+                log::warn!("removing old captures from {}: {e}", args.out.display());
+            }
+            let _ = writeln!(
+                human,
+                "-- {display}: path {} with {} ...",
+                path.name(),
+                renderer.name()
+            );
+            match flow::run(&cfg) {
+                Ok(r) => {
+                    for (n, seen, e) in &r.bad_frames {
+                        log::error!(
+                            "path {}: frame {n}: display shows {seen:?}: {e}",
+                            path.name()
+                        );
+                    }
+                    reports.push(r);
+                }
+                Err(e) => {
+                    log::error!("{display}: path {} failed: {e}", path.name());
+                    let _ = writeln!(human, "{display}: path {} failed: {e}", path.name());
+                    failures.push((
+                        display.clone(),
+                        renderer.name().into(),
+                        path.name().into(),
+                        e.to_string(),
+                    ));
+                }
             }
         }
     }
-    println!();
-    print!("{}", report::table(&reports));
+    let ok = failures.is_empty() && reports.iter().all(PathReport::ok);
+    if args.json {
+        print!("{}", report::json(&reports, &failures));
+    }
+    let _ = writeln!(human);
+    let _ = writeln!(
+        human,
+        "buffer strategy per display and renderer (and why the others were refused):"
+    );
+    let _ = write!(human, "{}", report::negotiations(&reports));
+    let _ = writeln!(human);
+    let _ = write!(human, "{}", report::table(&reports));
     let pngs: usize = reports.iter().map(|r| r.pngs.len()).sum();
     if pngs > 0 {
-        println!(
-            "{pngs} captured frames saved as PNG under {}",
+        let _ = writeln!(
+            human,
+            "{pngs} checked frames saved as PNG under {}",
             args.out.display()
         );
     }
     let checked: u32 = reports.iter().map(|r| r.captured).sum();
-    if failed {
-        println!("render_to_scanout: FAILED");
-        ExitCode::from(1)
-    } else {
-        println!("render_to_scanout: ok: every frame presented, {checked} captures checked, none torn, mixed or stale");
+    if ok {
+        let _ = writeln!(
+            human,
+            "render_to_scanout: ok: every frame presented, {checked} frames checked, none torn, mixed or stale"
+        );
         ExitCode::SUCCESS
+    } else {
+        let _ = writeln!(human, "render_to_scanout: FAILED");
+        ExitCode::from(1)
     }
 }

@@ -1,51 +1,48 @@
-//! A CPU renderer on vgem: the stand-in for a render GPU whose fences are
-//! real, pending kernel fences (the `hw` and `implicit` paths in the VM).
+//! A CPU renderer with real kernel fences: the stand-in for a render GPU
+//! whose fences are pending kernel fences (the `hw` and `implicit` paths in
+//! the VM), drawing into the presenter's CPU targets.
 //!
-//! Frames are vgem dumb buffers exported through PRIME. A render job is a
-//! vgem fence (`VGEM_FENCE_ATTACH`) on a separate *job* buffer: its sync_file
-//! (`DMA_BUF_IOCTL_EXPORT_SYNC_FILE` of the job buffer) is the render-done
-//! fence, and nothing ties it to the frame except what bufsync does with it
-//! (IN_FENCE_FD, or IMPORT_SYNC_FILE into the frame). The pixels are drawn
-//! in [`Renderer::flush`], after the display was handed the pending fence,
-//! then the fence is signaled: a display that did not wait would show a
-//! stale or half-drawn frame, which the writeback check catches.
+//! A render job is a vgem fence (`VGEM_FENCE_ATTACH`) on a separate *job*
+//! buffer: its sync_file (`DMA_BUF_IOCTL_EXPORT_SYNC_FILE` of the job
+//! buffer) is the render-done fence, and nothing ties it to the frame
+//! except what bufsync does with it (IN_FENCE_FD, or IMPORT_SYNC_FILE into
+//! the frame). The pixels are drawn in [`VgemRenderer::finish`], after the
+//! frame was presented with the pending fence, then the fence is signaled:
+//! a display that did not wait would show a stale or half-drawn frame,
+//! which the capture check catches.
 //!
-//! The drawing goes through the vgem device's own mapping of the buffer, as
-//! a GPU writes its memory, not through the dma-buf CPU-access path (which
-//! would wait for the very fence this job is about to signal).
+//! The drawing goes through the buffer owner's own mapping (a dumb buffer's
+//! `MAP_DUMB`, as a GPU writes its memory), or the dma-buf mapping for GBM
+//! buffers, never through the dma-buf CPU-access bracket (which would wait
+//! for the very fence this job is about to signal).
 
-use super::{RenderError, Rendered, Renderer};
-use bufsync::fence::FenceSet;
-use bufsync_backends::dmabuf::{Access, DmaBuf};
-use bufsync_backends::drm::DrmDevice;
-use bufsync_backends::sync_file::SyncFileFence;
-use bufsync_backends::testing::{VgemBuffer, VgemFence};
-use bufsync_backends::vulkan::pattern_pixel;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use bufsync_backends::dmabuf::{Access, DmaBuf};
+use bufsync_backends::drm::DrmDevice;
+use bufsync_backends::sync_file::SyncFile;
+use bufsync_backends::testing::{VgemBuffer, VgemFence};
+use bufsync_present::{CpuTarget, Frame, RenderDone};
+
+use super::{RenderError, Rendered};
+use crate::check::pattern_pixel;
 
 /// DRM_FORMAT_XRGB8888.
 pub const XRGB8888: u32 = u32::from_le_bytes(*b"XR24");
 
-struct Job {
-    index: usize,
-    n: u32,
-    fence: VgemFence,
-}
-
-/// Draws the test pattern of frame `n` into a `width` x `height` XRGB8888
-/// vgem buffer through the device's own mapping (as a GPU writes its
-/// memory), a row at a time through `row` (`width * 4` bytes).
-pub fn draw_pattern(
-    buffer: &VgemBuffer,
+/// Draws the test pattern of frame `n` (`width` x `height`, XRGB8888) a
+/// row at a time through `write(offset of row y, row bytes)`, with rows
+/// `pitch` bytes apart; `row` is scratch of at least `width * 4` bytes.
+pub fn draw_rows(
     width: u32,
     height: u32,
+    pitch: usize,
     n: u32,
-    row: &mut [u8],
+    row: &mut Vec<u8>,
+    mut write: impl FnMut(usize, &[u8]) -> Result<(), bufsync_backends::Error>,
 ) -> Result<(), bufsync_backends::Error> {
-    let dumb = buffer.dumb();
-    let pitch = dumb.pitch() as usize;
-    let mut map = dumb.map()?;
+    row.resize(width as usize * 4, 0);
     for y in 0..height {
         for x in 0..width {
             let [r, g, b, _] = pattern_pixel(x, y, width, n);
@@ -53,93 +50,136 @@ pub fn draw_pattern(
             // XRGB8888 little-endian: B, G, R, X in memory.
             row[o..o + 4].copy_from_slice(&[b, g, r, 0xff]);
         }
-        map.write_at(y as usize * pitch, row)?;
+        write(y as usize * pitch, row)?;
     }
     Ok(())
 }
 
+/// Draws frame `n` into a vgem buffer through vgem's own mapping.
+pub fn draw_pattern(
+    buffer: &VgemBuffer,
+    width: u32,
+    height: u32,
+    n: u32,
+    row: &mut Vec<u8>,
+) -> Result<(), bufsync_backends::Error> {
+    let dumb = buffer.dumb();
+    let mut map = dumb.map()?;
+    draw_rows(width, height, dumb.pitch() as usize, n, row, |o, r| {
+        map.write_at(o, r)
+    })
+}
+
+/// Draws frame `n` into a presenter CPU target (see the module docs).
+pub fn draw_target(
+    target: &CpuTarget,
+    n: u32,
+    row: &mut Vec<u8>,
+) -> Result<(), bufsync_backends::Error> {
+    let layout = target.layout().clone();
+    let plane = layout.planes[0];
+    match target.dumb() {
+        Some(dumb) => {
+            let mut map = dumb.map()?;
+            draw_rows(
+                layout.width,
+                layout.height,
+                plane.stride as usize,
+                n,
+                row,
+                |o, r| map.write_at(plane.offset as usize + o, r),
+            )
+        }
+        None => {
+            let mut map = target.dmabuf().map_copies(true)?;
+            draw_rows(
+                layout.width,
+                layout.height,
+                plane.stride as usize,
+                n,
+                row,
+                |o, r| map.write_at(plane.offset as usize + o, r),
+            )
+        }
+    }
+}
+
+struct Job {
+    target: CpuTarget,
+    n: u32,
+    fence: VgemFence,
+}
+
 /// The vgem CPU renderer.
 pub struct VgemRenderer {
-    _vgem: Arc<DrmDevice>,
-    buffers: Vec<VgemBuffer>,
+    vgem: Arc<DrmDevice>,
     job_buffer: VgemBuffer,
     job_dmabuf: DmaBuf,
     pending: Option<Job>,
-    width: u32,
-    height: u32,
     row: Vec<u8>,
     dep_timeout: Duration,
 }
 
 impl VgemRenderer {
-    /// Opens vgem and allocates `count` frames of `width` x `height`,
-    /// returned as dma-bufs.
-    pub fn new(count: usize, width: u32, height: u32) -> Result<(Self, Vec<DmaBuf>), RenderError> {
+    /// Opens vgem (by driver name) and makes the job buffer.
+    pub fn new() -> Result<Self, RenderError> {
         let vgem = VgemBuffer::device()?;
-        let mut buffers = Vec::with_capacity(count);
-        let mut frames = Vec::with_capacity(count);
-        for _ in 0..count {
-            let b = VgemBuffer::create(&vgem, width, height)?;
-            frames.push(b.dumb().export(XRGB8888)?);
-            buffers.push(b);
-        }
         let job_buffer = VgemBuffer::create(&vgem, 64, 1)?;
         let job_dmabuf = job_buffer.export()?;
-        let me = VgemRenderer {
-            _vgem: vgem,
-            buffers,
+        Ok(VgemRenderer {
+            vgem,
             job_buffer,
             job_dmabuf,
             pending: None,
-            width,
-            height,
-            row: vec![0; width as usize * 4],
+            row: Vec::new(),
             dep_timeout: Duration::from_secs(5),
-        };
-        Ok((me, frames))
+        })
     }
 
-    fn draw(&mut self, index: usize, n: u32) -> Result<(), RenderError> {
-        draw_pattern(
-            &self.buffers[index],
-            self.width,
-            self.height,
-            n,
-            &mut self.row,
-        )?;
-        Ok(())
+    /// The vgem device (the presenter's render device).
+    pub fn device(&self) -> &Arc<DrmDevice> {
+        &self.vgem
     }
-}
 
-impl Renderer for VgemRenderer {
-    fn name(&self) -> String {
+    /// A short name for tables.
+    pub fn name(&self) -> String {
         "vgem (CPU, kernel fences)".into()
     }
 
-    fn submit(&mut self, index: usize, n: u32, deps: &FenceSet) -> Result<Rendered, RenderError> {
-        self.flush()?;
-        // A CPU cannot wait for a fence in hardware: dependencies are waited
-        // here, bounded.
+    /// Starts frame `frame` (pattern number `n`): waits (bounded) for the
+    /// frame's fences on the CPU, attaches a pending vgem fence and returns
+    /// its sync_file as the render-done fence. The pixels come in
+    /// [`VgemRenderer::finish`].
+    pub fn begin(&mut self, frame: &Frame, n: u32) -> Result<(RenderDone, Rendered), RenderError> {
+        self.finish()?;
+        let target = frame
+            .target()
+            .cpu()
+            .ok_or_else(|| RenderError::Target("the vgem renderer draws CPU targets".into()))?
+            .clone();
+        let deps = frame.wait_fences();
         let software_waits = deps.iter().filter(|f| !f.is_signaled()).count() as u32;
         let t = Instant::now();
         deps.wait_all(Some(self.dep_timeout))?;
         let wait_time = t.elapsed();
         let fence = self.job_buffer.attach_fence(true)?;
-        let sync = self.job_dmabuf.export_sync_file(Access::Write)?;
-        let render_done = SyncFileFence::fence(sync)?;
-        self.pending = Some(Job { index, n, fence });
-        Ok(Rendered {
-            fence: render_done,
-            software_waits,
-            hardware_waits: 0,
-            wait_time,
-        })
+        let sync: SyncFile = self.job_dmabuf.export_sync_file(Access::Write)?;
+        self.pending = Some(Job { target, n, fence });
+        Ok((
+            RenderDone::SyncFile(sync),
+            Rendered {
+                software_waits,
+                hardware_waits: 0,
+                wait_time,
+            },
+        ))
     }
 
-    fn flush(&mut self) -> Result<(), RenderError> {
+    /// Draws the pending job and signals its fence (also when drawing
+    /// failed: a fence must complete).
+    pub fn finish(&mut self) -> Result<(), RenderError> {
         if let Some(job) = self.pending.take() {
-            let drawn = self.draw(job.index, job.n);
-            // Signal even when drawing failed: a fence must complete.
+            let drawn = draw_target(&job.target, job.n, &mut self.row);
             job.fence.signal()?;
             drawn?;
         }
@@ -149,7 +189,7 @@ impl Renderer for VgemRenderer {
 
 impl Drop for VgemRenderer {
     fn drop(&mut self) {
-        if let Err(e) = self.flush() {
+        if let Err(e) = self.finish() {
             log::warn!("vgem renderer: finishing the last job: {e}");
         }
     }

@@ -1,84 +1,105 @@
-//! The Vulkan renderer: the test pattern drawn by a compute shader into
-//! dma-bufs that Vulkan exports (udmabuf-backed under lavapipe; device
-//! memory on a real GPU).
+//! The Vulkan renderer: the test pattern drawn by a compute shader into the
+//! presenter's Vulkan images (udmabuf-backed under lavapipe; device memory
+//! on a real GPU).
 //!
 //! Dependencies go to the submitter, which waits in hardware where it can (a
 //! same-device timeline point, or a sync_file imported into a SYNC_FD
 //! semaphore) and in software otherwise. The render-done fence is a timeline
 //! point; where the device exports *pending* SYNC_FDs it also has a sync_file
-//! form and the display can wait for it itself (`hw`); lavapipe exports only
-//! signaled ones, so the flow waits in software (`sw`).
+//! form and the display can wait for it itself; lavapipe exports only
+//! signaled ones, so the presenter waits in software.
 
-use super::{RenderError, Rendered, Renderer};
-use bufsync::fence::FenceSet;
-use bufsync_backends::dmabuf::DmaBuf;
-use bufsync_backends::vulkan::ash;
-use bufsync_backends::vulkan::{
-    ExternalBuffer, ImageLayout, PatternRenderer, RenderTarget, Submitter, VulkanContext, Wait,
-};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::vgem::XRGB8888;
+use bufsync_backends::vulkan::ash::vk;
+use bufsync_backends::vulkan::{ExternalImage, Submitter, VulkanContext, Wait};
+use bufsync_present::{Frame, RenderDone};
+
+use super::pattern::{PatternRenderer, RenderTarget};
+use super::{RenderError, Rendered};
+
+/// Bound on the software waits for a frame's dependencies.
+const DEP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound on the warm-up frame: the first dispatch of a pipeline compiles
+/// its shader (llvmpipe compiles with LLVM at first use, seconds under qemu
+/// TCG), a one-time cost paid at creation rather than in frame 0's bound.
+const WARMUP_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The Vulkan renderer.
 pub struct VulkanRenderer {
     ctx: Arc<VulkanContext>,
     submitter: Submitter,
     pattern: PatternRenderer,
-    targets: Vec<RenderTarget>,
+    /// Per presenter slot: the image drawn into and its target.
+    targets: Vec<Option<(u64, RenderTarget)>>,
 }
 
 impl VulkanRenderer {
-    /// Creates a context (the first suitable device) and `count` exported
-    /// LINEAR XRGB8888 frames of `width` x `height`.
-    pub fn new(count: usize, width: u32, height: u32) -> Result<(Self, Vec<DmaBuf>), RenderError> {
-        let ctx = VulkanContext::new()?;
-        let submitter = Submitter::new(&ctx)?;
-        let pattern = PatternRenderer::new(&ctx)?;
-        let stride = u64::from(width) * 4;
-        let size = stride * u64::from(height);
-        let layout = ImageLayout::linear(width, height, XRGB8888, 0, stride, size);
-        let mut targets = Vec::with_capacity(count);
-        let mut frames = Vec::with_capacity(count);
-        for _ in 0..count {
-            let (buffer, dmabuf) = ExternalBuffer::export_dmabuf(
-                &ctx,
-                size,
-                ash::vk::BufferUsageFlags::STORAGE_BUFFER,
-                Some(&layout),
-            )?;
-            targets.push(pattern.target(Arc::new(buffer), &layout)?);
-            frames.push(dmabuf);
-        }
-        Ok((
-            VulkanRenderer {
-                ctx,
-                submitter,
-                pattern,
-                targets,
-            },
-            frames,
-        ))
+    /// A renderer on `ctx`, its pipeline warmed up by one frame into a
+    /// small private image.
+    pub fn new(ctx: &Arc<VulkanContext>) -> Result<Self, RenderError> {
+        let me = VulkanRenderer {
+            ctx: ctx.clone(),
+            submitter: Submitter::new(ctx)?,
+            pattern: PatternRenderer::new(ctx)?,
+            targets: Vec::new(),
+        };
+        let t = Instant::now();
+        let (image, _fd) = ExternalImage::export_with_modifiers(
+            ctx,
+            64,
+            64,
+            vk::Format::B8G8R8A8_UNORM,
+            vk::ImageUsageFlags::STORAGE,
+            &[],
+        )?;
+        let target = me.pattern.image_target(Arc::new(image))?;
+        let warm = me.submitter.submit(&[], DEP_TIMEOUT, |_, cmd| {
+            me.pattern.record(cmd, &target, 0);
+            Ok(())
+        })?;
+        bufsync_backends::vulkan::wait_fence(&warm.fence, WARMUP_TIMEOUT)
+            .map_err(|e| RenderError::Target(format!("warm-up frame: {e}")))?;
+        me.submitter.retire();
+        log::info!(
+            "vulkan renderer: warm-up frame (pipeline compile) took {:?}",
+            t.elapsed()
+        );
+        Ok(me)
     }
 
-    /// The device's capabilities (for the demo's header).
-    pub fn caps(&self) -> String {
-        format!("{}", self.ctx.caps())
+    /// The context.
+    pub fn context(&self) -> &Arc<VulkanContext> {
+        &self.ctx
     }
-}
 
-impl Renderer for VulkanRenderer {
-    fn name(&self) -> String {
+    /// A short name for tables.
+    pub fn name(&self) -> String {
         format!("vulkan ({})", self.ctx.caps().device_name)
     }
 
-    fn submit(&mut self, index: usize, n: u32, deps: &FenceSet) -> Result<Rendered, RenderError> {
-        let waits: Vec<Wait<'_>> = deps.iter().map(Wait::Fence).collect();
-        let t = std::time::Instant::now();
-        let target = &self.targets[index];
+    /// Submits the pattern of number `n` into `frame`'s image after the
+    /// frame's fences; returns the render-done timeline point.
+    pub fn render(&mut self, frame: &Frame, n: u32) -> Result<(RenderDone, Rendered), RenderError> {
+        let image = frame
+            .target()
+            .image()
+            .ok_or_else(|| RenderError::Target("the Vulkan renderer draws images".into()))?;
+        use bufsync_backends::vulkan::ash::vk::Handle;
+        let key = image.handle().as_raw();
+        let i = frame.index();
+        if self.targets.len() <= i {
+            self.targets.resize_with(i + 1, || None);
+        }
+        if self.targets[i].as_ref().is_none_or(|(k, _)| *k != key) {
+            self.targets[i] = Some((key, self.pattern.image_target(image.clone())?));
+        }
+        let (_, target) = self.targets[i].as_ref().expect("made above");
+        let waits: Vec<Wait<'_>> = frame.wait_fences().iter().map(Wait::Fence).collect();
+        let t = Instant::now();
         let pattern = &self.pattern;
-        let submitted = self.submitter.submit(&waits, |_, cmd| {
+        let submitted = self.submitter.submit(&waits, DEP_TIMEOUT, |_, cmd| {
             pattern.record(cmd, target, n);
             Ok(())
         })?;
@@ -89,11 +110,13 @@ impl Renderer for VulkanRenderer {
             Duration::ZERO
         };
         self.submitter.retire();
-        Ok(Rendered {
-            fence: submitted.fence,
-            software_waits: r.software,
-            hardware_waits: r.timeline_hw + r.sync_file_hw,
-            wait_time,
-        })
+        Ok((
+            RenderDone::Fence(submitted.fence),
+            Rendered {
+                software_waits: r.software,
+                hardware_waits: r.timeline_hw + r.sync_file_hw,
+                wait_time,
+            },
+        ))
     }
 }

@@ -8,7 +8,9 @@ use thiserror::Error;
 /// Why a fence completed without its work being done (the kernel's `fence->error`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
 pub enum FenceError {
-    /// The fence did not signal before its deadline (`-ETIMEDOUT`).
+    /// The producer ended the fence with `-ETIMEDOUT` (e.g. a kernel fence
+    /// whose job timed out). A waiter's own timeout is [`WaitError::TimedOut`]
+    /// and leaves the fence pending.
     #[error("fence timed out")]
     TimedOut,
     /// The work was cancelled (`-ECANCELED`).

@@ -18,8 +18,10 @@
 //! 3. Each fence has one internal lock (its callback/waiter list); it is
 //!    never held while another fence's lock is taken.
 //! 4. `is_signaled` on a signaled fence is one Acquire load.
-//! 5. Every foreign fence has a bounded life: the [`engine`] signals it with
-//!    [`FenceError::TimedOut`] at its deadline rather than wait forever.
+//! 5. Only a fence's producer signals it: a timeout ends a *wait*, never the
+//!    fence. A foreign fence stays pending until its producer (or the
+//!    kernel, whose error a backend mirrors) ends it; the [`engine`] polls
+//!    the kinds that need it and reports fences stuck past a threshold.
 //!
 //! Per-file locking notes are at the top of each submodule.
 

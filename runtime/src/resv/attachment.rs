@@ -238,7 +238,7 @@ impl Attachment<'_> {
         let resv = &self.exported.resv;
         let usage = Usage::for_access(access == Access::Write);
         match self.mode {
-            AttachMode::Synchronous => resv.wait(usage, timeout)?,
+            AttachMode::Synchronous => resv.wait(usage, timeout).map_err(WaitError::from)?,
             AttachMode::Evictable if self.exported.is_evicted() => {
                 return Err(AttachError::Evicted { object: resv.id() })
             }
@@ -261,7 +261,8 @@ impl Attachment<'_> {
         if self.exported.is_evicted() {
             return Err(AttachError::Evicted { object: resv.id() });
         }
-        resv.wait(Usage::for_access(access == Access::Write), timeout)?;
+        resv.wait(Usage::for_access(access == Access::Write), timeout)
+            .map_err(WaitError::from)?;
         cache_hook();
         Ok(())
     }

@@ -22,6 +22,6 @@ pub use attachment::{AttachError, AttachMode, Attachment, Exported};
 pub use class::reservation_class;
 pub use class::{Algorithm, WwClass};
 pub use exec::{Access, AsReservation, Reserved};
-pub use reservation::{Reservation, ResvError, ResvFences, ResvGuard, Usage};
+pub use reservation::{Reservation, ResvError, ResvFences, ResvGuard, ResvWaitError, Usage};
 pub use ticket::{CancelHandle, Misuse, Ticket, WwError, WwGuard};
 pub use ww_mutex::{WwMutex, WwMutexGuard};

@@ -22,7 +22,7 @@
 use std::sync::Arc as StdArc;
 use std::time::{Duration, Instant};
 
-use crate::fence::{Fence, FenceSet, WaitError};
+use crate::fence::{Fence, FenceError, FenceSet, WaitError};
 use crate::resv::class::WwClass;
 use crate::resv::parker::lock;
 use crate::resv::ticket::{Ticket, WwError, WwGuard};
@@ -84,6 +84,51 @@ pub enum ResvError {
         /// The list's length.
         len: usize,
     },
+}
+
+/// Why [`Reservation::wait`] returned before every fence signaled cleanly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResvWaitError {
+    /// The bound passed while `fence` was still pending: its producer has
+    /// not finished. The fence stays in the reservation (nothing is pruned
+    /// until it signals); a fence pending past the engine's threshold is
+    /// also listed by `bufsync::debug::dump()`.
+    Pending {
+        /// The fence the wait ended on.
+        fence: Fence,
+        /// How long the wait lasted.
+        waited: Duration,
+    },
+    /// A fence signaled with an error.
+    Fence(FenceError),
+}
+
+impl std::fmt::Display for ResvWaitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResvWaitError::Pending { fence, waited } => write!(
+                f,
+                "fence {}:{} ({}/{}) still pending after {waited:?}",
+                fence.context(),
+                fence.seqno(),
+                fence.driver_name(),
+                fence.timeline_name()
+            ),
+            ResvWaitError::Fence(e) => std::fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl std::error::Error for ResvWaitError {}
+
+impl From<ResvWaitError> for WaitError {
+    /// The plain wait error (the fence's name dropped).
+    fn from(e: ResvWaitError) -> WaitError {
+        match e {
+            ResvWaitError::Pending { .. } => WaitError::TimedOut,
+            ResvWaitError::Fence(e) => WaitError::Fence(e),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -221,13 +266,26 @@ impl Reservation {
     }
 
     /// Waits for every fence with usage `<= usage` (`dma_resv_wait_timeout`),
-    /// at most `timeout` in all (`None`: forever). Never takes the ww lock.
-    pub fn wait(&self, usage: Usage, timeout: Option<Duration>) -> Result<(), WaitError> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+    /// at most `timeout` in all (`None`: forever). A fence still pending at
+    /// the bound is named ([`ResvWaitError::Pending`]) and stays in the
+    /// reservation. Never takes the ww lock.
+    pub fn wait(&self, usage: Usage, timeout: Option<Duration>) -> Result<(), ResvWaitError> {
+        let start = Instant::now();
+        let deadline = timeout.map(|t| start + t);
         for f in self.fences(usage).iter() {
-            match deadline {
-                Some(d) => f.wait_deadline(d)?,
-                None => f.wait()?,
+            let r = match deadline {
+                Some(d) => f.wait_deadline(d),
+                None => f.wait().map_err(WaitError::Fence),
+            };
+            match r {
+                Ok(()) => {}
+                Err(WaitError::Fence(e)) => return Err(ResvWaitError::Fence(e)),
+                Err(WaitError::TimedOut | WaitError::Cancelled) => {
+                    return Err(ResvWaitError::Pending {
+                        fence: f.clone(),
+                        waited: start.elapsed(),
+                    })
+                }
             }
         }
         Ok(())

@@ -8,19 +8,22 @@
 //!   against `chain/sw_wait`: the CPU waits for the first before submitting
 //!   the second.
 //!
-//! Run: `eval "$(cargo xtask env)"; cargo bench -p bufsync-backends --bench vulkan`
+//! Run: `eval "$(cargo xtask env)"; cargo bench -p bufsync-examples --bench vulkan`
 //! (`xtask env` points Vulkan at the cached lavapipe; a host with its own
 //! Mesa 25 lavapipe needs nothing).
 
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
-use ash::vk;
+use bufsync_backends::vulkan::ash::vk;
 use bufsync_backends::vulkan::{
-    wait_fence, ExternalBuffer, ImageLayout, PatternRenderer, RenderTarget, Submitter,
-    VulkanContext, Wait, DRM_FORMAT_XRGB8888,
+    wait_fence, ExternalBuffer, ImageLayout, Submitter, VulkanContext, Wait, DRM_FORMAT_XRGB8888,
 };
+use bufsync_examples::render::pattern::{PatternRenderer, RenderTarget};
 use criterion::{criterion_group, criterion_main, Criterion};
+
+/// Bound on waits that must succeed.
+const LONG: std::time::Duration = std::time::Duration::from_secs(10);
 
 const W: u32 = 256;
 const H: u32 = 256;
@@ -66,15 +69,15 @@ fn signal(c: &mut Criterion) {
     let mut g = c.benchmark_group("signal");
     g.bench_function("runtime_fence", |b| {
         b.iter(|| {
-            let s = sub.submit(&[], |_, _| Ok(())).expect("submit");
+            let s = sub.submit(&[], LONG, |_, _| Ok(())).expect("submit");
             // The runtime's wait: enable_signaling -> waiter thread -> signal.
             s.fence.wait().expect("wait");
         })
     });
     g.bench_function("vk_wait_semaphores", |b| {
         b.iter(|| {
-            let s = sub.submit(&[], |_, _| Ok(())).expect("submit");
-            assert!(sub.timeline().wait(s.value, None).expect("wait"));
+            let s = sub.submit(&[], LONG, |_, _| Ok(())).expect("submit");
+            assert!(sub.timeline().wait(s.value, LONG).expect("wait"));
         })
     });
     g.finish();
@@ -97,37 +100,37 @@ fn chain(c: &mut Criterion) {
         b.iter(|| {
             frame = frame.wrapping_add(1);
             let a = sub
-                .submit(&[], |_, cmd| {
+                .submit(&[], LONG, |_, cmd| {
                     renderer.record(cmd, &t1, frame);
                     Ok(())
                 })
                 .expect("submit a");
             let b2 = sub
-                .submit(&[Wait::Fence(&a.fence)], |_, cmd| {
+                .submit(&[Wait::Fence(&a.fence)], LONG, |_, cmd| {
                     renderer.record(cmd, &t2, frame);
                     Ok(())
                 })
                 .expect("submit b");
-            wait_fence(&b2.fence, None).expect("wait b");
+            wait_fence(&b2.fence, LONG).expect("wait b");
         })
     });
     g.bench_function("sw_wait", |b| {
         b.iter(|| {
             frame = frame.wrapping_add(1);
             let a = sub
-                .submit(&[], |_, cmd| {
+                .submit(&[], LONG, |_, cmd| {
                     renderer.record(cmd, &t1, frame);
                     Ok(())
                 })
                 .expect("submit a");
             a.fence.wait().expect("wait a");
             let b2 = sub
-                .submit(&[], |_, cmd| {
+                .submit(&[], LONG, |_, cmd| {
                     renderer.record(cmd, &t2, frame);
                     Ok(())
                 })
                 .expect("submit b");
-            wait_fence(&b2.fence, None).expect("wait b");
+            wait_fence(&b2.fence, LONG).expect("wait b");
         })
     });
     g.finish();
