@@ -52,14 +52,16 @@
  *   between threads between calls; a concurrent call gets -EBUSY), except
  *   bufsync_ticket_cancel. Callbacks (fence, log) run on whichever thread
  *   signals or logs: their user_data must be usable there. The library
- *   starts helper threads only lazily: one for software waits on kernel
- *   fences (fds), one for fence deadlines, and with a presenter one for
- *   Vulkan timeline waits. It never prints.
+ *   starts at most two helper threads, lazily: one for software waits on
+ *   kernel fences (fds), one that polls fences without an fd (Vulkan
+ *   timeline points). It never prints.
  *
  * Vulkan. Handles are passed as vulkan.h declares them (struct VkFoo_T *;
  *   64-bit targets). The application's instance, device and queue stay
- *   its own and must outlive the presenter; it must not submit to the
- *   queue it gave bufsync while a presenter call runs.
+ *   its own and must outlive the presenter. bufsync's queue operations
+ *   take the application's queue lock through bufsync_vulkan_device's
+ *   lock_queue / unlock_queue hooks; without hooks the application must
+ *   not submit to that queue while a presenter call runs.
  *
  * Timeouts. uint64_t nanoseconds; BUFSYNC_TIMEOUT_INFINITE for none. A
  *   timeout ends a wait, never the fence: only a fence's producer signals it.
@@ -332,6 +334,12 @@ typedef bufsync_vk_void_function (*bufsync_vk_get_instance_proc_addr)(struct VkI
                                                                       const char *name);
 
 /**
+ * A queue-lock hook of `bufsync_vulkan_device`.
+ */
+typedef void (*bufsync_queue_lock_fn)(void *user_data,
+                                      struct VkQueue_T *queue);
+
+/**
  * The application's Vulkan device, for `bufsync_presenter_create_vulkan`.
  * Every handle stays the application's: bufsync destroys none of them, and
  * they must outlive the presenter.
@@ -378,6 +386,23 @@ typedef struct bufsync_vulkan_device {
    * Whether the `timelineSemaphore` feature is enabled (required).
    */
   bool timeline_semaphore;
+  /**
+   * The application's queue lock (FFmpeg's `lock_queue`), called before
+   * every queue operation bufsync makes on `queue`, on the thread that
+   * makes it, with `queue_user_data`; it must not call into bufsync.
+   * NULL with `unlock_queue` NULL: the application keeps its own
+   * submissions from overlapping any presenter call.
+   */
+  bufsync_queue_lock_fn lock_queue;
+  /**
+   * Releases what `lock_queue` took (set both or neither).
+   */
+  bufsync_queue_lock_fn unlock_queue;
+  /**
+   * Passed to `lock_queue` and `unlock_queue`; they and it must be
+   * usable from any thread.
+   */
+  void *queue_user_data;
 } bufsync_vulkan_device;
 
 /**
@@ -921,8 +946,9 @@ int bufsync_log(uint32_t level,
  * timeline feature not enabled), -EBUSY (another process is DRM master),
  * -ENODEV / -ENOENT (no such display), or a device error.
  *
- * Thread safety: any thread. The application must not submit to
- * `device->queue` during this or any presenter call.
+ * Thread safety: any thread. bufsync's queue operations take the
+ * device's `lock_queue` hook; without hooks the application must not
+ * submit to `device->queue` during this or any presenter call.
  */
 int bufsync_presenter_create_vulkan(const struct bufsync_vulkan_device *device,
                                     const struct bufsync_presenter_options *options,
@@ -971,8 +997,8 @@ int bufsync_presenter_describe(struct bufsync_presenter *presenter,
  * Returns 0 with `*frame` filled, -ETIME (no buffer freed in time),
  * -EBUSY, -EINVAL, or a device error.
  *
- * Thread safety: the presenter's thread; the application must not submit
- * to its queue during the call.
+ * Thread safety: the presenter's thread (queue operations under the
+ * device's queue-lock hooks).
  */
 int bufsync_presenter_acquire(struct bufsync_presenter *presenter,
                               uint64_t timeout_ns,
@@ -995,8 +1021,8 @@ int bufsync_presenter_acquire(struct bufsync_presenter *presenter,
  * (no such acquired frame), -EBUSY, or a display error. The frame is
  * given back on every outcome.
  *
- * Thread safety: the presenter's thread; the application must not submit
- * to its queue during the call.
+ * Thread safety: the presenter's thread (queue operations under the
+ * device's queue-lock hooks).
  */
 int bufsync_presenter_present(struct bufsync_presenter *presenter,
                               uint32_t index,
@@ -1169,10 +1195,10 @@ int bufsync_reservation_get_fences(const struct bufsync_reservation *resv,
                                    size_t *count);
 
 /**
- * Imports a sync_file as a fence: signaled when the sync_file is, with its
- * error. The fence's life is bounded: if the kernel fence has not signaled
- * within the runtime's foreign-fence timeout (10 s) of a software wait
- * starting, it signals with -ETIMEDOUT.
+ * Imports a sync_file as a fence: signaled when the sync_file is, with the
+ * error the kernel gave it. Only the kernel ends it: bufsync never signals
+ * it early (a wait with a timeout ends with -ETIME and the fence stays
+ * pending).
  *
  * Fd: borrowed. The library keeps its own duplicate; the caller still owns
  * `fd` and closes it when it likes, on success and on failure.

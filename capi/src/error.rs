@@ -12,7 +12,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
 
 use bufsync::fence::{FenceError, WaitError};
-use bufsync::resv::{ResvError, WwError};
+use bufsync::resv::{ResvError, ResvWaitError, WwError};
 use bufsync_backends::Error as BackendError;
 
 /// A failed call: a negative errno value and what went wrong.
@@ -89,6 +89,15 @@ impl From<ResvError> for CallError {
     }
 }
 
+impl From<ResvWaitError> for CallError {
+    fn from(e: ResvWaitError) -> CallError {
+        match e {
+            ResvWaitError::Pending { .. } => CallError::new(libc::ETIME, e.to_string()),
+            ResvWaitError::Fence(f) => f.into(),
+        }
+    }
+}
+
 impl From<BackendError> for CallError {
     fn from(e: BackendError) -> CallError {
         CallError::new(backend_errno(&e), e.to_string())
@@ -112,7 +121,7 @@ pub(crate) fn backend_errno(e: &BackendError) -> c_int {
             BackendError::Fence(f) => f.to_errno().abs(),
             BackendError::ReactorUnavailable { .. } => libc::EAGAIN,
             BackendError::Reservation(r) => CallError::from(*r).code.abs(),
-            BackendError::TimedOut { .. } => libc::ETIME,
+            BackendError::TimedOut { .. } | BackendError::Pending { .. } => libc::ETIME,
         }
     }
 }

@@ -6,9 +6,10 @@
 //!
 //! Locking: a presenter is used by one thread at a time (`state` is taken
 //! with `try_lock`: a concurrent call gets -EBUSY, never a wait). Its
-//! submissions go to the application's queue under the context's queue
-//! lock; the application must not submit to that queue during a presenter
-//! call (single-threaded programs need do nothing).
+//! submissions go to the application's queue under the context's submit
+//! mutex and the application's queue-lock hooks
+//! (`bufsync_vulkan_device.lock_queue`); without hooks the application
+//! must not submit to that queue during a presenter call.
 
 use std::collections::HashMap;
 use std::ffi::{c_char, c_int};
@@ -233,8 +234,9 @@ fn config(o: Option<&bufsync_presenter_options>) -> PresenterConfig {
 /// timeline feature not enabled), -EBUSY (another process is DRM master),
 /// -ENODEV / -ENOENT (no such display), or a device error.
 ///
-/// Thread safety: any thread. The application must not submit to
-/// `device->queue` during this or any presenter call.
+/// Thread safety: any thread. bufsync's queue operations take the
+/// device's `lock_queue` hook; without hooks the application must not
+/// submit to `device->queue` during this or any presenter call.
 #[no_mangle]
 pub unsafe extern "C" fn bufsync_presenter_create_vulkan(
     device: *const bufsync_vulkan_device,
@@ -368,8 +370,8 @@ pub unsafe extern "C" fn bufsync_presenter_describe(
 /// Returns 0 with `*frame` filled, -ETIME (no buffer freed in time),
 /// -EBUSY, -EINVAL, or a device error.
 ///
-/// Thread safety: the presenter's thread; the application must not submit
-/// to its queue during the call.
+/// Thread safety: the presenter's thread (queue operations under the
+/// device's queue-lock hooks).
 #[no_mangle]
 pub unsafe extern "C" fn bufsync_presenter_acquire(
     presenter: *mut bufsync_presenter,
@@ -501,8 +503,8 @@ unsafe fn render_done(
 /// (no such acquired frame), -EBUSY, or a display error. The frame is
 /// given back on every outcome.
 ///
-/// Thread safety: the presenter's thread; the application must not submit
-/// to its queue during the call.
+/// Thread safety: the presenter's thread (queue operations under the
+/// device's queue-lock hooks).
 #[no_mangle]
 pub unsafe extern "C" fn bufsync_presenter_present(
     presenter: *mut bufsync_presenter,

@@ -14,10 +14,10 @@ use crate::error::{call, CallError};
 use crate::fence::bufsync_fence;
 use crate::handle::{borrow, dup_borrowed, Out};
 
-/// Imports a sync_file as a fence: signaled when the sync_file is, with its
-/// error. The fence's life is bounded: if the kernel fence has not signaled
-/// within the runtime's foreign-fence timeout (10 s) of a software wait
-/// starting, it signals with -ETIMEDOUT.
+/// Imports a sync_file as a fence: signaled when the sync_file is, with the
+/// error the kernel gave it. Only the kernel ends it: bufsync never signals
+/// it early (a wait with a timeout ends with -ETIME and the fence stays
+/// pending).
 ///
 /// Fd: borrowed. The library keeps its own duplicate; the caller still owns
 /// `fd` and closes it when it likes, on success and on failure.

@@ -6,11 +6,11 @@
 //!
 //! Locking: none.
 
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, c_void, CStr, CString};
 use std::sync::Arc;
 
 use bufsync_backends::vulkan::ash::{self, vk, vk::Handle};
-use bufsync_backends::vulkan::{ApplicationHandles, VulkanContext};
+use bufsync_backends::vulkan::{ApplicationHandles, QueueLock, QueueSync, VulkanContext};
 
 use crate::error::{CallError, CallResult};
 use crate::handle::slice;
@@ -80,6 +80,61 @@ pub struct bufsync_vulkan_device {
     pub enabled_extension_count: u32,
     /// Whether the `timelineSemaphore` feature is enabled (required).
     pub timeline_semaphore: bool,
+    /// The application's queue lock (FFmpeg's `lock_queue`), called before
+    /// every queue operation bufsync makes on `queue`, on the thread that
+    /// makes it, with `queue_user_data`; it must not call into bufsync.
+    /// NULL with `unlock_queue` NULL: the application keeps its own
+    /// submissions from overlapping any presenter call.
+    pub lock_queue: bufsync_queue_lock_fn,
+    /// Releases what `lock_queue` took (set both or neither).
+    pub unlock_queue: bufsync_queue_lock_fn,
+    /// Passed to `lock_queue` and `unlock_queue`; they and it must be
+    /// usable from any thread.
+    pub queue_user_data: *mut c_void,
+}
+
+/// A queue-lock hook of `bufsync_vulkan_device`.
+pub type bufsync_queue_lock_fn =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, queue: *mut VkQueue_T)>;
+
+/// The application's lock hooks and their `user_data`.
+struct Hooks {
+    lock: unsafe extern "C" fn(*mut c_void, *mut VkQueue_T),
+    unlock: unsafe extern "C" fn(*mut c_void, *mut VkQueue_T),
+    user: *mut c_void,
+}
+
+// SAFETY: the header requires the hooks and `queue_user_data` to be usable
+// from any thread; bufsync only passes `user_data` back.
+unsafe impl Send for Hooks {}
+// SAFETY: as above, also from several threads at once.
+unsafe impl Sync for Hooks {}
+
+impl QueueLock for Hooks {
+    fn lock(&self, queue: vk::Queue) {
+        // SAFETY: the application's hook, called as its type says.
+        unsafe { (self.lock)(self.user, queue.as_raw() as *mut VkQueue_T) }
+    }
+
+    fn unlock(&self, queue: vk::Queue) {
+        // SAFETY: the application's hook, called as its type says.
+        unsafe { (self.unlock)(self.user, queue.as_raw() as *mut VkQueue_T) }
+    }
+}
+
+/// How bufsync orders its queue operations against the application's.
+fn queue_sync(d: &bufsync_vulkan_device) -> CallResult<QueueSync> {
+    match (d.lock_queue, d.unlock_queue) {
+        (Some(lock), Some(unlock)) => Ok(QueueSync::Hooks(Arc::new(Hooks {
+            lock,
+            unlock,
+            user: d.queue_user_data,
+        }))),
+        (None, None) => Ok(QueueSync::Application),
+        _ => Err(CallError::invalid(
+            "set both lock_queue and unlock_queue, or neither",
+        )),
+    }
 }
 
 /// A raw non-dispatchable handle for ash.
@@ -174,9 +229,10 @@ pub(crate) unsafe fn context(d: &bufsync_vulkan_device) -> CallResult<Arc<Vulkan
         enabled_device_extensions: extensions,
         timeline_semaphore: d.timeline_semaphore,
     };
+    let sync = queue_sync(d)?;
     // SAFETY: the handles are the application's, valid and enabled as
-    // listed (the contract); the header tells the application not to
-    // submit to `queue` while a presenter call runs.
-    unsafe { VulkanContext::from_application(handles) }
+    // listed (the contract); its queue is ordered by its hooks, or by its
+    // not submitting during presenter calls (the header's rule).
+    unsafe { VulkanContext::from_application(handles, sync) }
         .map_err(|e| CallError::new(libc::EIO, format!("wrapping the application's device: {e}")))
 }

@@ -67,7 +67,7 @@ fn devices() -> bool {
 
 /// Runs the example with `--frames frames --check` and `extra`, and checks
 /// that every frame was presented, shown, captured and matched.
-fn run_checked(frames: u32, extra: &[&str]) {
+fn run_checked(frames: u32, extra: &[&str]) -> String {
     let bin = build();
     let n = frames.to_string();
     let out = Command::new(&bin)
@@ -94,6 +94,7 @@ fn run_checked(frames: u32, extra: &[&str]) {
         )),
         "{stdout}"
     );
+    stdout.into_owned()
 }
 
 #[test]
@@ -104,10 +105,21 @@ fn vk_scanout_presents_120_checked_frames_on_vkms() {
 }
 
 /// The binary-semaphore form of present (the presenter bridges it to a
-/// timeline point with a submission of its own).
+/// timeline point with a submission of its own, under the application's
+/// queue-lock hooks).
 #[test]
 fn vk_scanout_binary_semaphores_on_vkms() {
     bufsync_tests::require!("vkms, vulkan.pc and lavapipe", devices());
     let _serial = bufsync_tests::serial();
-    run_checked(24, &["--binary"]);
+    let stdout = run_checked(24, &["--binary"]);
+    let locks: u64 = stdout
+        .split("bufsync took the application's queue lock ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("the queue-lock line");
+    assert!(
+        locks >= 24,
+        "one bridge submission per frame at least: {stdout}"
+    );
 }

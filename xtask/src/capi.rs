@@ -202,12 +202,27 @@ fn install(paths: &Paths) -> io::Result<u8> {
     Ok(0)
 }
 
-/// Builds the release cdylib and staticlib; returns the native libraries
-/// the static library needs, as rustc reports them.
+/// Builds the release cdylib and staticlib (with GBM where libgbm's
+/// development files are installed); returns the native libraries the
+/// static library needs, as rustc reports them.
 fn build(ws: &Path) -> io::Result<String> {
-    let out = Command::new(env!("CARGO"))
+    let gbm = Command::new("pkg-config")
+        .args(["--exists", "gbm"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
         .current_dir(ws)
-        .args(["rustc", "--release", "-p", "bufsync-capi", "--lib"])
+        .args(["rustc", "--release", "-p", "bufsync-capi", "--lib"]);
+    if gbm {
+        println!("capi: with GBM (the presenter's display-allocated buffers)");
+    } else {
+        println!(
+            "capi: without GBM (no libgbm-dev here): display-allocated buffers are dumb buffers"
+        );
+        cargo.arg("--no-default-features");
+    }
+    let out = cargo
         .args(["--", "--print", "native-static-libs"])
         .output()?;
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -221,8 +236,15 @@ fn build(ws: &Path) -> io::Result<String> {
         .find_map(|l| l.split("native-static-libs:").nth(1))
         .map(|s| dedup_libs(s.trim()))
         // Cargo replays the note from its cache; should it ever not, these
-        // are what std on Linux needs.
-        .unwrap_or_else(|| "-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc".to_owned());
+        // are what std on Linux (and GBM) need.
+        .unwrap_or_else(|| {
+            let std = "-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc";
+            if gbm {
+                format!("-lgbm {std}")
+            } else {
+                std.to_owned()
+            }
+        });
     Ok(libs)
 }
 

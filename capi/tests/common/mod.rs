@@ -74,7 +74,7 @@ pub fn prefix() -> &'static Path {
             .replace("@VERSION@", env!("CARGO_PKG_VERSION"))
             .replace(
                 "@LIBS_PRIVATE@",
-                "-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc",
+                "-lgbm -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc",
             );
         std::fs::write(lib.join("pkgconfig/bufsync.pc"), pc).expect("write bufsync.pc");
         root
