@@ -7,7 +7,7 @@
 //! - the kernel sources of vkms and dma-buf (`linux-source-6.12`);
 //! - lavapipe (`mesa-vulkan-drivers` from bookworm-backports) and the
 //!   libraries it needs beyond the host's, found with
-//!   `VK_ICD_FILENAMES` and `LD_LIBRARY_PATH` (see [`env`]);
+//!   `VK_ICD_FILENAMES` and `LD_LIBRARY_PATH` (see [`env()`]);
 //! - the Vulkan loader's development files (`libvulkan-dev`: headers,
 //!   `libvulkan.so`, `vulkan.pc` pointed into the cache), found with
 //!   `PKG_CONFIG_PATH`, for the C example of libbufsync.
