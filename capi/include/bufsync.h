@@ -473,48 +473,6 @@ typedef struct bufsync_presenter_info {
 } bufsync_presenter_info;
 
 /**
- * A frame to render into, from `bufsync_presenter_acquire`.
- */
-typedef struct bufsync_frame {
-  /**
-   * The buffer slot; pass it to `bufsync_presenter_present`.
-   */
-  uint32_t index;
-  /**
-   * The frame's number: 0, 1, 2... in acquire order.
-   */
-  uint64_t number;
-  /**
-   * The image, on the application's device, in `VK_IMAGE_LAYOUT_GENERAL`
-   * (and expected so at present). Owned by the presenter.
-   */
-  struct VkImage_T *image;
-  /**
-   * A binary semaphore to wait on before writing the image (it signals
-   * when the display has released the buffer), or NULL when there is
-   * nothing to wait for. Owned by the presenter; wait on it in this
-   * frame's submission only.
-   */
-  struct VkSemaphore_T *wait_semaphore;
-  /**
-   * Width in pixels.
-   */
-  uint32_t width;
-  /**
-   * Height in pixels.
-   */
-  uint32_t height;
-  /**
-   * The image's `VkFormat`.
-   */
-  uint32_t vk_format;
-  /**
-   * The buffer's DRM fourcc.
-   */
-  uint32_t drm_fourcc;
-} bufsync_frame;
-
-/**
  * Counts since the presenter was built.
  */
 typedef struct bufsync_present_totals {
@@ -578,6 +536,48 @@ typedef struct bufsync_capture {
    */
   const uint8_t *pixels;
 } bufsync_capture;
+
+/**
+ * A frame to render into, from `bufsync_presenter_acquire`.
+ */
+typedef struct bufsync_frame {
+  /**
+   * The buffer slot; pass it to `bufsync_presenter_present`.
+   */
+  uint32_t index;
+  /**
+   * The frame's number: 0, 1, 2... in acquire order.
+   */
+  uint64_t number;
+  /**
+   * The image, on the application's device, in `VK_IMAGE_LAYOUT_GENERAL`
+   * (and expected so at present). Owned by the presenter.
+   */
+  struct VkImage_T *image;
+  /**
+   * A binary semaphore to wait on before writing the image (it signals
+   * when the display has released the buffer), or NULL when there is
+   * nothing to wait for. Owned by the presenter; wait on it in this
+   * frame's submission only.
+   */
+  struct VkSemaphore_T *wait_semaphore;
+  /**
+   * Width in pixels.
+   */
+  uint32_t width;
+  /**
+   * Height in pixels.
+   */
+  uint32_t height;
+  /**
+   * The image's `VkFormat`.
+   */
+  uint32_t vk_format;
+  /**
+   * The buffer's DRM fourcc.
+   */
+  uint32_t drm_fourcc;
+} bufsync_frame;
 
 /**
  * One entry of a reserve list.
@@ -989,68 +989,6 @@ int bufsync_presenter_describe(struct bufsync_presenter *presenter,
                                size_t *length);
 
 /**
- * A free buffer to render the next frame into, waiting at most
- * `timeout_ns` for one (`BUFSYNC_TIMEOUT_INFINITE`: no limit). Render into
- * `frame->image` after waiting for `frame->wait_semaphore` (when not
- * NULL) in the rendering submission, then present or cancel it.
- *
- * Returns 0 with `*frame` filled, -ETIME (no buffer freed in time),
- * -EBUSY, -EINVAL, or a device error.
- *
- * Thread safety: the presenter's thread (queue operations under the
- * device's queue-lock hooks).
- */
-int bufsync_presenter_acquire(struct bufsync_presenter *presenter,
-                              uint64_t timeout_ns,
-                              struct bufsync_frame *frame);
-
-/**
- * Presents the frame in slot `index`, rendered once `semaphore` signals:
- * a timeline semaphore reaching `value` (`value` > 0), or a binary
- * semaphore (`value` 0) that the application's submission signals (it is
- * waited on, and so unsignaled again, by a submission of the presenter).
- * `semaphore` NULL: the frame is rendered already. The display waits for
- * the render itself where it can (IN_FENCE_FD), else the presenter does
- * (bounded). FIFO: waits for the previous flip first.
- *
- * The semaphore must be the application's device's and outlive the
- * presenter (timeline ones are remembered by handle).
- *
- * Returns 0; -ETIME (the render did not finish in time: the frame is
- * dropped, the display keeps its last one), the render's error, -EINVAL
- * (no such acquired frame), -EBUSY, or a display error. The frame is
- * given back on every outcome.
- *
- * Thread safety: the presenter's thread (queue operations under the
- * device's queue-lock hooks).
- */
-int bufsync_presenter_present(struct bufsync_presenter *presenter,
-                              uint32_t index,
-                              struct VkSemaphore_T *semaphore,
-                              uint64_t value);
-
-/**
- * Presents the frame in slot `index`, rendered once `fence` signals (a
- * fence imported from a sync_file, a software fence the application
- * signals; NULL: rendered already). As `bufsync_presenter_present`.
- *
- * Thread safety: the presenter's thread.
- */
-int bufsync_presenter_present_fence(struct bufsync_presenter *presenter,
-                                    uint32_t index,
-                                    const struct bufsync_fence *fence);
-
-/**
- * Gives the acquired frame in slot `index` back unshown.
- *
- * Returns 0, -EINVAL (no such acquired frame), or -EBUSY.
- *
- * Thread safety: the presenter's thread.
- */
-int bufsync_presenter_cancel(struct bufsync_presenter *presenter,
-                             uint32_t index);
-
-/**
  * Waits at most `timeout_ns` for the flip in flight and the frames queued
  * behind it.
  *
@@ -1125,6 +1063,68 @@ int bufsync_presenter_enable_capture(struct bufsync_presenter *presenter);
 int bufsync_presenter_next_capture(struct bufsync_presenter *presenter,
                                    bool wait,
                                    struct bufsync_capture *capture);
+
+/**
+ * A free buffer to render the next frame into, waiting at most
+ * `timeout_ns` for one (`BUFSYNC_TIMEOUT_INFINITE`: no limit). Render into
+ * `frame->image` after waiting for `frame->wait_semaphore` (when not
+ * NULL) in the rendering submission, then present or cancel it.
+ *
+ * Returns 0 with `*frame` filled, -ETIME (no buffer freed in time),
+ * -EBUSY, -EINVAL, or a device error.
+ *
+ * Thread safety: the presenter's thread (queue operations under the
+ * device's queue-lock hooks).
+ */
+int bufsync_presenter_acquire(struct bufsync_presenter *presenter,
+                              uint64_t timeout_ns,
+                              struct bufsync_frame *frame);
+
+/**
+ * Presents the frame in slot `index`, rendered once `semaphore` signals:
+ * a timeline semaphore reaching `value` (`value` > 0), or a binary
+ * semaphore (`value` 0) that the application's submission signals (it is
+ * waited on, and so unsignaled again, by a submission of the presenter).
+ * `semaphore` NULL: the frame is rendered already. The display waits for
+ * the render itself where it can (IN_FENCE_FD), else the presenter does
+ * (bounded). FIFO: waits for the previous flip first.
+ *
+ * The semaphore must be the application's device's and outlive the
+ * presenter (timeline ones are remembered by handle).
+ *
+ * Returns 0; -ETIME (the render did not finish in time: the frame is
+ * dropped, the display keeps its last one), the render's error, -EINVAL
+ * (no such acquired frame), -EBUSY, or a display error. The frame is
+ * given back on every outcome.
+ *
+ * Thread safety: the presenter's thread (queue operations under the
+ * device's queue-lock hooks).
+ */
+int bufsync_presenter_present(struct bufsync_presenter *presenter,
+                              uint32_t index,
+                              struct VkSemaphore_T *semaphore,
+                              uint64_t value);
+
+/**
+ * Presents the frame in slot `index`, rendered once `fence` signals (a
+ * fence imported from a sync_file, a software fence the application
+ * signals; NULL: rendered already). As `bufsync_presenter_present`.
+ *
+ * Thread safety: the presenter's thread.
+ */
+int bufsync_presenter_present_fence(struct bufsync_presenter *presenter,
+                                    uint32_t index,
+                                    const struct bufsync_fence *fence);
+
+/**
+ * Gives the acquired frame in slot `index` back unshown.
+ *
+ * Returns 0, -EINVAL (no such acquired frame), or -EBUSY.
+ *
+ * Thread safety: the presenter's thread.
+ */
+int bufsync_presenter_cancel(struct bufsync_presenter *presenter,
+                             uint32_t index);
 
 /**
  * Creates an empty reservation of the reservation class (wait-die, as the

@@ -14,8 +14,8 @@
 //! Modules, one per part of the API: [`error`] (codes, the last error, the
 //! panic boundary), [`handle`] (what C hands in), [`version`], [`fence`],
 //! [`sync_file`], [`reservation`], [`ticket`], [`dmabuf`], [`log`],
-//! [`vk`] (the application's Vulkan handles) and [`presenter`] (with its
-//! writeback capture, `capture.rs`).
+//! [`vk`] (the application's Vulkan handles) and [`presenter`] (its
+//! frames and its writeback capture in submodules).
 //!
 //! `unsafe` lives only here, at the boundary, each block with its
 //! `// SAFETY:` reason; the pointer contract it relies on is the header's.
@@ -27,7 +27,6 @@
 // handle, the array lengths, the fds).
 #![allow(clippy::missing_safety_doc)]
 
-mod capture;
 pub mod dmabuf;
 pub mod error;
 pub mod fence;

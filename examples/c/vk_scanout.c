@@ -338,6 +338,9 @@ int main(int argc, char **argv) {
     memset(&opts, 0, sizeof opts);
     opts.display = display;
     opts.display_fd = -1;
+    /* A software renderer in an emulated machine may take seconds a frame
+     * under load: a generous bound on each wait for a render. */
+    opts.render_timeout_ns = 10 * SECOND_NS;
     bufsync_presenter *p = NULL;
     int rc = bufsync_presenter_create_vulkan(&dev, &opts, &p);
     if (rc)

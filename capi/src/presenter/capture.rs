@@ -30,6 +30,12 @@ use bufsync_backends::kms::{
 use bufsync_backends::sync_file::SyncFile;
 use bufsync_present::FlipExtension;
 
+use std::ffi::c_int;
+
+use super::bufsync_presenter;
+use crate::error::{call, CallError};
+use crate::handle::{borrow, Out};
+
 /// XRGB8888, what captures hold.
 pub(crate) const CAPTURE_FOURCC: u32 = fourcc(b"XR24");
 /// Capture buffers: one being written while the previous one is read.
@@ -228,4 +234,103 @@ impl FlipExtension for Capture {
             s.pending.push_back(Pending { frame, slot, fence });
         }
     }
+}
+
+/// One writeback capture, from `bufsync_presenter_next_capture`.
+#[repr(C)]
+pub struct bufsync_capture {
+    /// The number of the frame whose flip it shows.
+    pub frame: u64,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Bytes per row.
+    pub stride: u32,
+    /// DRM fourcc of the pixels (XRGB8888: little-endian 0xXXRRGGBB words).
+    pub drm_fourcc: u32,
+    /// The pixels, owned by the presenter: valid until the next
+    /// `bufsync_presenter_next_capture` or destroy.
+    pub pixels: *const u8,
+}
+
+/// Captures every later flip through the display's writeback connector
+/// (what the CRTC composed for exactly that flip, XRGB8888), for tests and
+/// screenshots; read them with `bufsync_presenter_next_capture`. The
+/// presenter's first flip, which sets the mode, is never captured (vkms
+/// loses a writeback job in the commit that enables the CRTC). The
+/// display connector is detached while capturing (vkms allows one or the
+/// other): the screen stays dark until the presenter is destroyed.
+///
+/// Returns 0, -EOPNOTSUPP (no XRGB8888 writeback connector), -EBUSY,
+/// -EINVAL, or a device error.
+///
+/// Thread safety: the presenter's thread.
+#[no_mangle]
+pub unsafe extern "C" fn bufsync_presenter_enable_capture(
+    presenter: *mut bufsync_presenter,
+) -> c_int {
+    call("bufsync_presenter_enable_capture", || {
+        // SAFETY: NULL or a live presenter (header contract).
+        let p = unsafe { borrow(presenter, "presenter") }?;
+        p.with(|s| {
+            if s.capture.is_some() {
+                return Ok(0);
+            }
+            let timeout = s.presenter.config().flip_timeout;
+            let cap = Capture::new(s.presenter.display(), timeout).map_err(|e| match e {
+                KmsError::NoOutput { what } => CallError::new(libc::EOPNOTSUPP, what),
+                e => e.into(),
+            })?;
+            s.presenter.set_extension(Some(Box::new(cap.clone())));
+            s.capture = Some(cap);
+            Ok(0)
+        })
+    })
+}
+
+/// The oldest capture not read yet, in `*capture` (its pixels stay valid
+/// until the next call or destroy). With `wait`, waits for the oldest one
+/// being written (at most the presenter's flip timeout); without, returns
+/// only finished ones.
+///
+/// Returns 0; -ENOENT (none: no flip since, or all read), -ETIME (the
+/// writeback did not complete in time), -EINVAL (capture not enabled),
+/// -EBUSY.
+///
+/// Thread safety: the presenter's thread.
+#[no_mangle]
+pub unsafe extern "C" fn bufsync_presenter_next_capture(
+    presenter: *mut bufsync_presenter,
+    wait: bool,
+    capture: *mut bufsync_capture,
+) -> c_int {
+    call("bufsync_presenter_next_capture", || {
+        // SAFETY: NULL or a live presenter (header contract).
+        let p = unsafe { borrow(presenter, "presenter") }?;
+        // SAFETY: NULL or writable (header contract).
+        let out = unsafe { Out::new(capture, "capture") }?;
+        p.with(|s| {
+            let cap = s
+                .capture
+                .clone()
+                .ok_or_else(|| CallError::invalid("capture is not enabled"))?;
+            if let Some(old) = s.held.take() {
+                cap.recycle(old);
+            }
+            let next = cap.next(wait)?;
+            let c = next.ok_or_else(|| CallError::new(libc::ENOENT, "no capture to read"))?;
+            let (width, height) = cap.size();
+            out.write(bufsync_capture {
+                frame: c.frame,
+                width,
+                height,
+                stride: width * 4,
+                drm_fourcc: CAPTURE_FOURCC,
+                pixels: c.pixels.as_ptr(),
+            });
+            s.held = Some(c);
+            Ok(0)
+        })
+    })
 }
