@@ -40,6 +40,12 @@ pub enum Error {
         /// The fd number.
         fd: i32,
     },
+    /// The fd is not a drm_syncobj fd (an opaque syncobj export).
+    #[error("fd {fd} is not a drm_syncobj")]
+    NotASyncobj {
+        /// The fd number.
+        fd: i32,
+    },
     /// The fd is closed or otherwise invalid.
     #[error("fd {fd} is not an open file descriptor")]
     BadFd {
@@ -75,6 +81,13 @@ pub enum Error {
     /// A fence completed with an error.
     #[error("fence signaled with error: {0}")]
     Fence(bufsync::fence::FenceError),
+    /// The reactor or the fence engine was already in use (its thread
+    /// started) when the application asked to drive it.
+    #[error("{what} is already running on its own thread")]
+    AlreadyRunning {
+        /// Which one.
+        what: &'static str,
+    },
     /// The shared reactor (epoll thread) could not be started.
     #[error("the fence reactor is unavailable: {what}")]
     ReactorUnavailable {
@@ -135,13 +148,22 @@ pub(crate) fn is_unsupported_errno(e: i32) -> bool {
         || e == Errno::OPNOTSUPP.raw_os_error()
 }
 
-/// Maps an ioctl result, turning EBADF into [`Error::BadFd`].
+/// Maps an ioctl result, turning EBADF (and EBADFD, what some drivers say
+/// of a closed fd inside their argument) into [`Error::BadFd`].
 pub(crate) fn ioctl_err(op: &'static str, fd: i32) -> impl FnOnce(io::Error) -> Error {
-    move |e| {
-        if e.raw_os_error() == Some(rustix::io::Errno::BADF.raw_os_error()) {
-            Error::BadFd { fd }
-        } else {
-            Error::io(op, e)
-        }
+    move |e| match e.raw_os_error() {
+        Some(n) if n == rustix::io::Errno::BADF.raw_os_error() => Error::BadFd { fd },
+        Some(n) if n == rustix::io::Errno::BADFD.raw_os_error() => Error::BadFd { fd },
+        _ => Error::io(op, e),
     }
+}
+
+/// [`Error::BadFd`] unless `fd` is an open descriptor (`F_GETFD`): the
+/// check at the boundary for fds the kernel would only look at inside an
+/// ioctl argument, where a closed one reads as EINVAL.
+pub(crate) fn check_open(fd: std::os::fd::BorrowedFd<'_>) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    rustix::io::fcntl_getfd(fd)
+        .map(drop)
+        .map_err(|_| Error::BadFd { fd: fd.as_raw_fd() })
 }

@@ -7,6 +7,9 @@
 //! - `drm::Syncobj` / `drm::SyncobjPoint`: drm_syncobj timelines and their kind;
 //! - [`seqno`]: the `SeqnoFence` kind over a word in mapped memory;
 //! - [`reactor`]: the shared epoll reactor behind fd-based fences;
+//! - [`event_loop`]: the reactor and the fence engine driven by the
+//!   application's own event loop (no bufsync thread), calloop included
+//!   with feature `calloop`;
 //! - [`clock`]: CLOCK_MONOTONIC conversions for kernel deadlines;
 //! - [`sys`]: the raw ioctl layer;
 //! - `testing` (feature `testing`): vgem fences and sw_sync timelines.
@@ -18,6 +21,7 @@ pub mod clock;
 pub mod dmabuf;
 pub mod drm;
 mod error;
+pub mod event_loop;
 pub mod kms;
 pub mod reactor;
 pub mod seqno;

@@ -2,7 +2,11 @@
 //! eventfds): software signaling without a thread per fence, with bounded
 //! lives.
 //!
-//! The reactor thread starts lazily on first use. Each registration is
+//! The reactor thread starts lazily on first use, unless the application
+//! drives the reactor from its own event loop
+//! ([`crate::event_loop::drive_from_event_loop`]); then no thread starts and
+//! [`Reactor::run_once`] runs from the application's dispatch. Each
+//! registration is
 //! one-shot (`EPOLLONESHOT`) and may carry a deadline: its callback runs
 //! once on the reactor thread with [`Outcome::Ready`] when the fd becomes
 //! readable, or [`Outcome::Expired`] when the deadline passes first. The
@@ -173,6 +177,18 @@ impl Reactor {
         self.lock().entries.len()
     }
 
+    /// The earliest deadline of a registration, if any. Lock: `state`,
+    /// briefly.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.lock().next_deadline
+    }
+
+    /// The epoll fd: readable when a registered fd is ready or an earlier
+    /// deadline was registered (what an event loop polls).
+    pub fn epoll_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.epoll.as_fd()
+    }
+
     /// One round: waits at most `timeout` (less when a deadline is due),
     /// runs the callbacks of ready and expired entries and returns how many
     /// ran. Lock: `state`, not held while waiting or running callbacks.
@@ -232,6 +248,16 @@ impl Reactor {
         Ok(n)
     }
 
+    /// Starts a thread that drives this reactor (`bufsync-reactor`).
+    pub(crate) fn spawn_thread(&'static self) {
+        if let Err(e) = std::thread::Builder::new()
+            .name("bufsync-reactor".into())
+            .spawn(move || self.thread_main())
+        {
+            log::error!("cannot start the reactor thread: {e}");
+        }
+    }
+
     fn thread_main(&self) {
         loop {
             if let Err(e) = self.run_once(TICK) {
@@ -242,9 +268,11 @@ impl Reactor {
     }
 }
 
-/// The process-wide reactor; its thread starts on first use.
+static GLOBAL: OnceLock<std::result::Result<&'static Reactor, String>> = OnceLock::new();
+
+/// The process-wide reactor; its thread (`bufsync-reactor`) starts on first
+/// use, unless [`drive_externally`] came first.
 pub fn global() -> Result<&'static Reactor> {
-    static GLOBAL: OnceLock<std::result::Result<&'static Reactor, String>> = OnceLock::new();
     let r = GLOBAL.get_or_init(|| {
         let reactor: &'static Reactor =
             Box::leak(Box::new(Reactor::new().map_err(|e| e.to_string())?));
@@ -254,6 +282,28 @@ pub fn global() -> Result<&'static Reactor> {
             .map_err(|e| format!("cannot start the reactor thread: {e}"))?;
         Ok(reactor)
     });
+    r.as_ref()
+        .copied()
+        .map_err(|what| Error::ReactorUnavailable { what: what.clone() })
+}
+
+/// Makes the process-wide reactor thread-less: the caller runs
+/// [`Reactor::run_once`] when its [`epoll_fd`](Reactor::epoll_fd) is
+/// readable. Must come before anything uses the reactor
+/// ([`Error::AlreadyRunning`] otherwise).
+pub fn drive_externally() -> Result<&'static Reactor> {
+    let mut made = None;
+    let r = GLOBAL.get_or_init(|| {
+        made = Some(());
+        Reactor::new()
+            .map(|r| &*Box::leak(Box::new(r)))
+            .map_err(|e| e.to_string())
+    });
+    if made.is_none() {
+        return Err(Error::AlreadyRunning {
+            what: "the reactor",
+        });
+    }
     r.as_ref()
         .copied()
         .map_err(|what| Error::ReactorUnavailable { what: what.clone() })

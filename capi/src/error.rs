@@ -112,7 +112,9 @@ pub(crate) fn backend_errno(e: &BackendError) -> c_int {
                 source.raw_os_error().unwrap_or(libc::EIO)
             }
             BackendError::DeviceNotFound { .. } => libc::ENODEV,
-            BackendError::NotADmaBuf { .. } | BackendError::NotASyncFile { .. } => libc::EINVAL,
+            BackendError::NotADmaBuf { .. }
+            | BackendError::NotASyncFile { .. }
+            | BackendError::NotASyncobj { .. } => libc::EINVAL,
             BackendError::BadFd { .. } => libc::EBADF,
             BackendError::Unsupported { .. } => libc::EOPNOTSUPP,
             BackendError::InvalidArgument { .. } => libc::EINVAL,
@@ -120,6 +122,7 @@ pub(crate) fn backend_errno(e: &BackendError) -> c_int {
             BackendError::NoSyncFile { .. } => libc::ENODATA,
             BackendError::Fence(f) => f.to_errno().abs(),
             BackendError::ReactorUnavailable { .. } => libc::EAGAIN,
+            BackendError::AlreadyRunning { .. } => libc::EBUSY,
             BackendError::Reservation(r) => CallError::from(*r).code.abs(),
             BackendError::TimedOut { .. } | BackendError::Pending { .. } => libc::ETIME,
         }

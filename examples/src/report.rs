@@ -57,6 +57,11 @@ pub struct PathReport {
     pub out_of_order: u32,
     /// The last frame checked.
     pub last_checked: Option<u32>,
+    /// Frames the presenter reports shown before their render fence (the
+    /// display ignored the implicit fences).
+    pub early: Vec<u32>,
+    /// Of those, the ones whose check saw it.
+    pub early_checked: u32,
     /// PNGs written.
     pub pngs: Vec<PathBuf>,
 }
@@ -86,6 +91,8 @@ impl PathReport {
             bad_frames: Vec::new(),
             out_of_order: 0,
             last_checked: None,
+            early: Vec::new(),
+            early_checked: 0,
             pngs: Vec::new(),
         }
     }
@@ -103,6 +110,9 @@ impl PathReport {
         self.cpu_wait += s.cpu_wait;
         if let Some(l) = s.latency {
             self.latency.push(l);
+        }
+        if s.early {
+            self.early.push(s.frame as u32);
         }
     }
 
@@ -209,6 +219,14 @@ pub fn table(reports: &[PathReport]) -> String {
             r.display, r.renderer, r.path.name(), x.in_fence, x.implicit, x.software, x.signaled,
             r.dep_hw_waits, r.dep_sw_waits, x.copies, x.copy_bytes, x.busy_retries, x.dropped
         );
+        if x.implicit_unhonored > 0 {
+            let _ = writeln!(
+                t,
+                "{} {} {}: {} ignores implicit fences: {} frame(s) flipped before their render fence \
+                 (detected by the presenter, {} of them seen by the check); it fell back to IN_FENCE_FD",
+                r.display, r.renderer, r.path.name(), r.display, x.implicit_unhonored, r.early_checked
+            );
+        }
     }
     t
 }
@@ -283,7 +301,7 @@ pub fn json(reports: &[PathReport], failures: &[(String, String, String, String)
                  \"software\":{},\"signaled\":{}}},\"copies\":{},\"copy_bytes\":{},\"busy_retries\":{},\
                  \"render_ms_per_frame\":{:.3},\"present_ms_per_frame\":{:.3},\"latency_ms_p50\":{:.3},\
                  \"latency_ms_p99\":{:.3},\"rate_fps\":{:.2},\"refresh_hz\":{:.2},\"checked\":{},\
-                 \"bad\":{},\"out_of_order\":{},\"ok\":{}}}",
+                 \"bad\":{},\"out_of_order\":{},\"implicit_unhonored\":{},\"ok\":{}}}",
                 js(&r.display),
                 js(&r.renderer),
                 js(r.path.name()),
@@ -308,6 +326,7 @@ pub fn json(reports: &[PathReport], failures: &[(String, String, String, String)
                 r.captured,
                 r.bad_frames.len(),
                 r.out_of_order,
+                x.implicit_unhonored,
                 r.ok()
             )
         })

@@ -4,7 +4,6 @@
 //!
 //! Locking: owned by the display thread of the stress.
 
-use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
 use bufsync_backends::kms::{Display, FlipRequest, Framebuffer, KmsError};
@@ -64,7 +63,7 @@ impl Scanout {
     pub fn flip(
         &mut self,
         fb: &Framebuffer,
-        in_fence: Option<BorrowedFd<'_>>,
+        in_fence: Option<&SyncFile>,
     ) -> Result<Flip, KmsError> {
         self.display.wait_flip(FLIP_TIMEOUT)?;
         let req = FlipRequest {

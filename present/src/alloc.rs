@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use bufsync_backends::dmabuf::{DmaBuf, Layout, MOD_LINEAR};
+use bufsync_backends::dmabuf::{DmaBuf, DmaBufMap, Layout, MOD_LINEAR};
 use bufsync_backends::drm::{DumbBuffer, GemHandle};
 use bufsync_backends::kms::{Display, Framebuffer};
 use bufsync_backends::vulkan::{
@@ -69,6 +69,10 @@ pub(crate) struct SlotBuffers {
     pub render: Option<Arc<DmaBuf>>,
     /// GPU copy: the display buffer imported by the renderer.
     pub copy_dst: Option<ExternalBuffer>,
+    /// CPU copy: the mappings of the render buffer and the display buffer
+    /// (made once: faulting a frame's pages in every frame costs more than
+    /// the copy).
+    pub cpu_maps: Option<(DmaBufMap, DmaBufMap)>,
     /// The modifier of the display buffer.
     pub modifier: u64,
     _keep: Vec<Keep>,
@@ -214,6 +218,7 @@ pub(crate) fn render_alloc(env: &Env<'_>) -> Result<SlotBuffers, Refusal> {
         target,
         render: None,
         copy_dst: None,
+        cpu_maps: None,
         _keep: keep.into_iter().collect(),
     })
 }
@@ -252,12 +257,15 @@ fn display_buffer(
                 modifiers.to_vec()
             };
             let bo = gbm
-                .create_buffer(dev, env.width, env.height, env.fourcc, &mods)
+                .create_buffer(env.width, env.height, env.fourcc, &mods)
                 .map_err(|e| Refusal::device(strategy, on("gbm_bo_create"), &e))?;
+            // GBM owns the BO's handle on its own fd; the display imports
+            // the BO (PRIME, on the device that allocated it) into its
+            // fd's handle table.
             let fb = env
                 .display
-                .add_framebuffer_handle(bo.handle(), bo.size(), layout_of(bo.dmabuf()))
-                .map_err(|e| Refusal::kms(strategy, on("ADDFB2"), &e))?;
+                .import_framebuffer(bo.dmabuf())
+                .map_err(|e| Refusal::kms(strategy, on("PRIME import + ADDFB2"), &e))?;
             let buf = Arc::new(
                 bo.dmabuf()
                     .try_clone()
@@ -313,6 +321,7 @@ pub(crate) fn display_alloc(env: &Env<'_>, allocator: Allocator) -> Result<SlotB
         target,
         render: None,
         copy_dst: None,
+        cpu_maps: None,
         _keep: keeps,
     })
 }
@@ -343,6 +352,7 @@ pub(crate) fn copy(
     let (target, render, render_keep) = render_buffer(env, &[], s)?;
     keeps.extend(render_keep);
     let mut copy_dst = None;
+    let mut cpu_maps = None::<(DmaBufMap, DmaBufMap)>;
     match engine {
         CopyEngine::Gpu => {
             let RenderDevice::Vulkan(ctx) = env.render else {
@@ -365,16 +375,17 @@ pub(crate) fn copy(
             copy_dst = Some(dst);
         }
         CopyEngine::Cpu => {
-            render
+            let from = render
                 .map_copies(false)
                 .map_err(|e| Refusal::device(s, "mmap of the render buffer", &e))?;
-            buf.map_copies(true).map_err(|e| {
+            let to = buf.map_copies(true).map_err(|e| {
                 Refusal::device(
                     s,
                     format!("mmap of the {} buffer", env.display.driver()),
                     &e,
                 )
             })?;
+            cpu_maps = Some((from, to));
         }
     }
     if layout_of(&buf).modifier != MOD_LINEAR {
@@ -394,6 +405,7 @@ pub(crate) fn copy(
         target,
         render: Some(render),
         copy_dst,
+        cpu_maps,
         _keep: keeps,
     })
 }

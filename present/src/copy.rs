@@ -23,7 +23,7 @@ use crate::frame::FrameTarget;
 /// Returns the copy's fence (signaled: the copy is done when this
 /// returns) and the bytes copied.
 pub(crate) fn cpu_copy(
-    slot: &SlotBuffers,
+    slot: &mut SlotBuffers,
     index: usize,
     waits: &FenceSet,
     ctx: &FenceContext,
@@ -47,12 +47,13 @@ pub(crate) fn cpu_copy(
     let left = || deadline.saturating_duration_since(Instant::now());
     let read = src.begin_cpu_access(Access::Read, left())?;
     let write = dst.begin_cpu_access(Access::Write, left())?;
-    let from = src.map_copies(false)?;
-    let mut to = dst.map_copies(true)?;
     let src_layout = src.layout().expect("layout");
     let dst_layout = dst.layout().expect("layout");
-    let bytes = to.copy_image_from(&from, src_layout, dst_layout)?;
-    drop((from, to));
+    let (from, to) = slot
+        .cpu_maps
+        .as_mut()
+        .expect("CPU copy slots keep their mappings");
+    let bytes = to.copy_image_from(from, src_layout, dst_layout)?;
     write.end()?;
     read.end()?;
     let fence = ctx.create_fence();

@@ -67,6 +67,27 @@ pub(crate) fn sync_form<'a>(
     })
 }
 
+/// Whether a pending `fence` has a sync_file form, without making one (no
+/// syscall): a sync_file fence, a syncobj point, or a Vulkan point whose
+/// device exported a pending SYNC_FD. `Err` when it signaled with an error.
+pub(crate) fn has_sync_form(fence: &Fence) -> Result<bool, FenceError> {
+    if fence.is_signaled() {
+        return match fence.error() {
+            Some(e) => Err(e),
+            None => Ok(true),
+        };
+    }
+    Ok(fence
+        .kind_as::<bufsync_backends::sync_file::SyncFileFence>()
+        .is_some()
+        || fence
+            .kind_as::<bufsync_backends::drm::SyncobjPoint>()
+            .is_some()
+        || fence
+            .kind_as::<bufsync_backends::vulkan::TimelinePoint>()
+            .is_some_and(|p| p.sync_file().is_some()))
+}
+
 /// Waits for every fence of `fences` on the CPU, at most `timeout` in all
 /// (a Vulkan timeline point through `vkWaitSemaphores`, anything else
 /// through the runtime). Returns when they signaled (`Instant`), or the

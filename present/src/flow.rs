@@ -160,11 +160,10 @@ impl Presenter {
             None => render.clone(),
         };
         // The software edge, before any lock.
-        let software = match edge::sync_form([&flip_fence]) {
+        let software = match edge::has_sync_form(&flip_fence) {
             Err(e) => return Err(self.drop_frame(i, &render, self.render_error(number, i, e))),
-            Ok(SyncForm::Software) => true,
-            Ok(SyncForm::SyncFile(_)) => self.cfg.edge == EdgeChoice::Software,
-            Ok(SyncForm::Signaled) => false,
+            Ok(false) => true,
+            Ok(true) => self.cfg.edge == EdgeChoice::Software && !flip_fence.is_signaled(),
         };
         if software {
             let t = Instant::now();
@@ -275,6 +274,7 @@ impl Presenter {
                 cpu_wait: info.cpu_wait,
                 latency: None,
                 shown: false,
+                early: false,
                 vblank: None,
             });
         }
@@ -304,12 +304,12 @@ impl Presenter {
         let t = Instant::now();
         let mut out = None;
         let mut bytes = 0;
-        let (slots, submitter, ctx) = (&self.slots, self.submitter.as_ref(), &self.copy_ctx);
+        let (slots, submitter, ctx) = (&mut self.slots, self.submitter.as_ref(), &self.copy_ctx);
         self.queue.copy(i, |waits| -> Result<Fence, PresentError> {
             let f = match (engine, submitter) {
                 (CopyEngine::Gpu, Some(sub)) => copy::gpu_copy(sub, &slots[i], waits, timeout)?,
                 _ => {
-                    let (f, n) = copy::cpu_copy(&slots[i], i, waits, ctx, number, timeout)?;
+                    let (f, n) = copy::cpu_copy(&mut slots[i], i, waits, ctx, number, timeout)?;
                     bytes = n;
                     f
                 }
@@ -383,11 +383,49 @@ impl Presenter {
             .and_then(|i| i.fences.iter().map(|x| x.timestamp_ns).max())
             .filter(|&ns| ns > 0)
             .or_else(|| f.done_at.map(bufsync_backends::clock::monotonic_ns_at));
-        if let (Some(ev), Some(done)) = (ev, done_ns) {
-            let shown = u64::try_from(ev.time.as_nanos()).unwrap_or(u64::MAX);
+        // On screen: when the kernel signaled the flip's out-fence (the
+        // event's vblank time is the driver's estimate; vkms reports its
+        // timer's scheduled expiry, which TCG delays).
+        let shown_ns = f
+            .out
+            .as_ref()
+            .and_then(|o| o.info().ok())
+            .and_then(|i| i.fences.iter().map(|x| x.timestamp_ns).max())
+            .filter(|&ns| ns > 0)
+            .or_else(|| ev.map(|e| u64::try_from(e.time.as_nanos()).unwrap_or(u64::MAX)));
+        if let (Some(shown), Some(done)) = (shown_ns, done_ns) {
             f.stats.latency = Some(Duration::from_nanos(shown.saturating_sub(done)));
         }
         f.stats.vblank = ev.map(|e| e.frame);
+        // The implicit edge relies on the display waiting for the buffer's
+        // fences; one that flipped while the render fence was still pending
+        // does not (virtio_gpu's primary plane ignores them): no more
+        // implicit edge. Proof: the render fence still pending when the flip
+        // event is read, or signaled more than a frame after the flip's
+        // vblank (the kernel stamps the out-fence with the driver's vblank
+        // time, which may lag the real one: vkms reports its timer's
+        // scheduled expiry, late under emulation; hence the frame of slack).
+        if f.stats.edge == Edge::Implicit {
+            let pending = f
+                .render_sync
+                .as_ref()
+                .is_some_and(|s| !s.is_signaled().unwrap_or(true));
+            let slack = u64::try_from(self.display.frame_time().as_nanos()).unwrap_or(0);
+            let before = matches!((shown_ns, done_ns), (Some(s), Some(d)) if d > s + slack);
+            if pending || before {
+                f.stats.early = true;
+                self.totals.implicit_unhonored += 1;
+                if self.implicit_ok {
+                    self.implicit_ok = false;
+                    log::warn!(
+                        "presenter: {} flipped frame {} before its render fence signaled: it does \
+                         not wait for implicit fences; the implicit edge is off from now on",
+                        self.display.driver(),
+                        f.stats.frame
+                    );
+                }
+            }
+        }
         self.push_stats(f.stats);
     }
 
@@ -404,6 +442,7 @@ impl Presenter {
             Edge::Signaled
         };
         let mut render_sync: Option<SyncFile> = None;
+        let mut out_sync: Option<SyncFile> = None;
         let mut done_at = info.waited;
         let edge_pref = self.cfg.edge;
         let implicit_ok = self.implicit_ok;
@@ -436,7 +475,7 @@ impl Presenter {
                         .map_err(|e| FlipError::Kms(e.into()))?;
                     edge_taken = Edge::Implicit;
                 } else if in_fence_ok {
-                    in_fence = Some(s.fd());
+                    in_fence = Some(s);
                     edge_taken = Edge::InFence;
                 } else {
                     done_at = Some(
@@ -478,6 +517,7 @@ impl Presenter {
                     name: "OUT_FENCE_PTR",
                 }))?;
             render_sync = sync;
+            out_sync = out.try_clone().ok();
             SyncFileFence::fence(out).map_err(|e| FlipError::Kms(e.into()))
         });
         match result {
@@ -493,9 +533,11 @@ impl Presenter {
                         cpu_wait: info.cpu_wait,
                         latency: None,
                         shown: true,
+                        early: false,
                         vblank: None,
                     },
                     render_sync,
+                    out: out_sync,
                     done_at,
                 });
                 Ok(())

@@ -50,6 +50,8 @@ pub(crate) struct InFlight {
     pub stats: PresentStats,
     /// The render fence's sync_file, for its completion time.
     pub render_sync: Option<SyncFile>,
+    /// The flip's out-fence, for the time the frame reached the screen.
+    pub out: Option<SyncFile>,
     /// When the render fence was seen signaled, if known otherwise.
     pub done_at: Option<Instant>,
 }
@@ -287,9 +289,11 @@ impl Presenter {
         self.display.props().plane.in_fence_fd.is_some()
     }
 
-    /// Whether the kernel takes `DMA_BUF_IOCTL_IMPORT_SYNC_FILE` (probed on
-    /// a display buffer).
-    pub fn has_implicit_import(&self) -> bool {
+    /// Whether the implicit edge is available: the kernel takes
+    /// `DMA_BUF_IOCTL_IMPORT_SYNC_FILE` (probed on a display buffer at
+    /// creation) and the display has not been seen flipping a frame before
+    /// its imported fence signaled.
+    pub fn has_implicit_sync(&self) -> bool {
         self.implicit_ok
     }
 
@@ -369,5 +373,15 @@ impl Drop for Presenter {
         if let Err(e) = self.display.restore() {
             log::warn!("presenter: restoring the display: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_presenter_can_move_to_another_thread() {
+        fn send<T: Send>() {}
+        send::<super::Presenter>();
+        send::<crate::Frame>();
     }
 }

@@ -52,6 +52,10 @@ pub struct PresentStats {
     pub latency: Option<Duration>,
     /// Whether it reached the screen (false: dropped by mailbox).
     pub shown: bool,
+    /// Shown before its render fence signaled: the display did not wait
+    /// for the buffer's implicit fences (the implicit edge is then turned
+    /// off for the following frames).
+    pub early: bool,
     /// The vblank sequence number of its flip.
     pub vblank: Option<u32>,
 }
@@ -83,6 +87,9 @@ pub struct PresentTotals {
     pub render_timeouts: u64,
     /// Frames dropped because their render fence failed.
     pub render_failures: u64,
+    /// Implicit-edge frames the display flipped before their render fence
+    /// signaled (it ignores implicit fences).
+    pub implicit_unhonored: u64,
 }
 
 impl PresentTotals {

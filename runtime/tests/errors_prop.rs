@@ -32,7 +32,7 @@ use bufsync::fence::{
     alloc_contexts, unwrap_merge, Fence, FenceArray, FenceChain, FenceError, FenceSet, FenceStatus,
     FenceTimeline, WaitError,
 };
-use bufsync::resv::{Reservation, ResvWaitError, Usage};
+use bufsync::resv::{Reservation, Usage};
 
 #[derive(Debug, Clone)]
 enum Tree {
@@ -311,13 +311,9 @@ fn check(w: &World, now: Time) -> Result<(), TestCaseError> {
             }
         }
         if let Some((resv, e)) = &n.resv {
-            // A pending reservation names its pending fence (ResvWaitError::Pending).
             let got = resv
                 .wait(Usage::Read, Some(Duration::ZERO))
-                .map_err(|e| match e {
-                    ResvWaitError::Pending { .. } => WaitError::TimedOut,
-                    ResvWaitError::Fence(f) => WaitError::Fence(f),
-                });
+                .map_err(WaitError::from);
             let want = match status_of(e, now) {
                 FenceStatus::Pending => Err(WaitError::TimedOut),
                 _ => e.err.map_or(Ok(()), |e| Err(WaitError::Fence(e))),

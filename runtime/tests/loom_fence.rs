@@ -290,7 +290,9 @@ fn reservation_wait_ends_after_every_fence() {
         let waiter = {
             let (resv, slow) = (resv.clone(), slow.clone());
             thread::spawn(move || {
-                let r = resv.wait(Usage::Read, None);
+                let r = resv
+                    .wait(Usage::Read, None)
+                    .map_err(bufsync::fence::WaitError::from);
                 assert!(
                     slow.test_signaled_flag(),
                     "the wait ended before every fence"

@@ -92,29 +92,8 @@ fn queue_lock_hooks_bracket_every_submit() {
         require!("lavapipe (Vulkan)", false);
         return;
     };
-    let inst = owned.instance();
-    let prio = [1.0f32];
-    let queues = [vk::DeviceQueueCreateInfo::default()
-        .queue_family_index(owned.queue_family_index())
-        .queue_priorities(&prio)];
-    let mut v12 = vk::PhysicalDeviceVulkan12Features::default().timeline_semaphore(true);
-    let info = vk::DeviceCreateInfo::default()
-        .queue_create_infos(&queues)
-        .push_next(&mut v12);
-    // SAFETY: valid instance and physical device; pointers are locals.
-    let device = unsafe { inst.create_device(owned.physical_device(), &info, None) }.unwrap();
-    // SAFETY: the family was requested with one queue.
-    let queue = unsafe { device.get_device_queue(owned.queue_family_index(), 0) };
-    let handles = bufsync_backends::vulkan::ApplicationHandles {
-        entry: owned.entry().clone(),
-        instance: inst.clone(),
-        physical_device: owned.physical_device(),
-        device: device.clone(),
-        queue_family_index: owned.queue_family_index(),
-        queue,
-        enabled_device_extensions: Vec::new(),
-        timeline_semaphore: true,
-    };
+    let handles = app_device(&owned);
+    let (device, queue) = (handles.device.clone(), handles.queue);
     let locks = Arc::new(AtomicUsize::new(0));
     let unlocks = Arc::new(AtomicUsize::new(0));
     let depth = Arc::new(AtomicI32::new(0));
@@ -172,15 +151,10 @@ fn queue_lock_hooks_bracket_every_submit() {
     }
 }
 
-#[test]
-fn context_on_application_handles() {
-    let _serial = serial();
-    let Some(owned) = lavapipe() else {
-        require!("lavapipe (Vulkan)", false);
-        return;
-    };
-    // Build the "application's" objects with the owned context's instance
-    // and a second device of our own, then wrap them.
+/// An "application's" device of our own on the owned context's instance
+/// (one queue, timeline semaphores, no extension), as handles to wrap. The
+/// caller destroys `handles.device` once nothing of it is alive.
+fn app_device(owned: &VulkanContext) -> bufsync_backends::vulkan::ApplicationHandles {
     let inst = owned.instance();
     let prio = [1.0f32];
     let queues = [vk::DeviceQueueCreateInfo::default()
@@ -194,16 +168,29 @@ fn context_on_application_handles() {
     let device = unsafe { inst.create_device(owned.physical_device(), &info, None) }.unwrap();
     // SAFETY: the family was requested with one queue.
     let queue = unsafe { device.get_device_queue(owned.queue_family_index(), 0) };
-    let handles = bufsync_backends::vulkan::ApplicationHandles {
+    bufsync_backends::vulkan::ApplicationHandles {
         entry: owned.entry().clone(),
         instance: inst.clone(),
         physical_device: owned.physical_device(),
-        device: device.clone(),
+        device,
         queue_family_index: owned.queue_family_index(),
         queue,
         enabled_device_extensions: Vec::new(),
         timeline_semaphore: true,
+    }
+}
+
+#[test]
+fn context_on_application_handles() {
+    let _serial = serial();
+    let Some(owned) = lavapipe() else {
+        require!("lavapipe (Vulkan)", false);
+        return;
     };
+    // Build the "application's" objects with the owned context's instance
+    // and a second device of our own, then wrap them.
+    let handles = app_device(&owned);
+    let device = handles.device.clone();
     {
         // SAFETY: the handles are valid and outlive `app` (destroyed below).
         let app =
@@ -314,8 +301,9 @@ fn context_drop_with_outstanding_fences_is_clean() {
     f.enable_signaling();
     drop(ctx);
     drop(sem);
-    // The waiter holds the last context reference until it signals; the
-    // context is then dropped on the waiter thread, which must not deadlock.
+    // The engine's poller holds the last context reference until the point
+    // signals; the context is then dropped on the engine's thread, which
+    // must not deadlock.
     let k = f.kind_as::<TimelinePoint>().unwrap();
     k.semaphore().signal(1).unwrap();
     f.wait().unwrap();

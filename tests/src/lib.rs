@@ -191,3 +191,46 @@ pub fn settled_fds() -> usize {
     }
     open_fds()
 }
+
+/// An XR24 test pattern with the X byte set (what writeback writes back).
+pub fn pattern_pixel(x: u32, y: u32, seed: u32) -> u32 {
+    let r = (x.wrapping_mul(7) ^ seed) & 0xff;
+    let g = (y.wrapping_mul(3) ^ (seed >> 8)) & 0xff;
+    let b = (x ^ y ^ seed.rotate_left(5)) & 0xff;
+    0xff00_0000 | (r << 16) | (g << 8) | b
+}
+
+/// The `w` x `h` XR24 bytes of [`pattern_pixel`] (rows of `w * 4` bytes).
+pub fn pattern_bytes(w: u32, h: u32, seed: u32) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(w as usize * h as usize * 4);
+    for y in 0..h {
+        for x in 0..w {
+            bytes.extend_from_slice(&pattern_pixel(x, y, seed).to_le_bytes());
+        }
+    }
+    bytes
+}
+
+/// A udmabuf holding a `w` x `h` XR24 image (stride `w * 4`) of
+/// [`pattern_pixel`], written through its memfd, with that layout.
+pub fn pattern_buffer(w: u32, h: u32, seed: u32) -> bufsync_backends::dmabuf::DmaBuf {
+    use bufsync_backends::dmabuf::{fourcc, Layout, Udmabuf};
+    use std::io::Write;
+    use std::os::fd::{AsFd, OwnedFd};
+    let size = u64::from(w) * u64::from(h) * 4;
+    let page = rustix::param::page_size() as u64;
+    let alloc = size.div_ceil(page) * page;
+    let memfd: OwnedFd = rustix::fs::memfd_create(
+        "pattern",
+        rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+    )
+    .expect("memfd_create");
+    rustix::fs::ftruncate(&memfd, alloc).expect("ftruncate");
+    let mut file = std::fs::File::from(memfd);
+    file.write_all(&pattern_bytes(w, h, seed)).expect("write");
+    let memfd = OwnedFd::from(file);
+    rustix::fs::fcntl_add_seals(&memfd, rustix::fs::SealFlags::SHRINK).expect("seal");
+    let buf = Udmabuf::from_memfd(memfd.as_fd(), 0, alloc).expect("udmabuf");
+    buf.with_layout(Layout::linear(w, h, fourcc(b"XR24"), w * 4))
+        .expect("layout")
+}

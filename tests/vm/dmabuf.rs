@@ -292,7 +292,23 @@ fn dmabuf_sources() {
     // A udmabuf over an unsealed memfd is refused with a typed error.
     let memfd = rustix::fs::memfd_create("unsealed", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
     rustix::fs::ftruncate(&memfd, 4096).unwrap();
-    assert!(Udmabuf::from_memfd(std::os::fd::AsFd::as_fd(&memfd), 0, 4096).is_err());
+    assert!(matches!(
+        Udmabuf::from_memfd(std::os::fd::AsFd::as_fd(&memfd), 0, 4096),
+        Err(bufsync_backends::Error::InvalidArgument { .. })
+    ));
+    // Not a memfd at all, and a closed fd (docs/backends.md: `BadFd`).
+    let (pr, _pw) = rustix::pipe::pipe().unwrap();
+    assert!(matches!(
+        Udmabuf::from_memfd(std::os::fd::AsFd::as_fd(&pr), 0, 4096),
+        Err(bufsync_backends::Error::InvalidArgument { .. })
+    ));
+    // SAFETY: far above RLIMIT_NOFILE, so surely closed; only syscalls that
+    // fail with EBADF are issued on it.
+    let closed = unsafe { std::os::fd::BorrowedFd::borrow_raw(1 << 30) };
+    assert!(matches!(
+        Udmabuf::from_memfd(closed, 0, 4096),
+        Err(bufsync_backends::Error::BadFd { fd: 1_073_741_824 })
+    ));
 }
 
 /// The cross-device case: a vgem buffer imported into vkms through PRIME;
@@ -377,11 +393,11 @@ fn bridge_push_runtime_fences() {
     let left = buf.push_reservation().unwrap();
     assert_eq!(left.len(), 1);
     assert!(left[0].ptr_eq(&soft));
-    // Readers wait for the runtime writer (bounded), writers also for `soft`.
-    // The bound ends the wait and names the fence still pending.
+    // Readers wait for the runtime writer (bounded: the error names it),
+    // writers also for `soft`.
     assert!(matches!(
         buf.begin_cpu_access(Access::Read, Duration::from_millis(50)),
-        Err(Error::Pending { .. })
+        Err(Error::Pending { fence: f, .. }) if f.ptr_eq(&fence)
     ));
     tl.inc(1).unwrap();
     buf.begin_cpu_access(Access::Read, LONG)
@@ -391,7 +407,7 @@ fn bridge_push_runtime_fences() {
     assert!(signaled(&buf.export_sync_file(Access::Write).unwrap()));
     assert!(matches!(
         buf.begin_cpu_access(Access::Write, Duration::from_millis(50)),
-        Err(Error::Pending { .. })
+        Err(Error::Pending { fence: f, .. }) if f.ptr_eq(&soft)
     ));
     soft.signal().unwrap();
     buf.begin_cpu_access(Access::Write, LONG)

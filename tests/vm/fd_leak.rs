@@ -1,6 +1,7 @@
 //! No fd leak: count `/proc/self/fd` before and after 10 000 create /
 //! import / export / drop cycles of every fd-backed object.
 
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,7 +48,7 @@ fn no_fd_leak_over_10000_cycles() {
         let s = Syncobj::create(&virtio, false).unwrap();
         s.signal(1).unwrap();
         let fd = s.export().unwrap();
-        let same = Syncobj::import(&virtio, &fd).unwrap();
+        let same = Syncobj::import(&virtio, fd.as_fd()).unwrap();
         let file = same.export_sync_file(1).unwrap();
         let point = Arc::new(same).point_fence(1);
         assert!(point.is_signaled());

@@ -6,8 +6,7 @@
 //! All tests share one vkms CRTC (and DRM master), so they run one at a
 //! time under [`LOCK`].
 
-use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,9 +17,9 @@ use bufsync_backends::kms::{
     AtomicRequest, CommitFlags, Display, FencedFlip, FlipRequest, Framebuffer, InFencePath,
     KmsError,
 };
-use bufsync_backends::sync_file::SyncFileFence;
+use bufsync_backends::sync_file::{SyncFile, SyncFileFence};
 use bufsync_backends::testing::{SwSyncTimeline, VgemBuffer};
-use bufsync_tests::{has_driver, open_fds, require, serial};
+use bufsync_tests::{has_driver, open_fds, pattern_buffer, pattern_pixel, require, serial};
 
 const XR24: u32 = fourcc(b"XR24");
 const WAIT: Duration = Duration::from_secs(5);
@@ -31,40 +30,6 @@ fn errno_of(e: &KmsError) -> Option<i32> {
 
 const EINVAL: i32 = 22;
 const EBUSY: i32 = 16;
-
-/// An XR24 pattern with the X byte set (what writeback writes back).
-fn pattern_pixel(x: u32, y: u32, seed: u32) -> u32 {
-    let r = (x.wrapping_mul(7) ^ seed) & 0xff;
-    let g = (y.wrapping_mul(3) ^ (seed >> 8)) & 0xff;
-    let b = (x ^ y ^ seed.rotate_left(5)) & 0xff;
-    0xff00_0000 | (r << 16) | (g << 8) | b
-}
-
-/// A udmabuf holding a `w` x `h` XR24 image (stride `w * 4`) of
-/// [`pattern_pixel`], written through its memfd.
-fn pattern_buffer(w: u32, h: u32, seed: u32) -> DmaBuf {
-    let size = u64::from(w) * u64::from(h) * 4;
-    let page = rustix::param::page_size() as u64;
-    let alloc = size.div_ceil(page) * page;
-    let memfd: OwnedFd = rustix::fs::memfd_create(
-        "kms-pattern",
-        rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
-    )
-    .unwrap();
-    rustix::fs::ftruncate(&memfd, alloc).unwrap();
-    let mut bytes = Vec::with_capacity(size as usize);
-    for y in 0..h {
-        for x in 0..w {
-            bytes.extend_from_slice(&pattern_pixel(x, y, seed).to_le_bytes());
-        }
-    }
-    let mut file = std::fs::File::from(memfd);
-    file.write_all(&bytes).unwrap();
-    let memfd = OwnedFd::from(file);
-    rustix::fs::fcntl_add_seals(&memfd, rustix::fs::SealFlags::SHRINK).unwrap();
-    let buf = Udmabuf::from_memfd(memfd.as_fd(), 0, alloc).unwrap();
-    buf.with_layout(Layout::linear(w, h, XR24, w * 4)).unwrap()
-}
 
 fn open_display() -> Display {
     Display::open_by_driver("vkms").expect("open vkms by driver name")
@@ -241,7 +206,7 @@ fn flip_waits_for_pending_in_fence() {
     let out = display
         .commit(FlipRequest {
             fb: &fb,
-            in_fence: Some(in_fence.fd()),
+            in_fence: Some(&in_fence),
             want_out_fence: true,
             nonblock: true,
         })
@@ -301,6 +266,43 @@ fn flip_waits_for_implicit_write_fence() {
     display.wait_flip(WAIT).unwrap().expect("flip event");
 }
 
+/// Frame A on screen, then a non-blocking flip to frame B held back by a
+/// pending vgem fence (`fence`) as its IN_FENCE_FD.
+struct HeldFlip {
+    a_fb: Framebuffer,
+    fence: bufsync_backends::testing::VgemFence,
+    _keep: (
+        VgemBuffer,
+        VgemBuffer,
+        DmaBuf,
+        Framebuffer,
+        bufsync_backends::sync_file::SyncFile,
+    ),
+}
+
+impl HeldFlip {
+    fn new(display: &mut Display, vgem: &Arc<DrmDevice>) -> HeldFlip {
+        let (a, _, a_fb) = vgem_frame(display, vgem);
+        display.commit(FlipRequest::new(&a_fb)).unwrap();
+        let (b, b_buf, b_fb) = vgem_frame(display, vgem);
+        let fence = b.attach_fence(true).unwrap();
+        let in_fence = b_buf.export_sync_file(Access::Read).unwrap();
+        display
+            .commit(FlipRequest {
+                fb: &b_fb,
+                in_fence: Some(&in_fence),
+                want_out_fence: false,
+                nonblock: true,
+            })
+            .unwrap();
+        HeldFlip {
+            a_fb,
+            fence,
+            _keep: (a, b, b_buf, b_fb, in_fence),
+        }
+    }
+}
+
 /// A non-blocking commit while the previous flip is pending gets EBUSY
 /// from the kernel; `Display::commit` waits for that flip and retries.
 #[test]
@@ -310,25 +312,13 @@ fn ebusy_waits_for_previous_flip() {
     require!("vgem", has_driver("vgem"));
     let mut display = open_display();
     let vgem = VgemBuffer::device().unwrap();
-    let (_a, _, a_fb) = vgem_frame(&display, &vgem);
-    display.commit(FlipRequest::new(&a_fb)).unwrap();
-
-    let (b, b_buf, b_fb) = vgem_frame(&display, &vgem);
-    let fence = b.attach_fence(true).unwrap();
-    let in_fence = b_buf.export_sync_file(Access::Read).unwrap();
-    display
-        .commit(FlipRequest {
-            fb: &b_fb,
-            in_fence: Some(in_fence.fd()),
-            want_out_fence: false,
-            nonblock: true,
-        })
-        .unwrap();
+    let held = HeldFlip::new(&mut display, &vgem);
+    let (a_fb, fence) = (&held.a_fb, held.fence);
 
     // The raw commit sees EBUSY while the fenced flip is pending.
     let (raw, flags) = display
         .flip_request(&FlipRequest {
-            fb: &a_fb,
+            fb: a_fb,
             in_fence: None,
             want_out_fence: false,
             nonblock: true,
@@ -344,7 +334,7 @@ fn ebusy_waits_for_previous_flip() {
     });
     let out = display
         .commit(FlipRequest {
-            fb: &a_fb,
+            fb: a_fb,
             in_fence: None,
             want_out_fence: true,
             nonblock: true,
@@ -376,38 +366,18 @@ fn plane_invalid_params_fence() {
     let plane = display.output().plane;
     let in_fence_prop = display.props().plane.in_fence_fd.unwrap();
 
-    // A DRM device fd is not a sync_file: typed refusal before the kernel...
+    // A DRM device fd is not a sync_file: a typed refusal at the boundary
+    // (a raw fd becomes an in-fence only as a checked SyncFile)...
     let other = DrmDevice::find("vkms").unwrap();
-    let e = display
-        .commit(FlipRequest {
-            fb: &fb,
-            in_fence: Some(other.as_fd()),
-            want_out_fence: true,
-            nonblock: false,
-        })
-        .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            KmsError::InvalidInFence {
-                why: "not a sync_file",
-                ..
-            }
-        ),
-        "{e}"
-    );
-    assert!(matches!(
-        display.test_commit(FlipRequest {
-            fb: &fb,
-            in_fence: Some(other.as_fd()),
-            want_out_fence: false,
-            nonblock: false
-        }),
-        Err(KmsError::InvalidInFence { .. })
-    ));
-    // ...and EINVAL from the kernel when sent raw.
+    match SyncFile::from_borrowed(other.as_fd()) {
+        Err(bufsync_backends::Error::NotASyncFile { fd }) => {
+            assert_eq!(fd, other.as_fd().as_raw_fd())
+        }
+        e => panic!("expected NotASyncFile, got {e:?}"),
+    }
+    // ...and EINVAL from the kernel when its number is sent raw.
     let (mut raw, flags) = display.flip_request(&FlipRequest::new(&fb)).unwrap();
-    raw.in_fence(plane, in_fence_prop, other.as_fd());
+    raw.set(plane, in_fence_prop, other.as_fd().as_raw_fd() as u64);
     let e = display.commit_atomic(&raw, flags).unwrap_err();
     assert!(
         matches!(e, KmsError::Commit { .. }) && errno_of(&e) == Some(EINVAL),
@@ -421,7 +391,7 @@ fn plane_invalid_params_fence() {
     let (mut raw, flags) = display
         .flip_request(&FlipRequest {
             fb: &fb,
-            in_fence: Some(pending.fd()),
+            in_fence: Some(&pending),
             want_out_fence: true,
             nonblock: false,
         })
@@ -435,7 +405,7 @@ fn plane_invalid_params_fence() {
     let out = display
         .commit(FlipRequest {
             fb: &fb,
-            in_fence: Some(pending.fd()),
+            in_fence: Some(&pending),
             want_out_fence: true,
             nonblock: false,
         })
@@ -469,7 +439,7 @@ fn crtc_invalid_params_fence() {
     let pending = timeline.create_fence(1, "kms-test").unwrap();
     let req = FlipRequest {
         fb: &fb,
-        in_fence: Some(pending.fd()),
+        in_fence: Some(&pending),
         want_out_fence: false,
         nonblock: false,
     };
@@ -635,4 +605,143 @@ fn commit_fenced_picks_the_path() {
     assert!(!display.is_configured());
     display.commit(FlipRequest::new(&a_fb)).unwrap();
     assert!(display.is_configured());
+}
+
+/// docs/kms.md: an in-fence that has already failed is refused with
+/// `InFenceFailed` and nothing is committed: a kernel error (a closed
+/// sw_sync timeline), noticed whether the runtime fence was created before
+/// or after the failure, and an error a merge carried (the kernel's merge
+/// dropped it). A software in-fence that stays pending times out the wait
+/// and is left pending.
+#[test]
+fn failed_in_fence_is_refused() {
+    let _g = serial();
+    require!("vkms", has_driver("vkms"));
+    require!("sw_sync", SwSyncTimeline::is_available());
+    require!("udmabuf", Udmabuf::is_available());
+    let mut display = open_display();
+    let (w, h) = display.size();
+    let first = display
+        .import_framebuffer(&pattern_buffer(w, h, 1))
+        .unwrap();
+    let second = display
+        .import_framebuffer(&pattern_buffer(w, h, 2))
+        .unwrap();
+    display.commit(FlipRequest::new(&first)).unwrap();
+    let flip = |fb, in_fence| FencedFlip {
+        fb,
+        in_fence,
+        want_out_fence: true,
+        nonblock: true,
+        software_wait: Duration::from_millis(50),
+    };
+    let refused = |e: KmsError| assert!(matches!(e, KmsError::InFenceFailed(_)), "{e}");
+
+    // The runtime fence made while pending, the timeline closed after.
+    let tl = SwSyncTimeline::new().unwrap();
+    let before = SyncFileFence::fence(tl.create_fence(1, "dies").unwrap()).unwrap();
+    let file = tl.create_fence(1, "dead").unwrap();
+    drop(tl);
+    refused(
+        display
+            .commit_fenced(flip(&second, Some(&before)))
+            .unwrap_err(),
+    );
+    // Made after the failure.
+    let after = SyncFileFence::fence(file.try_clone().unwrap()).unwrap();
+    refused(
+        display
+            .commit_fenced(flip(&second, Some(&after)))
+            .unwrap_err(),
+    );
+    // The raw sync_file as IN_FENCE_FD.
+    let e = display
+        .commit(FlipRequest {
+            fb: &second,
+            in_fence: Some(&file),
+            want_out_fence: true,
+            nonblock: true,
+        })
+        .unwrap_err();
+    refused(e);
+    // Carried by a merge with a pending fence (the kernel dropped it).
+    let live = SwSyncTimeline::new().unwrap();
+    let pending = live.create_fence(1, "live").unwrap();
+    let merged = pending.merge(&file, "carried").unwrap();
+    assert!(merged.carried_error().is_some());
+    let e = display
+        .commit(FlipRequest {
+            fb: &second,
+            in_fence: Some(&merged),
+            want_out_fence: true,
+            nonblock: true,
+        })
+        .unwrap_err();
+    refused(e);
+    let carried = SyncFileFence::fence(merged.try_clone().unwrap()).unwrap();
+    refused(
+        display
+            .commit_fenced(flip(&second, Some(&carried)))
+            .unwrap_err(),
+    );
+    assert!(!display.has_pending_flip(), "a refused flip was committed");
+
+    // A pending software fence: the bounded wait times out, the fence stays
+    // pending (only its producer ends it).
+    let soft = Fence::software(alloc_contexts(1), 1);
+    let e = display
+        .commit_fenced(flip(&second, Some(&soft)))
+        .unwrap_err();
+    assert!(matches!(e, KmsError::TimedOut { .. }), "{e}");
+    assert!(!soft.is_signaled());
+    assert!(!display.has_pending_flip());
+    // The display still works.
+    soft.signal().unwrap();
+    let out = display.commit_fenced(flip(&second, Some(&soft))).unwrap();
+    out.out_fence.unwrap().wait_timeout(WAIT).unwrap();
+    display.wait_flip(WAIT).unwrap();
+    live.inc(1).unwrap();
+}
+
+/// docs/kms.md: a flip behind a flip that is held (its in-fence pending)
+/// gives `Busy` after waiting at most one try (1 s) for the held flip, not
+/// a timeout; once the fence signals the held flip completes and the next
+/// flip goes through.
+#[test]
+fn flip_behind_a_held_flip_is_busy() {
+    let _g = serial();
+    require!("vkms", has_driver("vkms"));
+    require!("vgem", has_driver("vgem"));
+    let mut display = open_display();
+    let vgem = VgemBuffer::device().unwrap();
+    let held = HeldFlip::new(&mut display, &vgem);
+    let (a_fb, fence) = (&held.a_fb, held.fence);
+    let t = std::time::Instant::now();
+    let e = display
+        .commit(FlipRequest {
+            fb: a_fb,
+            in_fence: None,
+            want_out_fence: true,
+            nonblock: true,
+        })
+        .unwrap_err();
+    assert!(matches!(e, KmsError::Busy { .. }), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert!(display.has_pending_flip());
+    fence.signal().unwrap();
+    display
+        .wait_flip(WAIT)
+        .unwrap()
+        .expect("the held flip completes");
+    let out = display
+        .commit(FlipRequest {
+            fb: a_fb,
+            in_fence: None,
+            want_out_fence: true,
+            nonblock: true,
+        })
+        .unwrap()
+        .unwrap();
+    out.wait(WAIT).unwrap();
+    display.wait_flip(WAIT).unwrap();
 }

@@ -308,3 +308,71 @@ fn display_gone_is_an_error_and_the_presenter_can_be_rebuilt() {
     drop(p);
     assert_eq!(settled_fds(), fds, "fds leaked");
 }
+
+/// The acquire semaphore of a Vulkan frame carries its release fence (the
+/// out-fence of the flip that took the buffer off screen) to the GPU: a
+/// submission that waits on it runs only after that flip. The flip is held
+/// by a pending sw_sync fence (IN_FENCE_FD), so the order is certain.
+#[test]
+fn acquire_semaphore_orders_the_render_after_the_release() {
+    use bufsync_backends::vulkan::ash::vk;
+    let Some(_d) = take_displays("acquire_semaphore_orders_the_render_after_the_release") else {
+        return;
+    };
+    let ctx = lavapipe().expect("lavapipe");
+    let sw = SwSyncTimeline::new().expect("sw_sync");
+    leaves_no_trace("vkms", || {
+        let cfg = PresenterConfig {
+            buffers: 2,
+            ..Default::default()
+        };
+        let mut p = presenter(RenderDevice::Vulkan(ctx.clone()), "vkms", cfg);
+        present_done(&mut p, 1);
+        // The second flip waits for a fence only this test signals.
+        let f = p.acquire(SECOND).unwrap();
+        let hold = sw.create_fence(1, "hold").unwrap();
+        p.present(f, RenderDone::SyncFile(hold)).unwrap();
+        // Two buffers: the one just released waits for that flip.
+        let f = p.acquire(SECOND).unwrap();
+        assert!(!f.wait_fences().is_signaled(), "the release is pending");
+        let sem = p
+            .acquire_semaphore(&f)
+            .unwrap()
+            .expect("a semaphore to wait on");
+        let done = TimelineSemaphore::new(&ctx, 0).unwrap();
+        let waits = [sem];
+        let stages = [vk::PipelineStageFlags::ALL_COMMANDS];
+        let signals = [done.handle()];
+        let values = [0u64];
+        let signal_values = [1u64];
+        let mut tl = vk::TimelineSemaphoreSubmitInfo::default()
+            .wait_semaphore_values(&values)
+            .signal_semaphore_values(&signal_values);
+        let submit = vk::SubmitInfo::default()
+            .wait_semaphores(&waits)
+            .wait_dst_stage_mask(&stages)
+            .signal_semaphores(&signals)
+            .push_next(&mut tl);
+        ctx.with_queue(|queue| {
+            // SAFETY: the queue lock is held; the semaphores live until the
+            // submission is waited for below.
+            unsafe {
+                ctx.device()
+                    .queue_submit(queue, &[submit], vk::Fence::null())
+            }
+        })
+        .expect("vkQueueSubmit");
+        assert!(
+            !done.wait(1, Duration::from_millis(300)).unwrap(),
+            "the GPU did not wait for the release"
+        );
+        sw.inc(1).unwrap();
+        assert!(
+            done.wait(1, Duration::from_secs(10)).unwrap(),
+            "the GPU wait ended after the flip"
+        );
+        assert!(f.wait_fences().is_signaled());
+        p.present(f, RenderDone::Signaled).unwrap();
+        p.wait_idle(SECOND).unwrap();
+    });
+}

@@ -22,6 +22,7 @@ fn sw_sync() -> bool {
 /// timeline reaches it; FILE_INFO names the driver and timeline.
 #[test]
 fn alloc() {
+    let _serial = bufsync_tests::serial();
     require!("sw_sync", sw_sync());
     let tl = SwSyncTimeline::new().unwrap();
     let f = tl.create_fence(1, "alloc").unwrap();
@@ -41,6 +42,7 @@ fn alloc() {
 /// both have.
 #[test]
 fn merge() {
+    let _serial = bufsync_tests::serial();
     require!("sw_sync", sw_sync());
     let (a, b) = (
         SwSyncTimeline::new().unwrap(),
@@ -60,6 +62,7 @@ fn merge() {
 /// IGT sw_sync@sync_merge_same: merging a fence with itself keeps one fence.
 #[test]
 fn merge_same() {
+    let _serial = bufsync_tests::serial();
     require!("sw_sync", sw_sync());
     let tl = SwSyncTimeline::new().unwrap();
     let f = tl.create_fence(1, "same").unwrap();
@@ -74,6 +77,7 @@ fn merge_same() {
 /// timelines ends only after the last one advances.
 #[test]
 fn multi_timeline_wait() {
+    let _serial = bufsync_tests::serial();
     require!("sw_sync", sw_sync());
     let tls: Vec<SwSyncTimeline> = (0..3).map(|_| SwSyncTimeline::new().unwrap()).collect();
     let fences: Vec<SyncFile> = tls
@@ -101,11 +105,23 @@ fn multi_timeline_wait() {
 /// that error becomes the runtime fence's error.
 #[test]
 fn closed_timeline_signals_with_error() {
+    let _serial = bufsync_tests::serial();
     require!("sw_sync", sw_sync());
     let tl = SwSyncTimeline::new().unwrap();
     let file = tl.create_fence(1, "orphan").unwrap();
     let fence = SyncFileFence::fence(file.try_clone().unwrap()).unwrap();
+    // A waiter blocked on it (through the reactor) is woken by the kernel's
+    // error, mirrored: nobody but the kernel ended it.
+    let waiter = {
+        let f = SyncFileFence::fence(file.try_clone().unwrap()).unwrap();
+        std::thread::spawn(move || f.wait_timeout(LONG))
+    };
+    std::thread::sleep(Duration::from_millis(50));
     drop(tl);
+    match waiter.join().unwrap() {
+        Err(WaitError::Fence(FenceError::Errno(_))) => {}
+        other => panic!("expected the kernel's errno, got {other:?}"),
+    }
     assert!(file.is_signaled().unwrap());
     let status = file.info().unwrap().status;
     assert!(status < 0, "status {status}");
@@ -120,6 +136,7 @@ fn closed_timeline_signals_with_error() {
 /// fence wakes when the kernel fence signals.
 #[test]
 fn sync_file_fence_wakes_through_reactor() {
+    let _serial = bufsync_tests::serial();
     require!("sw_sync", sw_sync());
     let tl = SwSyncTimeline::new().unwrap();
     let fence = SyncFileFence::fence(tl.create_fence(1, "reactor").unwrap()).unwrap();
@@ -145,6 +162,7 @@ fn sync_file_fence_wakes_through_reactor() {
 /// early, it is reported as stuck; after the signal everything proceeds.
 #[test]
 fn pending_fence_stays_pending_until_its_producer_signals() {
+    let _serial = bufsync_tests::serial();
     require!("sw_sync", sw_sync());
     let threshold = Duration::from_millis(100);
     bufsync::fence::engine::global().set_stuck_threshold(threshold);
@@ -197,6 +215,7 @@ fn pending_fence_stays_pending_until_its_producer_signals() {
 /// several); a pending software fence has none (typed error).
 #[test]
 fn export_runtime_fences_as_sync_file() {
+    let _serial = bufsync_tests::serial();
     require!("sw_sync", sw_sync());
     let (a, b) = (
         SwSyncTimeline::new().unwrap(),
@@ -221,4 +240,120 @@ fn export_runtime_fences_as_sync_file() {
         Ok(()) | Err(Error::Unsupported { .. }) => {}
         Err(e) => panic!("SYNC_IOC_SET_DEADLINE: {e}"),
     }
+}
+
+/// Every API that takes a raw fd as a fence checks it once, at the
+/// boundary (`SYNC_IOC_FILE_INFO`): a memfd, a pipe, /dev/null, a dma-buf
+/// and a DRM fd are `NotASyncFile` naming the fd, a closed fd `BadFd`; no fd
+/// leaks. Past the boundary only a typed `SyncFile` travels (a Vulkan
+/// `Wait::SyncFile`, a KMS in-fence, `SyncFileFence`), so nothing can be
+/// submitted or flipped behind such an fd.
+#[test]
+fn every_fd_given_as_a_fence_is_checked() {
+    let _serial = bufsync_tests::serial();
+    use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+    require!("vgem", bufsync_tests::has_driver("vgem"));
+    let fds = bufsync_tests::open_fds();
+    let memfd = rustix::fs::memfd_create("x", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    let (pr, pw) = rustix::pipe::pipe().unwrap();
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let vgem = bufsync_backends::testing::VgemBuffer::device().unwrap();
+    let bo = bufsync_backends::testing::VgemBuffer::create(&vgem, 16, 16).unwrap();
+    let dmabuf = bo.export().unwrap();
+    let candidates: [(&str, BorrowedFd<'_>); 6] = [
+        ("memfd", memfd.as_fd()),
+        ("pipe (read end)", pr.as_fd()),
+        ("pipe (write end)", pw.as_fd()),
+        ("/dev/null", null.as_fd()),
+        ("dma-buf", dmabuf.fd()),
+        ("DRM fd", vgem.as_fd()),
+    ];
+    for (what, fd) in candidates {
+        let raw = fd.as_raw_fd();
+        for r in [SyncFile::check(fd), SyncFile::from_borrowed(fd).map(drop)] {
+            match r {
+                Err(Error::NotASyncFile { fd: n }) => assert_eq!(n, raw, "{what}"),
+                other => panic!("{what}: expected NotASyncFile, got {other:?}"),
+            }
+        }
+        // An owned fd given over is checked and closed on refusal.
+        let dup = fd.try_clone_to_owned().unwrap();
+        let dup_raw = dup.as_raw_fd();
+        match SyncFile::from_fd(dup) {
+            Err(Error::NotASyncFile { fd: n }) => assert_eq!(n, dup_raw, "{what}"),
+            other => panic!("{what}: expected NotASyncFile, got {other:?}"),
+        }
+    }
+    // SAFETY: far above RLIMIT_NOFILE, so surely closed; only syscalls that
+    // fail with EBADF are issued on it.
+    let closed = unsafe { BorrowedFd::borrow_raw(1 << 30) };
+    assert!(matches!(
+        SyncFile::check(closed),
+        Err(Error::BadFd { fd: 1_073_741_824 })
+    ));
+    assert!(matches!(
+        SyncFile::from_borrowed(closed),
+        Err(Error::BadFd { .. })
+    ));
+    drop((memfd, pr, pw, null, dmabuf, bo, vgem));
+    assert_eq!(bufsync_tests::open_fds(), fds, "fds leaked");
+}
+
+/// Errors survive `SyncFile::merge` (docs/backends.md): the kernel's merge
+/// drops fences that already signaled, errors included; the merged
+/// `SyncFile` keeps the first error and reports it once everything ended.
+#[test]
+fn merge_keeps_errors() {
+    let _serial = bufsync_tests::serial();
+    require!("sw_sync", sw_sync());
+    let failed = {
+        let tl = SwSyncTimeline::new().unwrap();
+        let f = tl.create_fence(1, "failed").unwrap();
+        drop(tl); // closing the timeline fails its pending fences (-ENOENT)
+        f
+    };
+    let status = failed.info().unwrap().status;
+    assert!(status < 0, "status {status}");
+    let err = FenceError::from_errno(status).unwrap();
+    let ok_tl = SwSyncTimeline::new().unwrap();
+    let clean = ok_tl.create_fence(1, "clean").unwrap();
+    ok_tl.inc(1).unwrap();
+    // Failed + already signaled: the kernel's result is a clean stub.
+    let m = failed.merge(&clean, "m").unwrap();
+    assert_eq!(m.carried_error(), Some(err));
+    assert_eq!(m.status().unwrap(), FenceStatus::Error(err));
+    assert!(m.info().unwrap().status < 0);
+    assert!(matches!(m.wait(LONG), Err(Error::Fence(e)) if e == err));
+    // Either order, and a merge of a merge.
+    let m2 = clean.merge(&failed, "m2").unwrap();
+    assert_eq!(m2.status().unwrap(), FenceStatus::Error(err));
+    let pending_tl = SwSyncTimeline::new().unwrap();
+    let pending = pending_tl.create_fence(1, "pending").unwrap();
+    let mm = pending.merge(&m2, "mm").unwrap();
+    // Pending until every member ended, then the first error.
+    assert_eq!(mm.status().unwrap(), FenceStatus::Pending);
+    assert!(matches!(
+        mm.wait(Duration::from_millis(20)),
+        Err(Error::TimedOut { .. })
+    ));
+    pending_tl.inc(1).unwrap();
+    assert_eq!(mm.status().unwrap(), FenceStatus::Error(err));
+    // The runtime fence over it reports the same error.
+    let fence = SyncFileFence::fence(mm.try_clone().unwrap()).unwrap();
+    assert_eq!(fence.wait_timeout(LONG), Err(WaitError::Fence(err)));
+    // merge_to_sync_file: a failed runtime fence is carried by the result.
+    let p2 = pending_tl.create_fence(2, "p2").unwrap();
+    let failed_fence = SyncFileFence::fence(failed.try_clone().unwrap()).unwrap();
+    let pending_fence = SyncFileFence::fence(p2).unwrap();
+    let merged = merge_to_sync_file([&failed_fence, &pending_fence], "export")
+        .unwrap()
+        .expect("a pending part");
+    assert_eq!(merged.carried_error(), Some(err));
+    pending_tl.inc(1).unwrap();
+    assert_eq!(merged.status().unwrap(), FenceStatus::Error(err));
+    // Nothing pending at all: the error itself.
+    assert!(matches!(
+        merge_to_sync_file([&failed_fence], "only"),
+        Err(Error::Fence(e)) if e == err
+    ));
 }

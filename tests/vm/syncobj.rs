@@ -3,6 +3,7 @@
 //! 32-bit limit), sync_file export/import of points and `SyncobjPoint`
 //! fences woken through `DRM_IOCTL_SYNCOBJ_EVENTFD` and the reactor.
 
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,7 @@ fn soon() -> Instant {
 /// IGT syncobj_timeline@host-signal-points + query.
 #[test]
 fn signal_and_query() {
+    let _serial = bufsync_tests::serial();
     require!("virtio_gpu", has_driver("virtio_gpu"));
     let dev = virtio();
     let s = Syncobj::create(&dev, false).unwrap();
@@ -49,6 +51,7 @@ fn signal_and_query() {
 /// submitted and signaled; a bounded wait times out.
 #[test]
 fn wait_for_submit() {
+    let _serial = bufsync_tests::serial();
     require!("virtio_gpu", has_driver("virtio_gpu"));
     let dev = virtio();
     let s = Arc::new(Syncobj::create(&dev, false).unwrap());
@@ -73,6 +76,7 @@ fn wait_for_submit() {
 /// and out as a sync_file; and a sync_file imported into a point.
 #[test]
 fn transfer_and_sync_file() {
+    let _serial = bufsync_tests::serial();
     require!("virtio_gpu", has_driver("virtio_gpu"));
     require!("sw_sync", SwSyncTimeline::is_available());
     let dev = virtio();
@@ -113,6 +117,7 @@ fn transfer_and_sync_file() {
 /// runtime fences on them compare as 64-bit.
 #[test]
 fn points_beyond_32_bits() {
+    let _serial = bufsync_tests::serial();
     require!("virtio_gpu", has_driver("virtio_gpu"));
     let dev = virtio();
     let s = Arc::new(Syncobj::create(&dev, false).unwrap());
@@ -135,6 +140,7 @@ fn points_beyond_32_bits() {
 /// point.
 #[test]
 fn syncobj_point_fence_through_reactor() {
+    let _serial = bufsync_tests::serial();
     require!("virtio_gpu", has_driver("virtio_gpu"));
     let dev = virtio();
     let s = Arc::new(Syncobj::create(&dev, false).unwrap());
@@ -146,9 +152,22 @@ fn syncobj_point_fence_through_reactor() {
         .unwrap();
     s.signal(7).unwrap();
     assert_eq!(rx.recv_timeout(LONG).unwrap(), FenceStatus::Signaled);
-    // Signaled cleanly: nothing to wait for, so no sync_file (the contract
-    // of `to_sync_file`; a pending point exports one).
+    // Signaled cleanly: nothing left to wait for; the point itself still
+    // exports as a (signaled) sync_file.
     assert!(to_sync_file(&fence).unwrap().is_none());
+    let file = s.export_sync_file(7).unwrap();
+    assert!(file.is_signaled().unwrap());
+    // A pending, submitted point's sync_file form is its fence's.
+    let gate = SwSyncTimeline::new().unwrap();
+    s.import_sync_file(8, &gate.create_fence(1, "point8").unwrap())
+        .unwrap();
+    let pending = SyncobjPoint::fence(Arc::clone(&s), 8);
+    let form = to_sync_file(&pending)
+        .unwrap()
+        .expect("a submitted point has a sync_file form");
+    assert!(!form.is_signaled().unwrap());
+    gate.inc(1).unwrap();
+    form.wait(LONG).unwrap();
     // The eventfd itself.
     let efd = s.eventfd(9, false).unwrap();
     s.signal(9).unwrap();
@@ -166,13 +185,57 @@ fn syncobj_point_fence_through_reactor() {
     assert!(back.is_signaled());
     // Opaque fd export/import shares the syncobj.
     let fd = s.export().unwrap();
-    let same = Syncobj::import(&dev, &fd).unwrap();
+    let same = Syncobj::import(&dev, fd.as_fd()).unwrap();
     assert_eq!(same.query().unwrap(), 9);
+}
+
+/// `Syncobj::import` takes an fd as a fence container: every fd that is not
+/// a syncobj gets a typed error naming it, a closed one `BadFd`; no fd or
+/// syncobj handle leaks.
+#[test]
+fn syncobj_import_refuses_other_fds() {
+    let _serial = bufsync_tests::serial();
+    require!("virtio_gpu", has_driver("virtio_gpu"));
+    require!("sw_sync", SwSyncTimeline::is_available());
+    let dev = virtio();
+    let fds = bufsync_tests::open_fds();
+    let tl = SwSyncTimeline::new().unwrap();
+    let sync_file = tl.create_fence(1, "not-a-syncobj").unwrap();
+    let memfd = rustix::fs::memfd_create("x", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    let (pr, _pw) = rustix::pipe::pipe().unwrap();
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let dumb = bufsync_backends::drm::DumbBuffer::create(&dev, 16, 16, 32).unwrap();
+    let dmabuf = dumb.handle().export(false).unwrap();
+    let drm = DrmDevice::find("virtio_gpu").unwrap();
+    let candidates: [(&str, BorrowedFd<'_>); 6] = [
+        ("sync_file", sync_file.fd()),
+        ("memfd", memfd.as_fd()),
+        ("pipe", pr.as_fd()),
+        ("/dev/null", null.as_fd()),
+        ("dma-buf", dmabuf.fd()),
+        ("DRM fd", drm.as_fd()),
+    ];
+    for (what, fd) in candidates {
+        match Syncobj::import(&dev, fd) {
+            Err(Error::NotASyncobj { fd: n }) => assert_eq!(n, fd.as_raw_fd(), "{what}"),
+            other => panic!("{what}: expected NotASyncobj, got {other:?}"),
+        }
+    }
+    // SAFETY: far above RLIMIT_NOFILE, so surely closed; only syscalls that
+    // fail with EBADF are issued on it.
+    let closed = unsafe { BorrowedFd::borrow_raw(1 << 30) };
+    assert!(matches!(
+        Syncobj::import(&dev, closed),
+        Err(Error::BadFd { fd: 1_073_741_824 })
+    ));
+    drop((sync_file, tl, memfd, pr, _pw, null, dmabuf, dumb, drm));
+    assert_eq!(bufsync_tests::open_fds(), fds, "fds leaked");
 }
 
 /// Devices without DRIVER_SYNCOBJ give a typed error.
 #[test]
 fn syncobj_unsupported_on_vgem() {
+    let _serial = bufsync_tests::serial();
     require!("vgem", has_driver("vgem"));
     let vgem = Arc::new(DrmDevice::find("vgem").unwrap());
     assert!(matches!(

@@ -1,10 +1,13 @@
 //! `cargo xtask demo [--vm] [-- ARGS]`: the README's main command.
 //!
 //! Builds `render_to_scanout` (release) and runs it: on a machine with a KMS
-//! display (`/dev/dri`) it runs there, on the devices it finds; otherwise,
-//! or with `--vm`, inside the test VM, where vgem and lavapipe render and
-//! vkms scans out, captured through writeback. The PNGs and the table land
-//! under `target/demo/`.
+//! display (`/dev/dri`) it runs there, on the devices it finds (the demo's
+//! defaults: the first connected display, its preferred mode); otherwise,
+//! or with `--vm`, inside the test VM on both of its displays: vkms
+//! (checked through writeback) and virtio_gpu (checked by screendumps qemu
+//! takes from outside the guest), with vgem and lavapipe rendering. Per
+//! display the demo prints the buffer strategy chosen and why the others
+//! were refused. The PNGs and the table land under `target/demo/`.
 
 use crate::{layout, process, setup, vm};
 use std::fs;
@@ -47,6 +50,7 @@ pub fn run(args: &[String]) -> io::Result<u8> {
     if !extra.iter().any(|a| a == "--out") {
         cmd.extend(["--out".to_string(), demo_dir.to_string_lossy().into_owned()]);
     }
+    let chose_display = extra.iter().any(|a| a == "--display");
     cmd.extend(extra);
     if on_host {
         println!("demo: /dev/dri present: running on this machine's devices (`cargo xtask demo --vm` runs in the test VM instead)");
@@ -63,6 +67,9 @@ pub fn run(args: &[String]) -> io::Result<u8> {
         println!("demo: --vm: running in the test VM (vkms, vgem, virtio-gpu, lavapipe)");
     } else {
         println!("demo: no /dev/dri on this machine: running in the test VM (vkms, vgem, virtio-gpu, lavapipe)");
+    }
+    if !chose_display {
+        cmd.extend(["--display".to_string(), "vkms,virtio_gpu".to_string()]);
     }
     // The device table first, then the demo.
     let table = vec![release.join("drm_devices").to_string_lossy().into_owned()];

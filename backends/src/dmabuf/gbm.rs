@@ -1,14 +1,17 @@
 //! dma-bufs from GBM buffer objects (linear or scanout) on a DRM device.
 //!
-//! The GBM device works on a dup of the DRM fd: the same DRM file, so a
-//! buffer object's GEM handle is valid on the caller's fd too (a KMS
-//! framebuffer can be made from it directly, [`GbmBuffer::handle`]).
+//! The GBM device works on its own open file of the DRM node: GBM owns
+//! the GEM handles of its buffer objects (it closes them when a BO is
+//! destroyed), so they must not live in the handle table of the caller's
+//! fd. The caller imports a BO's dma-buf on its own fd (PRIME: for a KMS
+//! framebuffer, `Display::import_framebuffer`), which gives it a handle of
+//! its own table.
 //!
 //! Locking: a `GbmAllocator` wraps a `gbm_device`, which is not
 //! thread-safe: it is `Send` but not `Sync`; use one per thread or lock it.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::Arc;
+use std::os::unix::fs::OpenOptionsExt;
 
 use gbm::{BufferObjectFlags, Format};
 
@@ -40,11 +43,20 @@ impl std::fmt::Debug for GbmAllocator {
 }
 
 impl GbmAllocator {
-    /// A GBM device over (a dup of) `drm`'s fd.
+    /// A GBM device on `drm`'s node, opened anew (its own DRM file: see
+    /// the module docs).
     pub fn new(drm: &DrmDevice) -> Result<Self> {
-        let fd = rustix::io::fcntl_dupfd_cloexec(drm, 0)
-            .map_err(|e| Error::io("F_DUPFD_CLOEXEC", e.into()))?;
-        let dev = gbm::Device::new(GbmFd(fd)).map_err(|e| Error::io("gbm_create_device", e))?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::CLOEXEC.bits() as i32)
+            .open(drm.path())
+            .map_err(|source| Error::Open {
+                path: drm.path().to_path_buf(),
+                source,
+            })?;
+        let dev =
+            gbm::Device::new(GbmFd(file.into())).map_err(|e| Error::io("gbm_create_device", e))?;
         Ok(Self { dev })
     }
 
@@ -104,14 +116,12 @@ impl GbmAllocator {
         DmaBuf::from_fd(fd)?.with_layout(layout)
     }
 
-    /// Allocates a `width` x `height` scanout BO of `fourcc` on the device
-    /// `drm` (which must be the one this allocator was made from; its fd
-    /// shares the GEM handles), with a modifier GBM picks among `modifiers`
-    /// (LINEAR usage when empty), and keeps it: the [`GbmBuffer`] owns the
-    /// BO, its handle and a read-write dma-buf of it.
+    /// Allocates a `width` x `height` scanout BO of `fourcc` with a
+    /// modifier GBM picks among `modifiers` (LINEAR usage when empty), and
+    /// keeps it: the [`GbmBuffer`] owns the BO and a read-write dma-buf of
+    /// it (exported with `DRM_RDWR` on GBM's own fd).
     pub fn create_buffer(
         &self,
-        drm: &Arc<DrmDevice>,
         width: u32,
         height: u32,
         fourcc: u32,
@@ -142,7 +152,7 @@ impl GbmAllocator {
         // SAFETY: on the DRM backends GBM has (the only ones a DRM fd can
         // open), the handle union holds the GEM handle in `u32_`.
         let handle = unsafe { bo.handle().u32_ };
-        let fd = crate::sys::drm::prime_handle_to_fd(drm.as_fd(), handle, true)
+        let fd = crate::sys::drm::prime_handle_to_fd(self.dev.as_fd(), handle, true)
             .map_err(|e| Error::io("DRM_IOCTL_PRIME_HANDLE_TO_FD", e))?;
         let planes = (0..bo.plane_count() as i32)
             .map(|i| Plane {
@@ -187,8 +197,7 @@ impl std::fmt::Debug for GbmBuffer {
 }
 
 impl GbmBuffer {
-    /// The GEM handle on the DRM file the allocator was made from (owned by
-    /// the BO).
+    /// The GEM handle on the allocator's own DRM file (owned by the BO).
     pub fn handle(&self) -> u32 {
         self.handle
     }

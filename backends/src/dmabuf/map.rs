@@ -4,10 +4,13 @@
 //! [`DmaBuf::begin_cpu_access`] (`DMA_BUF_IOCTL_SYNC`): the mapping itself
 //! waits for nothing.
 //!
-//! Locking: none. A [`DmaBufMap`] borrows its buffer; concurrent writers of
-//! the same memory can only race on the pixels, never on this process's
-//! memory safety (plain bytes, no references into the mapping are handed
-//! out).
+//! Locking: none. A [`DmaBufMap`] keeps the mapping (and with it the
+//! dma-buf's file) alive on its own, so it may outlive the `DmaBuf` it came
+//! from (a presenter keeps its copy mappings for the buffers' life: mapping
+//! and faulting 3 MB in every frame costs more than the copy). Concurrent
+//! writers of the same memory can only race on the pixels, never on this
+//! process's memory safety (plain bytes, no references into the mapping
+//! are handed out).
 
 use memmap2::MmapRaw;
 
@@ -16,26 +19,24 @@ use crate::error::{Error, Result};
 
 /// A shared mapping of a whole dma-buf.
 #[derive(Debug)]
-pub struct DmaBufMap<'a> {
+pub struct DmaBufMap {
     map: MmapRaw,
     writable: bool,
-    _buf: &'a DmaBuf,
 }
 
 impl DmaBuf {
     /// Maps the whole buffer shared (read-write when `writable`) for
     /// bounds-checked copies. Exporters that hand out read-only fds (GBM's
     /// own export) fail a writable map with EACCES.
-    pub fn map_copies(&self, writable: bool) -> Result<DmaBufMap<'_>> {
+    pub fn map_copies(&self, writable: bool) -> Result<DmaBufMap> {
         Ok(DmaBufMap {
             map: self.map(writable)?,
             writable,
-            _buf: self,
         })
     }
 }
 
-impl DmaBufMap<'_> {
+impl DmaBufMap {
     fn range(&self, offset: usize, len: usize) -> Result<()> {
         match offset.checked_add(len) {
             Some(end) if end <= self.map.len() => Ok(()),
@@ -98,7 +99,7 @@ impl DmaBufMap<'_> {
     /// copied.
     pub fn copy_image_from(
         &mut self,
-        src: &DmaBufMap<'_>,
+        src: &DmaBufMap,
         src_layout: &Layout,
         dst_layout: &Layout,
     ) -> Result<u64> {
@@ -129,15 +130,28 @@ impl DmaBufMap<'_> {
         let last = |p: &super::Plane| p.offset as usize + p.stride as usize * (rows - 1) + row;
         src.range(0, last(s))?;
         self.range(0, last(d))?;
+        if s.stride == d.stride && s.stride as usize == row && s.offset == d.offset {
+            // Both tightly packed the same way: one copy of the whole image.
+            // SAFETY: the range was checked against both mappings above;
+            // `src` and `self` are two different mappings (distinct virtual
+            // ranges, `&` and `&mut` of two objects), so they do not overlap.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    src.map.as_ptr().add(s.offset as usize),
+                    self.map.as_mut_ptr().add(d.offset as usize),
+                    row * rows,
+                );
+            }
+            return Ok((row * rows) as u64);
+        }
         for y in 0..rows {
             let from = s.offset as usize + y * s.stride as usize;
             let to = d.offset as usize + y * d.stride as usize;
             // SAFETY: both rows lie inside their live mappings (the last
             // row's end was checked above and rows grow monotonically); the
-            // mappings are distinct buffers or, for the same buffer, the
-            // caller's own overlapping copy of plain bytes (`copy` allows it).
+            // two mappings are distinct virtual ranges (see above).
             unsafe {
-                std::ptr::copy(
+                std::ptr::copy_nonoverlapping(
                     src.map.as_ptr().add(from),
                     self.map.as_mut_ptr().add(to),
                     row,

@@ -2,12 +2,12 @@
 //!
 //! Locking: none; each call opens what it needs.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use rustix::fs::{MemfdFlags, SealFlags};
 
 use super::DmaBuf;
-use crate::error::{Error, Result};
+use crate::error::{check_open, ioctl_err, Error, Result};
 use crate::sys;
 
 /// The udmabuf device node.
@@ -44,9 +44,12 @@ impl Udmabuf {
         Self::from_memfd(memfd.as_fd(), 0, size)
     }
 
-    /// A dma-buf over `size` bytes at `offset` of `memfd` (which must be
-    /// sealed against shrinking; both page aligned; EINVAL otherwise).
+    /// A dma-buf over `size` bytes at `offset` of `memfd` (not consumed).
+    /// A closed fd is [`Error::BadFd`]; anything but a memfd sealed
+    /// against shrinking, or an offset or size that is not page aligned, is
+    /// [`Error::InvalidArgument`] (the kernel's EINVAL).
     pub fn from_memfd(memfd: BorrowedFd<'_>, offset: u64, size: u64) -> Result<DmaBuf> {
+        check_open(memfd)?;
         let dev = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -55,8 +58,22 @@ impl Udmabuf {
                 path: UDMABUF_PATH.into(),
                 source,
             })?;
-        let fd = sys::udmabuf::create(dev.as_fd(), memfd, offset, size)
-            .map_err(|e| Error::io("UDMABUF_CREATE", e))?;
+        let raw = memfd.as_raw_fd();
+        let fd = sys::udmabuf::create(dev.as_fd(), memfd, offset, size).map_err(|e| {
+            use rustix::io::Errno;
+            let why = match e.raw_os_error() {
+                // The fd is open (checked above): the kernel says EBADFD of
+                // a file that is not shmem.
+                Some(n) if n == Errno::BADFD.raw_os_error() => "not a memfd",
+                Some(n) if n == Errno::INVAL.raw_os_error() => {
+                    "not sealed against shrinking, or not page aligned"
+                }
+                _ => return ioctl_err("UDMABUF_CREATE", raw)(e),
+            };
+            Error::InvalidArgument {
+                what: format!("udmabuf of fd {raw} at {offset}+{size}: {why}"),
+            }
+        })?;
         DmaBuf::from_fd(fd)
     }
 }

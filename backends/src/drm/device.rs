@@ -1,15 +1,17 @@
 //! One open DRM node (`/dev/dri/card*` or `renderD*`).
 //!
-//! Locking: a `DrmDevice` is an fd plus immutable facts; it needs no lock
-//! and may be shared between threads (`&DrmDevice` is `Sync`). Client
-//! capabilities are per-fd kernel state: [`DrmDevice::enable_kms_caps`]
-//! changes them for every user of this fd.
+//! Locking: a `DrmDevice` is an fd plus immutable facts and the fd's GEM
+//! handle table ([`GemTable`], its own leaf lock); it may be shared
+//! between threads (`&DrmDevice` is `Sync`). Client capabilities are
+//! per-fd kernel state: [`DrmDevice::enable_kms_caps`] changes them for
+//! every user of this fd.
 
 use std::fs::OpenOptions;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use super::GemTable;
 use crate::error::{Error, Result};
 use crate::sys;
 
@@ -32,6 +34,7 @@ pub struct DrmDevice {
     path: PathBuf,
     kind: NodeKind,
     driver: String,
+    gem: GemTable,
 }
 
 impl DrmDevice {
@@ -63,6 +66,7 @@ impl DrmDevice {
             path,
             kind,
             driver,
+            gem: GemTable::default(),
         })
     }
 
@@ -86,6 +90,7 @@ impl DrmDevice {
             path,
             kind,
             driver,
+            gem: GemTable::default(),
         })
     }
 
@@ -168,6 +173,12 @@ impl DrmDevice {
     /// Primary or render node.
     pub fn kind(&self) -> NodeKind {
         self.kind
+    }
+
+    /// The GEM handle table of this fd: who holds which handle (every
+    /// [`GemHandle`](super::GemHandle) made through this device).
+    pub fn gem_table(&self) -> &GemTable {
+        &self.gem
     }
 
     /// Turns on the UNIVERSAL_PLANES, ATOMIC and WRITEBACK_CONNECTORS client

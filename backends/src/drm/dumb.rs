@@ -1,8 +1,11 @@
 //! Dumb buffers: CPU-renderable scanout buffers any KMS driver offers
 //! (`DRM_IOCTL_MODE_CREATE_DUMB`), exported as dma-bufs through PRIME.
 //!
-//! Locking: none; owned by one holder, destroyed on drop (GEM_CLOSE, which
-//! is what `DRM_IOCTL_MODE_DESTROY_DUMB` does in the kernel).
+//! Locking: none of its own; the buffer holds one reference of its GEM
+//! handle in the device's table (created under the table's lock), so the
+//! handle is closed (GEM_CLOSE, which is what `DRM_IOCTL_MODE_DESTROY_DUMB`
+//! does in the kernel) when the last holder goes: the buffer, a PRIME
+//! import of its own dma-buf on the same fd, or a framebuffer over it.
 
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -31,10 +34,16 @@ impl DumbBuffer {
                 what: format!("dumb buffer {width}x{height}@{bpp}bpp"),
             });
         }
-        let (handle, pitch, size) = sys::drm::dumb_create(dev.as_fd(), width, height, bpp)
-            .map_err(|e| Error::io("DRM_IOCTL_MODE_CREATE_DUMB", e))?;
+        let mut geometry = (0, 0);
+        let gem = GemHandle::make(dev, || {
+            let (handle, pitch, size) = sys::drm::dumb_create(dev.as_fd(), width, height, bpp)
+                .map_err(|e| Error::io("DRM_IOCTL_MODE_CREATE_DUMB", e))?;
+            geometry = (pitch, size);
+            Ok(handle)
+        })?;
+        let (pitch, size) = geometry;
         Ok(Self {
-            gem: GemHandle::from_raw(Arc::clone(dev), handle),
+            gem,
             width,
             height,
             bpp,
@@ -43,7 +52,8 @@ impl DumbBuffer {
         })
     }
 
-    /// The GEM handle.
+    /// The GEM handle (clone it to share it: the handle stays open until
+    /// its last reference goes).
     pub fn handle(&self) -> &GemHandle {
         &self.gem
     }

@@ -7,13 +7,13 @@
 mod caps;
 mod device;
 mod dumb;
+mod gem;
 mod kms;
-mod prime;
 mod syncobj;
 
 pub use caps::Caps;
 pub use device::{DrmDevice, NodeKind};
 pub use dumb::{DumbBuffer, DumbMap};
+pub use gem::{GemHandle, GemTable};
 pub use kms::{ConnectorSummary, CrtcSummary, KmsSummary, PlaneKind, PlaneSummary};
-pub use prime::GemHandle;
 pub use syncobj::{Syncobj, SyncobjPoint, WaitFor};

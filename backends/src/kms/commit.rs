@@ -1,5 +1,5 @@
 //! The atomic request builder and the `DRM_IOCTL_MODE_ATOMIC` call: plain
-//! property values, `IN_FENCE_FD` (a borrowed sync_file) and out-fence
+//! property values, `IN_FENCE_FD` (a borrowed, checked [`SyncFile`]) and out-fence
 //! pointers (`OUT_FENCE_PTR`, `WRITEBACK_OUT_FENCE_PTR`) whose sync_files
 //! come back owned.
 //!
@@ -72,7 +72,7 @@ struct OutFenceSlot {
 pub struct AtomicRequest<'f> {
     values: BTreeMap<u32, BTreeMap<u32, u64>>,
     out_fences: Vec<OutFenceSlot>,
-    _in_fences: PhantomData<BorrowedFd<'f>>,
+    _in_fences: PhantomData<&'f SyncFile>,
 }
 
 /// What a successful commit gave back.
@@ -124,12 +124,13 @@ impl<'f> AtomicRequest<'f> {
     }
 
     /// Sets the plane's `IN_FENCE_FD` property (`prop`) to `fence`: the
-    /// scanout waits for it. The fd is only borrowed; the kernel takes its
-    /// own reference at commit. Whether it is a sync_file is checked by
-    /// the kernel (EINVAL); `Display::commit` checks it beforehand.
-    pub fn in_fence(&mut self, plane: u32, prop: u32, fence: BorrowedFd<'f>) -> &mut Self {
+    /// scanout waits for it. The sync_file is only borrowed (for the
+    /// request's lifetime); the kernel takes its own reference at commit.
+    /// (A raw value, e.g. to see the kernel refuse a non-sync_file, can be
+    /// put with [`set`](Self::set).)
+    pub fn in_fence(&mut self, plane: u32, prop: u32, fence: &'f SyncFile) -> &mut Self {
         // IN_FENCE_FD is a signed range property: the fd number as an i64.
-        self.set(plane, prop, fence.as_raw_fd() as i64 as u64)
+        self.set(plane, prop, fence.fd().as_raw_fd() as i64 as u64)
     }
 
     /// Asks for an out-fence through pointer property `prop` of `object`

@@ -548,13 +548,6 @@ impl Display {
         self.dev.driver()
     }
 
-    /// The DRM device (its fd is this display's: buffers created on it,
-    /// e.g. dumb buffers, can become framebuffers through
-    /// [`Display::add_framebuffer`] without a PRIME round trip).
-    pub fn device(&self) -> &Arc<DrmDevice> {
-        &self.dev
-    }
-
     /// The chosen output.
     pub fn output(&self) -> &Output {
         &self.output

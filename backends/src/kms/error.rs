@@ -83,16 +83,9 @@ pub enum KmsError {
         /// Why it is refused.
         why: String,
     },
-    /// The IN_FENCE_FD given is not a sync_file (or not an open fd).
-    #[error("invalid IN_FENCE_FD {fd}: {why}")]
-    InvalidInFence {
-        /// The fd number.
-        fd: i32,
-        /// Why it was refused.
-        why: &'static str,
-    },
-    /// The in-fence signaled with an error (or its wait was cancelled):
-    /// the frame it guards is not complete.
+    /// The in-fence signaled with an error, or carries one (a merge with a
+    /// failed fence), or its wait was cancelled: the frame it guards is not
+    /// complete.
     #[error("in-fence failed: {0}")]
     InFenceFailed(bufsync::fence::FenceError),
     /// The framebuffer was imported on another display's fd.
@@ -100,6 +93,14 @@ pub enum KmsError {
     ForeignFramebuffer {
         /// The framebuffer id.
         fb: u32,
+    },
+    /// The GEM handle belongs to another DRM fd than the display's.
+    #[error("GEM handle {handle} belongs to another DRM fd ({driver})")]
+    ForeignHandle {
+        /// The handle number.
+        handle: u32,
+        /// The driver of the fd it belongs to.
+        driver: String,
     },
     /// The kernel refused an atomic commit.
     #[error("atomic commit (flags {flags:#x}) refused: {source}")]

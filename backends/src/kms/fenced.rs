@@ -55,8 +55,9 @@ pub struct FencedOutcome {
 impl Display {
     /// Commits a flip that waits for a runtime fence: in hardware
     /// (`IN_FENCE_FD`) when the fence has a sync_file form, else in
-    /// software (bounded by `software_wait`; [`KmsError::TimedOut`]).
-    /// An in-fence that signaled with an error is refused
+    /// software (bounded by `software_wait`; [`KmsError::TimedOut`], the
+    /// fence left pending). An in-fence that has already failed (a kernel
+    /// error mirrored, or one its sync_file carries) is refused
     /// ([`KmsError::InFenceFailed`]): the frame it guards is not complete.
     pub fn commit_fenced(&mut self, flip: FencedFlip<'_>) -> Result<FencedOutcome, KmsError> {
         let mut path = InFencePath::None;
@@ -65,6 +66,9 @@ impl Display {
             match to_sync_file(fence) {
                 Ok(None) => {}
                 Ok(Some(file)) => {
+                    if let Some(e) = file.carried_error() {
+                        return Err(KmsError::InFenceFailed(e));
+                    }
                     path = InFencePath::Hardware;
                     sync_file = Some(file);
                 }
@@ -89,7 +93,7 @@ impl Display {
         }
         let out = self.commit(FlipRequest {
             fb: flip.fb,
-            in_fence: sync_file.as_ref().map(|f| f.fd()),
+            in_fence: sync_file.as_ref(),
             want_out_fence: flip.want_out_fence,
             nonblock: flip.nonblock,
         })?;

@@ -1,14 +1,18 @@
 //! Flips: the atomic request that puts a framebuffer on the primary plane
 //! (with IN_FENCE_FD / OUT_FENCE_PTR), non-blocking commits with page-flip
 //! events, EBUSY handled by waiting for the previous flip, and TEST_ONLY
-//! validation.
+//! validation. The in-fence is a checked [`SyncFile`]; one that has
+//! already failed (a kernel error, or an error a merge carried) is refused
+//! ([`KmsError::InFenceFailed`]): the kernel's IN_FENCE_FD wait ignores
+//! errors and would show the frame.
 //!
 //! Locking: commits and event reads take `&mut Display` (see the device
 //! module); the kernel serializes commits per CRTC.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::sync::Arc;
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
+
+use bufsync::fence::FenceStatus;
 
 use super::commit::{AtomicRequest, CommitFlags, CommitOutcome};
 use super::device::Display;
@@ -16,6 +20,7 @@ use super::error::KmsError;
 use super::events::{read_flip_events, FlipEvent};
 use super::framebuffer::Framebuffer;
 use crate::dmabuf::{DmaBuf, Layout};
+use crate::drm::{DrmDevice, GemHandle};
 use crate::sync_file::SyncFile;
 
 /// How many times a commit that got EBUSY is tried in all.
@@ -29,8 +34,9 @@ pub struct FlipRequest<'a> {
     /// The framebuffer to show (imported on this display).
     pub fb: &'a Framebuffer,
     /// A sync_file the scanout must wait for (`IN_FENCE_FD`); only
-    /// borrowed: the caller keeps (and closes) it.
-    pub in_fence: Option<BorrowedFd<'a>>,
+    /// borrowed: the caller keeps (and closes) it. A raw fd becomes one
+    /// through [`SyncFile::from_borrowed`] (checked once, at that boundary).
+    pub in_fence: Option<&'a SyncFile>,
     /// Ask for an out-fence (`OUT_FENCE_PTR`): signaled when the frame is
     /// on screen.
     pub want_out_fence: bool,
@@ -51,21 +57,16 @@ impl<'a> FlipRequest<'a> {
     }
 }
 
-/// Checks an IN_FENCE_FD candidate the way the kernel will
-/// (`sync_file_get_fence`), giving a typed error instead of EINVAL.
-fn check_in_fence(fd: BorrowedFd<'_>) -> Result<(), KmsError> {
-    let raw = fd.as_raw_fd();
-    match SyncFile::check(fd) {
-        Ok(()) => Ok(()),
-        Err(crate::Error::BadFd { .. }) => Err(KmsError::InvalidInFence {
-            fd: raw,
-            why: "not an open file descriptor",
-        }),
-        Err(crate::Error::NotASyncFile { .. }) => Err(KmsError::InvalidInFence {
-            fd: raw,
-            why: "not a sync_file",
-        }),
-        Err(e) => Err(e.into()),
+/// Refuses an in-fence that has already failed (kernel error or carried):
+/// the frame it guards is not complete, and the kernel's wait for
+/// IN_FENCE_FD would not say so.
+fn check_in_fence(fence: &SyncFile) -> Result<(), KmsError> {
+    match fence.status()? {
+        FenceStatus::Error(e) => Err(KmsError::InFenceFailed(e)),
+        FenceStatus::Pending | FenceStatus::Signaled => match fence.carried_error() {
+            Some(e) => Err(KmsError::InFenceFailed(e)),
+            None => Ok(()),
+        },
     }
 }
 
@@ -79,33 +80,23 @@ impl Display {
         self.import_framebuffer_as(buf, layout)
     }
 
-    /// A framebuffer over `handle`, a GEM object of this display's own
-    /// device (a dumb buffer, a GBM buffer object on this fd), with
-    /// `layout` checked against the plane first: no PRIME round trip, so
-    /// the owner's handle stays the owner's. [`KmsError::ForeignFramebuffer`]
-    /// for a handle of another device or fd.
+    /// A framebuffer over a GEM handle of this display's own fd (a dumb
+    /// buffer made on [`device`](Display::device), or an import through
+    /// it) with `layout`, checked like an import (`size`: the buffer's
+    /// bytes). The framebuffer holds a reference of the handle, so the
+    /// buffer may be dropped before it.
     pub fn add_framebuffer(
         &self,
-        handle: &crate::drm::GemHandle,
+        gem: &GemHandle,
         size: u64,
         layout: &Layout,
     ) -> Result<Framebuffer, KmsError> {
-        if !Arc::ptr_eq(handle.device(), &self.dev) {
-            return Err(KmsError::ForeignFramebuffer { fb: handle.raw() });
+        if !std::sync::Arc::ptr_eq(gem.device(), &self.dev) {
+            return Err(KmsError::ForeignHandle {
+                handle: gem.raw(),
+                driver: gem.device().driver().to_owned(),
+            });
         }
-        self.add_framebuffer_handle(handle.raw(), size, layout)
-    }
-
-    /// [`Display::add_framebuffer`] over a raw GEM handle of this display's
-    /// DRM file (e.g. a GBM buffer object's, on a dup of [`Display::device`]'s
-    /// fd); the caller keeps the handle alive and closes it. A handle that
-    /// names nothing on this file is the kernel's ENOENT.
-    pub fn add_framebuffer_handle(
-        &self,
-        handle: u32,
-        size: u64,
-        layout: &Layout,
-    ) -> Result<Framebuffer, KmsError> {
         super::framebuffer::check_layout(
             self.output.plane,
             &self.formats,
@@ -113,7 +104,12 @@ impl Display {
             size,
             layout,
         )?;
-        Framebuffer::add(&self.dev, handle, layout)
+        Framebuffer::add(&self.dev, gem, layout)
+    }
+
+    /// The display's DRM device (its fd, its GEM handle table).
+    pub fn device(&self) -> &std::sync::Arc<DrmDevice> {
+        &self.dev
     }
 
     /// Imports `buf` as a framebuffer with an explicit `layout`.
@@ -138,7 +134,7 @@ impl Display {
     /// the first commit also sets the mode (`MODE_ID`, `ACTIVE`, connector
     /// `CRTC_ID`) with ALLOW_MODESET. Non-blocking requests ask for a
     /// page-flip event. Refuses a framebuffer of another device and an
-    /// in-fence that is not a sync_file.
+    /// in-fence that has already failed ([`KmsError::InFenceFailed`]).
     pub fn flip_request<'a>(
         &self,
         req: &FlipRequest<'a>,
@@ -163,13 +159,13 @@ impl Display {
             .set(plane, p.dst[1], 0)
             .set(plane, p.dst[2], u64::from(w))
             .set(plane, p.dst[3], u64::from(h));
-        if let Some(fd) = req.in_fence {
-            check_in_fence(fd)?;
+        if let Some(fence) = req.in_fence {
+            check_in_fence(fence)?;
             let prop = p.in_fence_fd.ok_or(KmsError::MissingProperty {
                 object: plane,
                 name: "IN_FENCE_FD",
             })?;
-            atomic.in_fence(plane, prop, fd);
+            atomic.in_fence(plane, prop, fence);
         }
         if req.want_out_fence {
             let prop = self
@@ -206,8 +202,10 @@ impl Display {
 
     /// Commits `req`. A non-blocking commit that meets EBUSY (the previous
     /// flip still pending) waits for that flip's event (at most 1 s a try)
-    /// and tries again, up to 4 times in all ([`KmsError::Busy`]). Returns
-    /// the out-fence when one was asked for.
+    /// and tries again, up to 4 times in all; [`KmsError::Busy`] when it is
+    /// still busy then, or at once when the previous flip does not complete
+    /// within its wait (a flip held by its in-fence: more tries would only
+    /// wait the same way). Returns the out-fence when one was asked for.
     pub fn commit(&mut self, req: FlipRequest<'_>) -> Result<Option<SyncFile>, KmsError> {
         let (atomic, flags) = self.flip_request(&req)?;
         let mut outcome = self.commit_request(&atomic, flags)?;
@@ -243,7 +241,13 @@ impl Display {
                     self.busy_retries += 1;
                     log::debug!("commit busy (attempt {attempt}); waiting for the previous flip");
                     if self.pending_flip {
-                        self.wait_flip(BUSY_WAIT)?;
+                        match self.wait_flip(BUSY_WAIT) {
+                            Ok(_) => {}
+                            Err(KmsError::TimedOut { .. }) => {
+                                return Err(KmsError::Busy { attempts: attempt })
+                            }
+                            Err(e) => return Err(e),
+                        }
                     } else {
                         // Busy with a commit we did not ask an event for:
                         // drain events for up to a frame or two.

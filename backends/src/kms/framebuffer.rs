@@ -4,10 +4,11 @@
 //! buffer the plane cannot scan out is a typed error, not a bare EINVAL.
 //!
 //! Locking: none. A [`Framebuffer`] is owned by one holder and removed
-//! (`DRM_IOCTL_MODE_RMFB`) on drop. The GEM handle of the import is closed
-//! right after ADDFB2: the framebuffer holds its own reference to the
-//! object, and closing at once keeps PRIME's handle deduplication from
-//! tying two framebuffers of the same buffer together.
+//! (`DRM_IOCTL_MODE_RMFB`) on drop. It holds one reference of its GEM
+//! handle in the display fd's handle table until then: PRIME gives every
+//! import of one buffer on one fd the same handle (a dumb buffer of this fd
+//! exported and imported back included), so the handle is closed only when
+//! its last holder (buffer, import or framebuffer) goes.
 
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -15,8 +16,7 @@ use std::sync::Arc;
 use super::error::{Fourcc, KmsError};
 use super::formats::FormatSet;
 use crate::dmabuf::{DmaBuf, Layout, MOD_INVALID};
-use crate::drm::DrmDevice;
-use crate::sys;
+use crate::drm::{DrmDevice, GemHandle};
 
 /// `DRM_MODE_FB_MODIFIERS`: the modifier array of ADDFB2 is valid.
 const FB_MODIFIERS: u32 = 1 << 1;
@@ -27,6 +27,8 @@ const FB_MODIFIERS: u32 = 1 << 1;
 #[derive(Debug)]
 pub struct Framebuffer {
     dev: Arc<DrmDevice>,
+    /// Keeps the handle open while the framebuffer exists.
+    gem: GemHandle,
     id: u32,
     width: u32,
     height: u32,
@@ -60,18 +62,25 @@ impl Framebuffer {
         self.modifier
     }
 
+    /// The GEM handle it scans out (a reference of the fd's table).
+    pub fn handle(&self) -> &GemHandle {
+        &self.gem
+    }
+
     /// Whether it belongs to `dev`'s fd.
     pub(crate) fn is_on(&self, dev: &Arc<DrmDevice>) -> bool {
         Arc::ptr_eq(&self.dev, dev)
     }
 
-    /// ADDFB2 over GEM `handle` of `dev` (every memory plane in the same
-    /// object) with an already checked `layout`.
+    /// ADDFB2 over GEM handle `gem` of `dev` (every memory plane in the same
+    /// object) with an already checked `layout`; the framebuffer keeps a
+    /// reference of the handle.
     pub(crate) fn add(
         dev: &Arc<DrmDevice>,
-        handle: u32,
+        gem: &GemHandle,
         layout: &Layout,
     ) -> Result<Self, KmsError> {
+        let handle = gem.raw();
         let mut handles = [0u32; 4];
         let mut pitches = [0u32; 4];
         let mut offsets = [0u32; 4];
@@ -80,7 +89,8 @@ impl Framebuffer {
         // take none (DRM_CAP_ADDFB2_MODIFIERS 0: virtio_gpu answers EINVAL
         // to DRM_MODE_FB_MODIFIERS); linear is what they assume.
         let modifiers_cap =
-            sys::drm::get_cap(dev.as_fd(), drm_ffi::DRM_CAP_ADDFB2_MODIFIERS).unwrap_or(0) != 0;
+            crate::sys::drm::get_cap(dev.as_fd(), drm_ffi::DRM_CAP_ADDFB2_MODIFIERS).unwrap_or(0)
+                != 0;
         let with_modifier = layout.modifier != MOD_INVALID
             && (modifiers_cap || layout.modifier != crate::dmabuf::MOD_LINEAR);
         for (i, p) in layout.planes.iter().enumerate().take(4) {
@@ -115,6 +125,7 @@ impl Framebuffer {
         );
         Ok(Self {
             dev: Arc::clone(dev),
+            gem: gem.clone(),
             id: fb.fb_id,
             width: layout.width,
             height: layout.height,
@@ -134,13 +145,10 @@ impl Framebuffer {
         layout: &Layout,
     ) -> Result<Self, KmsError> {
         check_layout(plane, formats, max, buf.size(), layout)?;
-        let handle = sys::drm::prime_fd_to_handle(dev.as_fd(), buf.fd())
-            .map_err(|e| KmsError::Device(crate::Error::io("DRM_IOCTL_PRIME_FD_TO_HANDLE", e)))?;
-        let fb = Self::add(dev, handle, layout);
-        if let Err(e) = sys::drm::gem_close(dev.as_fd(), handle) {
-            log::warn!("GEM_CLOSE of imported handle {handle} failed: {e}");
-        }
-        fb
+        let gem = dev.import_dmabuf(buf)?;
+        // The import's reference goes at the end of this call; the
+        // framebuffer keeps its own.
+        Self::add(dev, &gem, layout)
     }
 }
 

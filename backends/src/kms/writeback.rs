@@ -81,7 +81,7 @@ impl Display {
         let (w, h) = self.size();
         let dumb = DumbBuffer::create(&self.dev, w, h, 32)?;
         let layout = Layout::linear(w, h, CAPTURE_FORMAT, dumb.pitch());
-        let fb = Framebuffer::add(&self.dev, dumb.handle().raw(), &layout)?;
+        let fb = Framebuffer::add(&self.dev, dumb.handle(), &layout)?;
 
         let crtc = self.output.crtc;
         let mut req = AtomicRequest::new();

@@ -57,7 +57,12 @@ pub(crate) fn import_memory(
             resource: resource_bits,
             fd: fd_props.memory_type_bits,
         })?;
-    let dup = rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(VulkanError::os("F_DUPFD_CLOEXEC"))?;
+    let dup = rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(|e| match e {
+        rustix::io::Errno::BADF => VulkanError::Backend(crate::Error::BadFd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&fd),
+        }),
+        e => VulkanError::os("F_DUPFD_CLOEXEC")(e),
+    })?;
     let id = rustix::fs::fstat(&dup)
         .map(|s| (s.st_dev, s.st_ino))
         .map_err(VulkanError::os("fstat"))?;

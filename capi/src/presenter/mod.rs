@@ -284,7 +284,7 @@ pub unsafe extern "C" fn bufsync_presenter_get_info(
                 drm_fourcc: s.presenter.format(),
                 buffers: s.presenter.buffers() as u32,
                 in_fence: s.presenter.has_in_fence(),
-                implicit_sync: s.presenter.has_implicit_import(),
+                implicit_sync: s.presenter.has_implicit_sync(),
                 mailbox: s.presenter.mode() == PresentMode::Mailbox,
             });
             Ok(0)

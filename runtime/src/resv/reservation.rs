@@ -27,7 +27,7 @@
 //!   holder's, forgotten at unlock.
 
 use std::sync::Arc as StdArc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::fence::{first_of, wait_every, Fence, FenceError, FenceSet, WaitError};
 use crate::resv::class::WwClass;
@@ -296,9 +296,9 @@ impl Reservation {
     /// at most `timeout` in all (`None`: forever). Follows the rule of
     /// `docs/fences.md`: a failed fence does not end the wait; once every
     /// fence has ended, the result is the error of the one that ended first
-    /// among the failed ones ([`ResvWaitError::Fence`]). A fence still
-    /// pending at the bound is named ([`ResvWaitError::Pending`]) and stays
-    /// in the reservation. Never takes the ww lock.
+    /// among the failed ones. A fence still pending at the deadline is named
+    /// ([`ResvWaitError::Pending`]) and stays in the reservation (nothing is
+    /// pruned until it signals). Never takes the ww lock.
     ///
     /// ```
     /// use std::time::Duration;
@@ -314,7 +314,8 @@ impl Reservation {
     /// g.add_fence(&reader, Usage::Read);
     /// drop(g);
     /// writer.signal_with_error(FenceError::DeviceLost).unwrap();
-    /// // The reader still runs: the wait does not end at the failure.
+    /// // The reader still runs: the wait does not end at the failure, and
+    /// // the error names the fence still pending.
     /// match buf.wait(Usage::Read, Some(Duration::from_millis(1))) {
     ///     Err(ResvWaitError::Pending { fence, .. }) => assert!(fence.ptr_eq(&reader)),
     ///     other => panic!("{other:?}"),
@@ -323,23 +324,22 @@ impl Reservation {
     /// assert_eq!(buf.wait(Usage::Read, None), Err(ResvWaitError::Fence(FenceError::DeviceLost)));
     /// ```
     pub fn wait(&self, usage: Usage, timeout: Option<Duration>) -> Result<(), ResvWaitError> {
-        let start = Instant::now();
+        let start = std::time::Instant::now();
         let fences = self.fences(usage);
-        match wait_every(fences.iter(), timeout) {
-            Ok(()) => {}
-            Err(WaitError::Fence(e)) => return Err(ResvWaitError::Fence(e)),
-            Err(WaitError::TimedOut | WaitError::Cancelled) => {
-                let fence = fences
-                    .iter()
-                    .find(|f| !f.is_signaled())
-                    .or_else(|| fences.iter().next())
-                    .cloned()
-                    .unwrap_or_else(Fence::stub);
-                return Err(ResvWaitError::Pending {
-                    fence,
+        if let Err(e) = wait_every(fences.iter(), timeout) {
+            let pending = fences.iter().find(|f| !f.is_signaled());
+            return match (e, pending) {
+                (WaitError::Fence(e), _) => Err(ResvWaitError::Fence(e)),
+                (_, Some(f)) => Err(ResvWaitError::Pending {
+                    fence: f.clone(),
                     waited: start.elapsed(),
-                });
-            }
+                }),
+                // Signaled just after the deadline: it has ended after all.
+                (_, None) => match first_of(fences.iter()) {
+                    None => Ok(()),
+                    Some(f) => Err(ResvWaitError::Fence(f.error)),
+                },
+            };
         }
         match first_of(fences.iter()) {
             None => Ok(()),
