@@ -1052,7 +1052,8 @@ int bufsync_presenter_enable_capture(struct bufsync_presenter *presenter);
  * The oldest capture not read yet, in `*capture` (its pixels stay valid
  * until the next call or destroy). With `wait`, waits for the oldest one
  * being written (at most the presenter's flip timeout); without, returns
- * only finished ones.
+ * only finished ones. At most 16 finished captures wait to be read: when
+ * one more finishes, the oldest unread one is dropped (logged).
  *
  * Returns 0; -ENOENT (none: no flip since, or all read), -ETIME (the
  * writeback did not complete in time), -EINVAL (capture not enabled),

@@ -21,7 +21,8 @@ use bufsync_backends::drm::DrmDevice;
 use bufsync_backends::kms::KmsError;
 use bufsync_backends::vulkan::{TimelineSemaphore, VulkanContext};
 use bufsync_present::{
-    DisplayTarget, Frame, PresentError, PresentMode, Presenter, PresenterConfig, RenderDevice,
+    CapturedFrame, DisplayTarget, Frame, PresentError, PresentMode, Presenter, PresenterConfig,
+    RenderDevice, WritebackCapture,
 };
 
 mod capture;
@@ -34,8 +35,6 @@ pub use frame::{
     bufsync_frame, bufsync_presenter_acquire, bufsync_presenter_cancel, bufsync_presenter_present,
     bufsync_presenter_present_fence,
 };
-
-use capture::{Capture, Captured};
 
 use crate::error::{backend_errno, call, call_or, CallError, CallResult};
 use crate::handle::{borrow, destroy, dup_borrowed, new_handle, opt_str, timeout, Out};
@@ -115,9 +114,9 @@ struct State {
     timelines: HashMap<u64, Arc<TimelineSemaphore>>,
     /// Signaled by the bridge submission that waits for a binary semaphore.
     bridge: Option<Arc<TimelineSemaphore>>,
-    capture: Option<Capture>,
+    capture: Option<WritebackCapture>,
     /// The capture the caller holds (its pixels are what it points to).
-    held: Option<Captured>,
+    held: Option<CapturedFrame>,
 }
 
 impl From<PresentError> for CallError {
