@@ -8,14 +8,13 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bufsync_examples::capture::WritebackCapture;
 use bufsync_examples::check::check_frame;
 use bufsync_examples::flow::{self, FlowConfig, RendererKind, SyncPath};
 use bufsync_examples::render::vgem::{draw_target, VgemRenderer};
 use bufsync_examples::report::{self, PathReport};
 use bufsync_present::{
     DisplayTarget, PresentMode, Presenter, PresenterConfig, RenderDevice, RenderDone, Strategy,
-    StrategyChoice,
+    StrategyChoice, WritebackCapture,
 };
 use bufsync_tests::take_displays;
 
@@ -279,8 +278,9 @@ fn mailbox_drops_frames_and_never_goes_back() {
     assert_eq!(t.shown, 12);
     assert_eq!(t.shown + t.dropped, t.presented);
     let mut seen = Vec::new();
-    while let Some((n, pixels)) = cap.next(true).unwrap() {
-        check_frame(&pixels, &layout, n as u32).unwrap_or_else(|e| panic!("frame {n}: {e}"));
+    while let Some(c) = cap.next(true).unwrap() {
+        let n = c.frame;
+        check_frame(&c.pixels, &layout, n as u32).unwrap_or_else(|e| panic!("frame {n}: {e}"));
         seen.push(n);
     }
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "went back: {seen:?}");
