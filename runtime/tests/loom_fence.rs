@@ -303,7 +303,7 @@ fn reservation_wait_ends_after_every_fence() {
         slow.signal().unwrap();
         assert_eq!(
             waiter.join().unwrap(),
-            Err(WaitError::Fence(FenceError::Evicted))
+            Err(bufsync::resv::ResvWaitError::Fence(FenceError::Evicted))
         );
     });
 }

@@ -52,6 +52,20 @@ pub(super) const WAITER: u32 = 2;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CallbackId(u64);
 
+impl CallbackId {
+    /// The id as a plain number (never 0), for bindings that hand it out
+    /// (the C API).
+    pub fn to_raw(self) -> u64 {
+        self.0
+    }
+
+    /// An id from [`to_raw`](CallbackId::to_raw). An id that no callback of
+    /// the fence has is harmless: [`Fence::remove_callback`] returns false.
+    pub fn from_raw(raw: u64) -> CallbackId {
+        CallbackId(raw)
+    }
+}
+
 /// A process-wide unique callback id. No lock; one RMW on a global counter
 /// per 65536 ids of a thread (each thread takes a block).
 fn next_callback_id() -> u64 {
