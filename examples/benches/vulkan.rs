@@ -1,7 +1,7 @@
 //! Vulkan backend benchmarks (lavapipe is enough; skipped without Vulkan).
 //!
 //! - `signal/runtime_fence`: submit -> timeline signal -> runtime fence
-//!   signaled by the device's waiter thread (the software path), against
+//!   signaled by the fence engine's poller (the software path), against
 //!   `signal/vk_wait_semaphores`: the same submit waited directly.
 //! - `chain/hw_wait`: two chained submits (render, then render again) where
 //!   the second waits for the first on the GPU (timeline wait semaphore),
@@ -70,7 +70,7 @@ fn signal(c: &mut Criterion) {
     g.bench_function("runtime_fence", |b| {
         b.iter(|| {
             let s = sub.submit(&[], LONG, |_, _| Ok(())).expect("submit");
-            // The runtime's wait: enable_signaling -> waiter thread -> signal.
+            // The runtime's wait: enable_signaling -> engine poll -> signal.
             s.fence.wait().expect("wait");
         })
     });

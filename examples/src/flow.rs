@@ -19,10 +19,9 @@ use bufsync_backends::kms::{KmsError, OutputSpec};
 use bufsync_backends::vulkan::{ImageLayout, VulkanContext};
 use bufsync_present::{
     DisplayTarget, EdgeChoice, PresentError, PresentMode, Presenter, PresenterConfig, RenderDevice,
-    StrategyChoice,
+    StrategyChoice, WritebackCapture,
 };
 
-use crate::capture::WritebackCapture;
 use crate::check::{check_frame, decode_frame_number};
 use crate::render::vgem::{VgemRenderer, XRGB8888};
 use crate::render::vulkan::VulkanRenderer;
@@ -308,8 +307,9 @@ pub fn run_with(
         drain_stats(&mut presenter, &mut rep);
         match &check {
             Check::Writeback(cap, layout) => {
-                while let Some((f, pixels)) = cap.next(false)? {
-                    rep.check(cfg, f as u32, &pixels, layout)?;
+                while let Some(c) = cap.next(false)? {
+                    rep.check(cfg, c.frame as u32, &c.pixels, layout)?;
+                    cap.recycle(c);
                 }
             }
             Check::Screendump(layout) if n.is_multiple_of(cfg.screendump_every.max(1)) => {
@@ -332,8 +332,9 @@ pub fn run_with(
     presenter.wait_idle(WAIT)?;
     drain_stats(&mut presenter, &mut rep);
     if let Check::Writeback(cap, layout) = &check {
-        while let Some((f, pixels)) = cap.next(true)? {
-            rep.check(cfg, f as u32, &pixels, layout)?;
+        while let Some(c) = cap.next(true)? {
+            rep.check(cfg, c.frame as u32, &c.pixels, layout)?;
+            cap.recycle(c);
         }
     }
     rep.elapsed = start.elapsed();

@@ -6,8 +6,9 @@
 //!   what the display showed;
 //! - [`render`]: the render devices: a CPU renderer on vgem with real kernel
 //!   fences, and Vulkan (the compute-shader pattern);
-//! - [`check`]: the test pattern on the CPU and the frame check;
-//! - [`capture`]: what the display showed, through writeback;
+//! - [`check`]: the test pattern on the CPU and the frame check (what the
+//!   display showed comes through the presenter's writeback capture,
+//!   `bufsync_present::WritebackCapture`, or [`screendump`]);
 //! - [`screendump`]: what the virtual monitor showed, through qemu's QMP
 //!   `screendump` from outside the guest;
 //! - [`report`]: the summary table, the negotiations, JSON, PNGs;
@@ -17,7 +18,6 @@
 // Unsafe only in `render::pattern` (Vulkan calls of the test pattern).
 #![deny(unsafe_code)]
 
-pub mod capture;
 pub mod check;
 pub mod flow;
 pub mod render;

@@ -1,5 +1,6 @@
 //! A display driven by hand, for the stress: flips with out-fences and a
-//! writeback capture of every flip after the first (see [`crate::capture`]).
+//! writeback capture of every flip after the first
+//! ([`WritebackCapture::add`] in a hand-made flip).
 //! The demo and the flow tests go through the presenter instead.
 //!
 //! Locking: owned by the display thread of the stress.
@@ -9,8 +10,7 @@ use std::time::Duration;
 use bufsync_backends::kms::{Display, FlipRequest, Framebuffer, KmsError};
 use bufsync_backends::sync_file::SyncFile;
 use bufsync_backends::vulkan::ImageLayout;
-
-use crate::capture::WritebackCapture;
+use bufsync_present::WritebackCapture;
 
 /// How long to wait for a flip or a capture before giving up.
 pub const FLIP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -73,12 +73,11 @@ impl Scanout {
             nonblock: true,
         };
         let (mut atomic, mut flags) = self.display.flip_request(&req)?;
-        let captures = self.display.is_configured();
         self.capture.add(&self.display, &mut atomic, &mut flags)?;
         let mut outcome = self.display.commit_request(&atomic, flags)?;
         let n = self.flips;
         self.flips += 1;
-        self.capture.committed_flip(&self.display, n, &mut outcome);
+        let captured = self.capture.committed_flip(&self.display, n, &mut outcome);
         let crtc = self.display.output().crtc;
         let out_fence = outcome.take(crtc).ok_or(KmsError::MissingProperty {
             object: crtc,
@@ -86,7 +85,7 @@ impl Scanout {
         })?;
         Ok(Flip {
             out_fence,
-            capture: captures.then_some(PendingCapture(n)),
+            capture: captured.then_some(PendingCapture(n)),
         })
     }
 
@@ -95,16 +94,17 @@ impl Scanout {
         self.capture.layout()
     }
 
-    /// Waits for a capture and copies its pixels (XRGB8888, rows of
-    /// `width * 4` bytes) into `out`.
+    /// Waits for a capture and puts its pixels (XRGB8888, rows of
+    /// `width * 4` bytes) in `out` (its old buffer is reused).
     pub fn read_capture(&self, cap: &PendingCapture, out: &mut Vec<u8>) -> Result<(), KmsError> {
         loop {
             match self.capture.next(true)? {
-                Some((n, pixels)) if n == cap.0 => {
-                    *out = pixels;
+                Some(mut c) if c.frame == cap.0 => {
+                    std::mem::swap(out, &mut c.pixels);
+                    self.capture.recycle(c);
                     return Ok(());
                 }
-                Some((n, _)) if n < cap.0 => continue,
+                Some(c) if c.frame < cap.0 => self.capture.recycle(c),
                 _ => {
                     return Err(KmsError::TimedOut {
                         what: "writeback capture",

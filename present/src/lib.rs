@@ -28,7 +28,9 @@
 //! probed capability ([`Edge`]: `IN_FENCE_FD`, `IMPORT_SYNC_FILE`, or a
 //! bounded software wait); each flip's out-fence is the release fence of
 //! the frame it replaces. FIFO and mailbox ([`PresentMode`]);
-//! [`PresentStats`] per frame. See `docs/present.md`.
+//! [`PresentStats`] per frame. [`WritebackCapture`] reads back what the
+//! display composed for each flip (writeback connector), for checks. See
+//! `docs/present.md`.
 //!
 //! ```
 //! use bufsync_present::{DisplayTarget, Presenter, PresenterConfig, RenderDevice, RenderDone};
@@ -60,6 +62,7 @@
 #![forbid(unsafe_code)]
 
 mod alloc;
+mod capture;
 mod config;
 mod copy;
 mod edge;
@@ -74,6 +77,7 @@ pub mod queue;
 mod stats;
 mod strategy;
 
+pub use capture::{CapturedFrame, WritebackCapture};
 pub use config::{
     AllocatorChoice, DisplayTarget, EdgeChoice, PresentMode, PresenterConfig, RenderDevice,
     StrategyChoice, ARGB8888, XRGB8888,

@@ -3,11 +3,17 @@
 //!
 //! - Uncontended reserve + commit + unreserve of 1, 8 and 64 objects (ns per
 //!   object) against lock + unlock of a plain mutex per object in sorted order.
-//! - Contended: 16 objects, 4 threads, random subsets of 4 in random order:
-//!   throughput and p99 latency against sort-then-lock, back-offs for
-//!   wait-die vs wound-wait, deadlocks (a run that does not finish is one).
-//! - Fairness: the most back-offs one reservation needed, and the longest
-//!   wait of a reservation that was the oldest in flight when it started.
+//! - Contended: 16 objects, 4 and 2 threads (`RESERVE_THREADS`), random
+//!   subsets of 4 in random order, 1.5 s runs (`RESERVE_RUN_MS`): throughput
+//!   and p99 latency against sort-then-lock, back-offs for wait-die vs
+//!   wound-wait, deadlocks (a run that does not finish is one).
+//! - Fairness: the most back-offs one reservation needed; the longest op of
+//!   a reservation that was the oldest in flight when it started; the
+//!   longest time any reservation stayed the oldest in flight (from the end
+//!   of the last older one), and how many of those passed 100 us.
+//!
+//! `RESERVE_BENCH=contended` runs only the contended tables and adds
+//! `summary` lines for `cargo xtask bench-kernel`.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,20 +24,28 @@ use std::time::{Duration, Instant};
 use bufsync::fence::FenceContext;
 use bufsync::resv::{Access, Algorithm, Reservation, Ticket, WwClass};
 
-/// Best of `rounds` runs of `f` (ns per object): the least disturbed run.
-fn best(rounds: usize, mut f: impl FnMut() -> f64) -> f64 {
-    (0..rounds).map(|_| f()).fold(f64::INFINITY, f64::min)
+/// Rounds of the uncontended table: each round measures the three rows once,
+/// one after the other, so host load hits them alike; the best round counts.
+/// Rounds are short (20 000 object-frames, about 0.2 - 1 ms) so that some
+/// fall between two preemptions of a loaded host.
+const UNCONTENDED_ROUNDS: usize = 31;
+
+/// Frames of one round for `n` objects.
+fn frames_for(n: usize) -> usize {
+    (20_000 / n).max(500)
 }
 
 fn uncontended() {
-    println!("\n## Uncontended reserve + commit + unreserve (ns per object, best of 5)\n");
+    println!(
+        "\n## Uncontended reserve + commit + unreserve (ns per object, best of {UNCONTENDED_ROUNDS} interleaved rounds)\n"
+    );
     println!("Committing the same fence every frame (the issue's figure; the fence is");
     println!("already there, so adding it changes nothing), and a new fence every frame");
     println!("(fences made up front; each commit replaces the previous frame's).\n");
     println!("| objects | bufsync | baseline: sorted mutex lock+unlock | ratio | goal | bufsync, new fence per frame | ratio |");
     println!("|---|---|---|---|---|---|---|");
     for n in [1usize, 8, 64] {
-        let iters = (400_000 / n).max(2_000) as u64;
+        let iters = frames_for(n) as u64;
         let objs: Vec<Reservation> = (0..n).map(|_| Reservation::new()).collect();
         let list: Vec<(&Reservation, Access)> = objs
             .iter()
@@ -48,19 +62,19 @@ fn uncontended() {
             })
             .collect();
         let fence = FenceContext::new("bench", "uncontended").create_fence();
+        let ctx = FenceContext::new("bench", "frames");
         let mut t = Ticket::reservation();
-        let ours = best(5, || {
+        let plain: Vec<Mutex<u64>> = (0..n).map(|_| Mutex::new(0)).collect();
+        let mut order: Vec<usize> = (0..n).rev().collect();
+        let (mut ours, mut fresh, mut base) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
+        for _ in 0..UNCONTENDED_ROUNDS {
             let start = Instant::now();
             for _ in 0..iters {
                 let r = t.reserve(black_box(&list), 1).unwrap();
                 r.commit(&fence);
             }
-            start.elapsed().as_nanos() as f64 / (iters * n as u64) as f64
-        });
-        let fresh = new_fence_per_frame(&mut t, &list);
-        let plain: Vec<Mutex<u64>> = (0..n).map(|_| Mutex::new(0)).collect();
-        let mut order: Vec<usize> = (0..n).rev().collect();
-        let base = best(5, || {
+            ours = ours.min(start.elapsed().as_nanos() as f64 / (iters * n as u64) as f64);
+            fresh = fresh.min(new_fence_per_frame(&mut t, &list, &ctx));
             let start = Instant::now();
             let mut guards = Vec::with_capacity(n);
             for _ in 0..iters {
@@ -70,8 +84,8 @@ fn uncontended() {
                 }
                 guards.clear();
             }
-            start.elapsed().as_nanos() as f64 / (iters * n as u64) as f64
-        });
+            base = base.min(start.elapsed().as_nanos() as f64 / (iters * n as u64) as f64);
+        }
         println!(
             "| {n} | {ours:.1} | {base:.1} | {:.2}x | <= 3x | {fresh:.1} | {:.2}x |",
             ours / base,
@@ -80,22 +94,20 @@ fn uncontended() {
     }
 }
 
-/// Reserve + commit with a new fence each frame (fences made up front),
-/// ns per object. Its own function: the main loop's code stays as it was.
+/// One round of reserve + commit with a new fence each frame (fences made
+/// up front), ns per object. Its own function: the main loop's code stays
+/// as it was.
 #[inline(never)]
-fn new_fence_per_frame(t: &mut Ticket, list: &[(&Reservation, Access)]) -> f64 {
+fn new_fence_per_frame(t: &mut Ticket, list: &[(&Reservation, Access)], ctx: &FenceContext) -> f64 {
     let n = list.len();
-    let ctx = FenceContext::new("bench", "frames");
-    let frames = (20_000 / n).max(500);
-    best(5, || {
-        let fences: Vec<_> = (0..frames).map(|_| ctx.create_fence()).collect();
-        let start = Instant::now();
-        for f in &fences {
-            let r = t.reserve(black_box(list), 1).unwrap();
-            r.commit(f);
-        }
-        start.elapsed().as_nanos() as f64 / (frames * n) as f64
-    })
+    let frames = frames_for(n);
+    let fences: Vec<_> = (0..frames).map(|_| ctx.create_fence()).collect();
+    let start = Instant::now();
+    for f in &fences {
+        let r = t.reserve(black_box(list), 1).unwrap();
+        r.commit(f);
+    }
+    start.elapsed().as_nanos() as f64 / (frames * n) as f64
 }
 
 struct Run {
@@ -104,14 +116,49 @@ struct Run {
     p99_us: f64,
     backoffs: u64,
     max_retries: u64,
-    oldest_max_wait_us: f64,
+    /// Longest op of a reservation that was the oldest in flight when it
+    /// started (the figure).
+    oldest_at_start_max_us: f64,
+    /// Longest time any reservation stayed the oldest in flight: from the
+    /// moment every older one had finished (or its start) to its end.
+    oldest_max_us: f64,
+    /// Of the reservations that were ever the oldest in flight: how many,
+    /// and how many of them stayed the oldest longer than 100 us.
+    oldest_count: u64,
+    oldest_over_100us: u64,
     finished: bool,
 }
 
-const THREADS: usize = 4;
 const OBJECTS: usize = 16;
 const SUBSET: usize = 4;
-const RUN: Duration = Duration::from_millis(1500);
+
+/// The contended runs' parameters: `RESERVE_THREADS` (thread counts, default
+/// `4,2`) and `RESERVE_RUN_MS` (length of each run, default 1500).
+struct Setup {
+    threads: Vec<usize>,
+    run: Duration,
+}
+
+fn setup() -> Setup {
+    let threads = std::env::var("RESERVE_THREADS")
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .filter_map(|t| t.trim().parse().ok())
+                .filter(|&t| t > 0)
+                .collect::<Vec<usize>>()
+        })
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| vec![4, 2]);
+    let ms = std::env::var("RESERVE_RUN_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1500);
+    Setup {
+        threads,
+        run: Duration::from_millis(ms),
+    }
+}
 
 fn xorshift(s: &mut u64) -> u64 {
     *s ^= *s << 13;
@@ -125,42 +172,66 @@ fn p99(lat: &mut [u64]) -> f64 {
     lat.get(lat.len() * 99 / 100).copied().unwrap_or(0) as f64 / 1000.0
 }
 
-/// Runs `THREADS` workers for `RUN`, each calling `op(thread, rng)` in a
-/// loop; returns ops, p99 latency and the worker results.
-fn contended<R: Send + 'static>(
-    make: impl Fn(usize) -> Box<dyn FnMut(&mut u64) -> (u64, bool) + Send>,
-    finish: impl Fn(Vec<(u64, Vec<u64>, u64, u64)>) -> R,
-) -> (Run, R) {
+/// What one op reports: back-offs it needed, whether it was the oldest in
+/// flight at its start, and how long it stayed the oldest (ns; `None` if it
+/// never was).
+type OpResult = (u64, bool, Option<u64>);
+
+/// Per worker: ops, latencies, most back-offs, longest op oldest at start,
+/// longest time oldest, ops that were ever oldest, of those over 100 us.
+type WorkerResult = (u64, Vec<u64>, u64, u64, u64, u64, u64);
+
+/// Runs `threads` workers for `run`, each calling `op(thread, rng)` in a
+/// loop; returns ops, p99 latency and the fairness figures.
+fn contended(
+    threads: usize,
+    run: Duration,
+    make: impl Fn(usize) -> Box<dyn FnMut(&mut u64) -> OpResult + Send>,
+) -> Run {
     let stop = Arc::new(AtomicBool::new(false));
-    let barrier = Arc::new(Barrier::new(THREADS + 1));
-    let workers: Vec<_> = (0..THREADS)
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let workers: Vec<_> = (0..threads)
         .map(|n| {
             let mut op = make(n);
             let (stop, barrier) = (stop.clone(), barrier.clone());
-            thread::spawn(move || {
+            thread::spawn(move || -> WorkerResult {
                 let mut rng =
                     0x9E37_79B9_7F4A_7C15u64 ^ (n as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
                 let mut lat = Vec::with_capacity(1 << 20);
-                let (mut ops, mut max_retries, mut oldest_wait) = (0u64, 0u64, 0u64);
+                let (mut ops, mut max_retries, mut at_start, mut oldest) = (0u64, 0u64, 0u64, 0u64);
+                let (mut oldest_n, mut oldest_slow) = (0u64, 0u64);
                 barrier.wait();
                 while !stop.load(Ordering::Relaxed) {
                     let t0 = Instant::now();
-                    let (retries, was_oldest) = op(&mut rng);
+                    let (retries, was_oldest, oldest_for) = op(&mut rng);
                     let ns = t0.elapsed().as_nanos() as u64;
                     lat.push(ns);
                     max_retries = max_retries.max(retries);
                     if was_oldest {
-                        oldest_wait = oldest_wait.max(ns);
+                        at_start = at_start.max(ns);
+                    }
+                    if let Some(o) = oldest_for {
+                        oldest = oldest.max(o);
+                        oldest_n += 1;
+                        oldest_slow += u64::from(o > 100_000);
                     }
                     ops += 1;
                 }
-                (ops, lat, max_retries, oldest_wait)
+                (
+                    ops,
+                    lat,
+                    max_retries,
+                    at_start,
+                    oldest,
+                    oldest_n,
+                    oldest_slow,
+                )
             })
         })
         .collect();
     barrier.wait();
     let start = Instant::now();
-    thread::sleep(RUN);
+    thread::sleep(run);
     stop.store(true, Ordering::Relaxed);
     // A deadlock shows as a worker that never returns: give them 10 s.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -169,26 +240,25 @@ fn contended<R: Send + 'static>(
     }
     let finished = workers.iter().all(|w| w.is_finished());
     let secs = start.elapsed().as_secs_f64();
-    let results: Vec<_> = if finished {
+    let results: Vec<WorkerResult> = if finished {
         workers.into_iter().map(|w| w.join().unwrap()).collect()
     } else {
         Vec::new()
     };
-    let ops = results.iter().map(|r| r.0).sum();
     let mut lat: Vec<u64> = results.iter().flat_map(|r| r.1.iter().copied()).collect();
-    let max_retries = results.iter().map(|r| r.2).max().unwrap_or(0);
-    let oldest = results.iter().map(|r| r.3).max().unwrap_or(0) as f64 / 1000.0;
-    let run = Run {
-        ops,
+    let us = |ns: u64| ns as f64 / 1000.0;
+    Run {
+        ops: results.iter().map(|r| r.0).sum(),
         secs,
         p99_us: p99(&mut lat),
         backoffs: 0,
-        max_retries,
-        oldest_max_wait_us: oldest,
+        max_retries: results.iter().map(|r| r.2).max().unwrap_or(0),
+        oldest_at_start_max_us: us(results.iter().map(|r| r.3).max().unwrap_or(0)),
+        oldest_max_us: us(results.iter().map(|r| r.4).max().unwrap_or(0)),
+        oldest_count: results.iter().map(|r| r.5).sum(),
+        oldest_over_100us: results.iter().map(|r| r.6).sum(),
         finished,
-    };
-    let extra = finish(results);
-    (run, extra)
+    }
 }
 
 fn pick(rng: &mut u64) -> [usize; SUBSET] {
@@ -199,102 +269,167 @@ fn pick(rng: &mut u64) -> [usize; SUBSET] {
     out
 }
 
-fn baseline() -> Run {
+fn baseline(threads: usize, run: Duration) -> Run {
     let locks: Arc<Vec<Mutex<u64>>> = Arc::new((0..OBJECTS).map(|_| Mutex::new(0)).collect());
-    contended(
-        |_| {
-            let locks = locks.clone();
-            let mut idx: Vec<usize> = Vec::with_capacity(SUBSET);
-            Box::new(move |rng| {
-                let mut guards: [Option<std::sync::MutexGuard<'_, u64>>; SUBSET] =
-                    Default::default();
-                idx.clear();
-                idx.extend_from_slice(&pick(rng));
-                idx.sort_unstable();
-                idx.dedup();
-                for (slot, &i) in guards.iter_mut().zip(&idx) {
-                    *slot = Some(locks[i].lock().unwrap());
-                }
-                for g in guards.iter_mut().flatten() {
-                    **g += 1;
-                }
-                drop(guards);
-                (0, false)
-            })
-        },
-        |_| (),
-    )
-    .0
+    contended(threads, run, |_| {
+        let locks = locks.clone();
+        let mut idx: Vec<usize> = Vec::with_capacity(SUBSET);
+        Box::new(move |rng| {
+            let mut guards: [Option<std::sync::MutexGuard<'_, u64>>; SUBSET] = Default::default();
+            idx.clear();
+            idx.extend_from_slice(&pick(rng));
+            idx.sort_unstable();
+            idx.dedup();
+            for (slot, &i) in guards.iter_mut().zip(&idx) {
+                *slot = Some(locks[i].lock().unwrap());
+            }
+            for g in guards.iter_mut().flatten() {
+                **g += 1;
+            }
+            drop(guards);
+            (0, false, None)
+        })
+    })
 }
 
-fn ours(algo: Algorithm, commit: bool) -> Run {
+/// How many finished reservations per thread the oldest-tracking remembers.
+const RING: usize = 64;
+
+/// Who is in flight, for the fairness figures: per thread the stamp of its
+/// reservation in flight (`u64::MAX`: none) and a ring of its last finished
+/// ones (stamp, end in ns since `epoch`).
+struct Inflight {
+    epoch: Instant,
+    stamps: Vec<AtomicU64>,
+    ring: Vec<[(AtomicU64, AtomicU64); RING]>,
+    next: Vec<AtomicU64>,
+}
+
+impl Inflight {
+    fn new(threads: usize) -> Inflight {
+        Inflight {
+            epoch: Instant::now(),
+            stamps: (0..threads).map(|_| AtomicU64::new(u64::MAX)).collect(),
+            ring: (0..threads)
+                .map(|_| std::array::from_fn(|_| (AtomicU64::new(u64::MAX), AtomicU64::new(0))))
+                .collect(),
+            next: (0..threads).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Thread `n` starts `stamp`: returns whether it is the oldest in flight
+    /// and the older ones in flight (thread, stamp).
+    fn start(&self, n: usize, stamp: u64, older: &mut Vec<(usize, u64)>) -> bool {
+        self.stamps[n].store(stamp, Ordering::SeqCst);
+        older.clear();
+        for (j, s) in self.stamps.iter().enumerate() {
+            let s = s.load(Ordering::SeqCst);
+            if j != n && s < stamp {
+                older.push((j, s));
+            }
+        }
+        older.is_empty()
+    }
+
+    /// Thread `n` ends `stamp`, started at `t0`: how long it was the oldest
+    /// in flight (`None` if an older one is still in flight).
+    fn end(&self, n: usize, stamp: u64, t0: u64, older: &[(usize, u64)]) -> Option<u64> {
+        let now = self.now();
+        let still_older = self
+            .stamps
+            .iter()
+            .enumerate()
+            .any(|(j, s)| j != n && s.load(Ordering::SeqCst) < stamp);
+        let result = if still_older {
+            None
+        } else {
+            // It became the oldest when the last older one ended. One that
+            // left the ring ended at some time after `t0`: counting from
+            // `t0` overestimates, never underestimates, the time.
+            let mut since = t0;
+            for &(j, s) in older {
+                if let Some((_, end)) = self.ring[j]
+                    .iter()
+                    .find(|(rs, _)| rs.load(Ordering::SeqCst) == s)
+                {
+                    since = since.max(end.load(Ordering::SeqCst));
+                }
+            }
+            Some(now.saturating_sub(since))
+        };
+        let slot = self.next[n].fetch_add(1, Ordering::Relaxed) as usize % RING;
+        self.ring[n][slot].1.store(now, Ordering::SeqCst);
+        self.ring[n][slot].0.store(stamp, Ordering::SeqCst);
+        self.stamps[n].store(u64::MAX, Ordering::SeqCst);
+        result
+    }
+}
+
+fn ours(algo: Algorithm, commit: bool, threads: usize, run: Duration) -> Run {
     let class = WwClass::new("bench", algo);
     let objs: Arc<Vec<Reservation>> = Arc::new(
         (0..OBJECTS)
             .map(|_| Reservation::with_class(&class))
             .collect(),
     );
-    // Stamps of in-flight reservations, one slot per thread (u64::MAX: idle).
-    let inflight: Arc<Vec<AtomicU64>> =
-        Arc::new((0..THREADS).map(|_| AtomicU64::new(u64::MAX)).collect());
+    let inflight = Arc::new(Inflight::new(threads));
     let total_backoffs = Arc::new(AtomicU64::new(0));
-    let (mut run, ()) = contended(
-        |n| {
-            let (objs, class, inflight, total) = (
-                objs.clone(),
-                class.clone(),
-                inflight.clone(),
-                total_backoffs.clone(),
-            );
-            let mut t = Ticket::new(&class);
-            let fence = FenceContext::new("bench", "contended").create_fence();
-            let mut last_backoffs = 0;
-            Box::new(move |rng| {
-                t.restart();
-                let stamp = t.stamp();
-                inflight[n].store(stamp, Ordering::SeqCst);
-                let oldest = inflight.iter().all(|s| s.load(Ordering::SeqCst) >= stamp);
-                let idx = pick(rng);
-                let list: [(&Reservation, Access); SUBSET] = std::array::from_fn(|k| {
-                    (
-                        &objs[idx[k]],
-                        if xorshift(rng) & 1 == 0 {
-                            Access::Write
-                        } else {
-                            Access::Read
-                        },
-                    )
-                });
-                let r = t.reserve(&list, 1).unwrap();
-                if commit {
-                    r.commit(&fence);
-                } else {
-                    r.backoff();
-                }
-                inflight[n].store(u64::MAX, Ordering::SeqCst);
-                let b = t.backoffs();
-                let retries = b - last_backoffs;
-                last_backoffs = b;
-                total.fetch_add(retries, Ordering::Relaxed);
-                (retries, oldest)
-            })
-        },
-        |_| (),
-    );
-    run.backoffs = total_backoffs.load(Ordering::Relaxed);
-    run
+    let mut r = contended(threads, run, |n| {
+        let (objs, class, inflight, total) = (
+            objs.clone(),
+            class.clone(),
+            inflight.clone(),
+            total_backoffs.clone(),
+        );
+        let mut t = Ticket::new(&class);
+        let fence = FenceContext::new("bench", "contended").create_fence();
+        let mut last_backoffs = 0;
+        let mut older = Vec::with_capacity(threads);
+        Box::new(move |rng| {
+            t.restart();
+            let stamp = t.stamp();
+            let t0 = inflight.now();
+            let oldest = inflight.start(n, stamp, &mut older);
+            let idx = pick(rng);
+            let list: [(&Reservation, Access); SUBSET] = std::array::from_fn(|k| {
+                (
+                    &objs[idx[k]],
+                    if xorshift(rng) & 1 == 0 {
+                        Access::Write
+                    } else {
+                        Access::Read
+                    },
+                )
+            });
+            let r = t.reserve(&list, 1).unwrap();
+            if commit {
+                r.commit(&fence);
+            } else {
+                r.backoff();
+            }
+            let oldest_for = inflight.end(n, stamp, t0, &older);
+            let b = t.backoffs();
+            let retries = b - last_backoffs;
+            last_backoffs = b;
+            total.fetch_add(retries, Ordering::Relaxed);
+            (retries, oldest, oldest_for)
+        })
+    });
+    r.backoffs = total_backoffs.load(Ordering::Relaxed);
+    r
 }
 
-fn main() {
-    uncontended();
-    // `RESERVE_BENCH=uncontended` stops here (for profiling).
-    if std::env::var("RESERVE_BENCH").as_deref() == Ok("uncontended") {
-        return;
-    }
-    let base = baseline();
+/// One thread count: the contended table, the fairness table and the
+/// `summary` lines `cargo xtask bench-kernel` reads.
+fn contended_tables(threads: usize, run: Duration) {
+    let base = baseline(threads, run);
     println!(
-        "\n## Contended: {OBJECTS} objects, {THREADS} threads, random subsets of {SUBSET} in random order ({} s runs)\n",
-        RUN.as_secs_f64()
+        "\n## Contended: {OBJECTS} objects, {threads} threads, random subsets of {SUBSET} in random order ({} s runs)\n",
+        run.as_secs_f64()
     );
     println!("| variant | ops/s | ratio to sort-then-lock (goal >= 0.5x) | p99 latency (us) | back-offs | back-offs/op | deadlocks |");
     println!("|---|---|---|---|---|---|---|");
@@ -305,6 +440,9 @@ fn main() {
         base.p99_us,
         u8::from(!base.finished)
     );
+    let mut summary = vec![format!(
+        "summary threads={threads} mode=sorted ops_per_s={base_tput:.0} ratio=1 backoffs_per_op=0"
+    )];
     let mut fairness = Vec::new();
     for (algo, commit) in [
         (Algorithm::WaitDie, false),
@@ -312,8 +450,9 @@ fn main() {
         (Algorithm::WoundWait, false),
         (Algorithm::WoundWait, true),
     ] {
-        let r = ours(algo, commit);
+        let r = ours(algo, commit, threads, run);
         let tput = r.ops as f64 / r.secs;
+        let per_op = r.backoffs as f64 / r.ops.max(1) as f64;
         println!(
             "| bufsync {} ({}) | {:.0} | {:.2}x | {:.1} | {} | {:.3} | {} |",
             algo.name(),
@@ -326,17 +465,53 @@ fn main() {
             tput / base_tput,
             r.p99_us,
             r.backoffs,
-            r.backoffs as f64 / r.ops.max(1) as f64,
+            per_op,
             u8::from(!r.finished)
         );
         if commit {
-            fairness.push((algo, r.max_retries, r.oldest_max_wait_us));
+            fairness.push((algo, r));
+        } else {
+            summary.push(format!(
+                "summary threads={threads} mode={} ops_per_s={tput:.0} ratio={:.4} backoffs_per_op={per_op:.4}",
+                algo.name(),
+                tput / base_tput
+            ));
         }
     }
-    println!("\n## Fairness\n");
-    println!("| algorithm | most back-offs of one reservation | longest wait of a reservation oldest at its start (us) |");
-    println!("|---|---|---|");
-    for (algo, retries, wait) in fairness {
-        println!("| {} | {retries} | {wait:.1} |", algo.name());
+    println!("\n## Fairness ({threads} threads, reserve + commit)\n");
+    println!("| algorithm | most back-offs of one reservation | longest op of a reservation oldest at its start (us) | longest time a reservation stayed the oldest in flight (us) | reservations that were the oldest | of those, oldest > 100 us |");
+    println!("|---|---|---|---|---|---|");
+    for (algo, r) in fairness {
+        println!(
+            "| {} | {} | {:.1} | {:.1} | {} | {} |",
+            algo.name(),
+            r.max_retries,
+            r.oldest_at_start_max_us,
+            r.oldest_max_us,
+            r.oldest_count,
+            r.oldest_over_100us
+        );
+    }
+    if std::env::var("RESERVE_BENCH").as_deref() == Ok("contended") {
+        println!();
+        for s in summary {
+            println!("{s}");
+        }
+    }
+}
+
+fn main() {
+    let which = std::env::var("RESERVE_BENCH").unwrap_or_default();
+    // `RESERVE_BENCH=contended` skips the uncontended table (and prints
+    // `summary` lines); `=uncontended` stops after it (for profiling).
+    if which != "contended" {
+        uncontended();
+    }
+    if which == "uncontended" {
+        return;
+    }
+    let setup = setup();
+    for &threads in &setup.threads {
+        contended_tables(threads, setup.run);
     }
 }

@@ -7,7 +7,8 @@
 //!   chains, merges, wait-sets and a software-signaling engine;
 //! - [`resv`]: reservation objects (`dma_resv`), wound/wait tickets
 //!   (`ww_mutex` + `ww_acquire_ctx`) and the reservation flow (`drm_exec`);
-//! - [`debug`]: the registry of outstanding tickets, dumpable as text.
+//! - [`debug`]: who holds what and who waits for whom (tickets and locks),
+//!   as data ([`debug::snapshot`]) or text ([`debug::dump`]).
 //!
 //! Backends (crate `bufsync-backends`) give the model real kernel objects.
 #![warn(missing_docs)]

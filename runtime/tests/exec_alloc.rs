@@ -50,3 +50,45 @@ fn steady_state_allocates_nothing() {
     });
     assert_eq!(n, 0, "steady-state frames allocated {n} times");
 }
+
+#[test]
+fn snapshot_after_every_edit_reuses_its_allocation() {
+    // A frame loop's reader: a new fence per frame, then a snapshot read
+    // and dropped (the presenter's wait snapshot). The snapshot copies into
+    // the allocation of the previous one once its reader let it go.
+    let buf = Reservation::new();
+    let ctx = FenceContext::new("alloc", "snapshot");
+    let fences: Vec<_> = (0..100).map(|_| ctx.create_fence()).collect();
+    let frame = |i: usize| {
+        let mut g = buf.lock_alone();
+        g.reserve_fences(1).unwrap();
+        g.add_fence(&fences[i], bufsync::resv::Usage::Write);
+        drop(g);
+        assert_eq!(buf.fences(bufsync::resv::Usage::Read).len(), 1);
+        fences[i].signal().unwrap();
+    };
+    for i in 0..10 {
+        frame(i);
+    }
+    let n = bufsync_alloc_count::allocations_in(|| {
+        for i in 10..100 {
+            frame(i);
+        }
+    });
+    assert_eq!(n, 0, "frames with a snapshot allocated {n} times");
+    // A snapshot a reader still holds is never reused under it.
+    let held = buf.fences(bufsync::resv::Usage::Read);
+    let next = ctx.create_fence();
+    let mut g = buf.lock_alone();
+    g.reserve_fences(1).unwrap();
+    g.add_fence(&next, bufsync::resv::Usage::Write);
+    drop(g);
+    assert!(held.iter().next().unwrap().ptr_eq(&fences[99]));
+    assert!(buf
+        .fences(bufsync::resv::Usage::Read)
+        .iter()
+        .next()
+        .unwrap()
+        .ptr_eq(&next));
+    assert!(held.iter().next().unwrap().ptr_eq(&fences[99]));
+}

@@ -1,18 +1,20 @@
 //! Property tests: random ticket programs against a reference model.
 //! - Sequential frames (reserve a random list, maybe add a bookkeeping fence,
-//!   commit or back off, signal random fences) must leave every reservation
-//!   holding exactly the fences the model predicts, with wait sets that follow
-//!   the usage rules.
+//!   commit or back off, signal random fences, some with an error) must leave
+//!   every reservation holding exactly the fences the model predicts, with
+//!   wait sets that follow the usage rules and keep failures, and waits that
+//!   report the first failure (docs/fences.md, "Errors").
 //! - Concurrent programs (3 threads, both algorithms, injected deadlocks) must
 //!   finish (no deadlock) and lose no fence.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 use proptest::prelude::*;
 
-use bufsync::fence::{Fence, FenceContext};
+use bufsync::fence::{Fence, FenceContext, FenceError, WaitError};
 use bufsync::resv::{Access, Algorithm, Reservation, Ticket, Usage, WwClass};
 
 const OBJS: usize = 5;
@@ -24,7 +26,8 @@ struct Frame {
     ctx: usize,
     bookkeep: bool,
     commit: bool,
-    signal: Vec<usize>,
+    /// Fences to signal after the frame, each maybe with an error.
+    signal: Vec<(usize, Option<i32>)>,
 }
 
 fn frame() -> impl Strategy<Value = Frame> {
@@ -33,7 +36,7 @@ fn frame() -> impl Strategy<Value = Frame> {
         0..CTXS,
         any::<bool>(),
         prop::bool::weighted(0.8),
-        prop::collection::vec(0..64usize, 0..3),
+        prop::collection::vec((0..64usize, prop::option::weighted(0.3, 1..4i32)), 0..3),
     )
         .prop_map(|(list, ctx, bookkeep, commit, signal)| Frame {
             list,
@@ -53,19 +56,79 @@ struct Slot {
     usage: Usage,
 }
 
-/// Reference `add_fence`: the dma_resv rules, written plainly.
-fn model_add(slots: &mut Vec<Slot>, new: Slot, signaled: &dyn Fn(usize) -> bool) {
-    let pos = slots.iter().position(|s| {
-        signaled(s.id) || (s.ctx == new.ctx && s.usage >= new.usage && s.seq <= new.seq)
-    });
+/// What the model knows of each fence: when it signaled (an event count)
+/// and with which error.
+#[derive(Clone, Copy, Debug, Default)]
+struct Ended {
+    at: Option<usize>,
+    err: Option<FenceError>,
+}
+
+/// Reference `add_fence`: the dma_resv rules, written plainly, with bufsync's
+/// one change: a failed writer (`Kernel`/`Write`) is stale only for a new
+/// writer.
+fn model_add(slots: &mut Vec<Slot>, new: Slot, ended: &dyn Fn(usize) -> Ended) {
+    let stale = |s: &Slot| {
+        let e = ended(s.id);
+        e.at.is_some() && (new.usage <= Usage::Write || s.usage > Usage::Write || e.err.is_none())
+    };
+    let pos = slots
+        .iter()
+        .position(|s| stale(s) || (s.ctx == new.ctx && s.usage >= new.usage && s.seq <= new.seq));
     match pos {
         Some(p) => {
+            let keep: Vec<bool> = slots.iter().map(|s| !stale(s)).collect();
             slots[p] = new;
             let keep_id = slots[p].id;
-            slots.retain(|s| s.id == keep_id || !signaled(s.id));
+            let mut k = 0;
+            slots.retain(|s| {
+                k += 1;
+                s.id == keep_id || keep[k - 1]
+            });
         }
         None => slots.push(new),
     }
+}
+
+/// Reference `FenceSet::add` over `(id, ctx, seq)` candidates: per context
+/// the latest, plus the superseded fence that failed first (if any failed
+/// before it was superseded).
+fn model_set(cands: &[(usize, usize, usize)], ended: &dyn Fn(usize) -> Ended) -> BTreeSet<usize> {
+    struct PerContext {
+        ctx: usize,
+        /// The latest fence: (id, seq).
+        latest: (usize, usize),
+        /// The failed predecessor: (id, when it failed).
+        pred: Option<(usize, usize)>,
+    }
+    let mut per: Vec<PerContext> = Vec::new();
+    for &(id, ctx, seq) in cands {
+        let Some(e) = per.iter_mut().find(|e| e.ctx == ctx) else {
+            per.push(PerContext {
+                ctx,
+                latest: (id, seq),
+                pred: None,
+            });
+            continue;
+        };
+        if e.latest.0 == id || e.pred.is_some_and(|p| p.0 == id) {
+            continue;
+        }
+        let gone = if seq > e.latest.1 {
+            std::mem::replace(&mut e.latest, (id, seq)).0
+        } else {
+            id
+        };
+        let g = ended(gone);
+        if let (Some(at), Some(_)) = (g.at, g.err) {
+            if e.pred.map_or(true, |p| at < p.1) {
+                e.pred = Some((gone, at));
+            }
+        }
+    }
+    per.iter()
+        .flat_map(|e| std::iter::once(e.latest.0).chain(e.pred.map(|p| p.0)))
+        .collect()
 }
 
 fn ids(fences: impl Iterator<Item = usize>) -> BTreeSet<usize> {
@@ -84,6 +147,8 @@ proptest! {
         let mut model: Vec<Vec<Slot>> = vec![Vec::new(); OBJS];
         let mut t = Ticket::reservation();
         let id_of = |all: &Vec<Fence>, f: &Fence| all.iter().position(|g| g.ptr_eq(f)).unwrap();
+        let mut ended: Vec<Ended> = Vec::new();
+        let mut events = 0usize;
         for fr in &frames {
             let list: Vec<(&Reservation, Access)> = fr
                 .list
@@ -96,37 +161,40 @@ proptest! {
             for &(o, w) in &fr.list {
                 access[o] = Some(access[o].unwrap_or(false) || w);
             }
-            // Wait set: per object the usage rule, then one fence per context (latest).
-            let mut expect: Vec<(usize, usize, usize)> = Vec::new();
+            // Wait set: per object the usage rule (pending and failed fences),
+            // then the set's rule (latest per context, failures kept).
+            let ended_of = |id: usize| ended.get(id).copied().unwrap_or_default();
+            let mut cands: Vec<(usize, usize, usize)> = Vec::new();
             for (o, a) in access.iter().enumerate() {
                 let Some(w) = a else { continue };
                 let max = Usage::for_access(*w);
-                for s in model[o].iter().filter(|s| s.usage <= max && !all[s.id].is_signaled()) {
-                    match expect.iter_mut().find(|e| e.0 == s.ctx) {
-                        Some(e) if e.1 < s.seq => *e = (s.ctx, s.seq, s.id),
-                        Some(_) => {}
-                        None => expect.push((s.ctx, s.seq, s.id)),
-                    }
+                for s in model[o].iter().filter(|s| {
+                    let e = ended_of(s.id);
+                    s.usage <= max && (e.at.is_none() || e.err.is_some())
+                }) {
+                    cands.push((s.id, s.ctx, s.seq));
                 }
             }
             let got = ids(r.wait_set().iter().map(|f| id_of(&all, f)));
-            prop_assert_eq!(got, ids(expect.iter().map(|e| e.2)));
+            prop_assert_eq!(got, model_set(&cands, &ended_of));
             seqs[fr.ctx] += 1;
             let f = ctxs[fr.ctx].create_fence();
             all.push(f.clone());
+            ended.push(Ended::default());
             let fid = all.len() - 1;
-            let signaled = |id: usize| all[id].is_signaled();
+            let signaled = |id: usize| ended.get(id).copied().unwrap_or_default();
             if fr.commit {
                 if fr.bookkeep && !fr.list.is_empty() {
                     let bk = FenceContext::new("prop", "bookkeep").create_fence();
                     r.add_fence(0, &bk, Usage::Bookkeep).unwrap();
                     all.push(bk.clone());
+                    ended.push(Ended::default());
                     let bid = all.len() - 1;
-                    let signaled = |id: usize| all[id].is_signaled();
+                    let signaled = |id: usize| ended.get(id).copied().unwrap_or_default();
                     model_add(&mut model[fr.list[0].0], Slot { id: bid, ctx: CTXS + bid, seq: 0, usage: Usage::Bookkeep }, &signaled);
                 }
                 r.commit(&f);
-                let signaled = |id: usize| all[id].is_signaled();
+                let signaled = |id: usize| ended.get(id).copied().unwrap_or_default();
                 for (o, a) in access.iter().enumerate() {
                     if let Some(w) = a {
                         let usage = if *w { Usage::Write } else { Usage::Read };
@@ -137,17 +205,36 @@ proptest! {
                 let _ = signaled;
                 r.backoff();
             }
-            for &s in &fr.signal {
+            for &(s, err) in &fr.signal {
                 if let Some(f) = all.get(s) {
-                    let _ = f.signal();
+                    let r = match err {
+                        Some(e) => f.signal_with_error(FenceError::Errno(e)),
+                        None => f.signal(),
+                    };
+                    if r.is_ok() {
+                        ended[s] = Ended { at: Some(events), err: err.map(FenceError::Errno) };
+                        events += 1;
+                    }
                 }
             }
             for (o, obj) in objs.iter().enumerate() {
                 prop_assert!(!obj.ww_mutex().is_locked());
                 for usage in Usage::ALL {
                     let got = ids(obj.fences(usage).iter().map(|f| id_of(&all, f)));
-                    let want = ids(model[o].iter().filter(|s| s.usage <= usage).map(|s| s.id));
+                    let mine: Vec<&Slot> = model[o].iter().filter(|s| s.usage <= usage).collect();
+                    let want = ids(mine.iter().map(|s| s.id));
                     prop_assert_eq!(&got, &want, "object {} usage {:?}", o, usage);
+                    // The wait: pending while any is; then the first failure.
+                    let e: Vec<Ended> = mine.iter().map(|s| ended[s.id]).collect();
+                    let want = if e.iter().any(|e| e.at.is_none()) {
+                        Err(WaitError::TimedOut)
+                    } else {
+                        e.iter()
+                            .filter(|e| e.err.is_some())
+                            .min_by_key(|e| e.at)
+                            .map_or(Ok(()), |e| Err(WaitError::Fence(e.err.unwrap())))
+                    };
+                    prop_assert_eq!(obj.wait(usage, Some(Duration::ZERO)).map_err(WaitError::from), want, "wait of object {} usage {:?}", o, usage);
                 }
             }
         }

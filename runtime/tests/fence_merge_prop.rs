@@ -115,11 +115,16 @@ proptest! {
         let any_error = b.leaves.iter().any(|(l, _)| matches!(l.state, State::Failed));
         prop_assert_eq!(error.is_some(), any_error);
 
-        // The merged fence: unwraps to the survivors, signals when they all
-        // have, and carries the error.
+        // The merged fence: unwraps to the survivors (and, if a dropped leaf
+        // failed, one signaled leaf carrying that error), signals when they
+        // all have, and carries the error.
         let merged = unwrap_merge(&b.inputs);
-        if out.len() > 1 {
-            let leaves = unwrap(&merged);
+        if out.len() > 1 || (error.is_some() && !out.is_empty()) {
+            let mut leaves = unwrap(&merged);
+            if error.is_some() {
+                let carrier = leaves.pop().unwrap();
+                prop_assert_eq!(carrier.status(), FenceStatus::Error(error.unwrap()));
+            }
             prop_assert_eq!(leaves.len(), out.len());
             for (a, c) in leaves.iter().zip(&out) {
                 prop_assert_eq!(a.context(), c.context());

@@ -1,5 +1,5 @@
-//! loom models of the ww_mutex: ABBA, hand-off and wounding on 2-3 threads,
-//! for both algorithms. Run with
+//! loom models of the ww_mutex: ABBA, hand-off, wounding and stealing on 2-3
+//! threads, for both algorithms, and the lock state the dump reads. Run with
 //! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p bufsync --release --test loom_resv`.
 #![cfg(loom)]
 
@@ -170,10 +170,111 @@ fn three_wound_wait() {
     three(Algorithm::WoundWait);
 }
 
+/// A lock released to the queue is taken first by a ticket that comes along
+/// (the kernel's stealing) while a ticket that holds another lock waits
+/// behind the woken head; each then wants the other's lock. Whichever is
+/// younger must back off, and everyone finishes in every interleaving:
+/// - wound-wait, the waiter older (`waiter_older`): the waiter, asleep and
+///   not the head, is not woken by the release and cannot wound the
+///   stealer, so the stealer wounds itself when it steals (without that,
+///   loom finds the deadlock);
+/// - wound-wait, the stealer older: it wounds the waiter when it queues;
+/// - wait-die: a waiter that holds locks is never behind an older ticket
+///   (it would have died), so it is the head, woken by the release, and
+///   dies on an older stealer; a younger stealer dies on the older owner.
+fn steal(algo: Algorithm, waiter_older: bool) {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(2);
+    b.check(move || {
+        let class = WwClass::new("loom-steal", algo);
+        let m = Arc::new(WwMutex::new(&class));
+        let c = Arc::new(WwMutex::new(&class));
+        let held = m.lock();
+        let head = Ticket::new(&class);
+        let (waiter, stealer) = if waiter_older {
+            let w = Ticket::new(&class);
+            (w, Ticket::new(&class))
+        } else {
+            let s = Ticket::new(&class);
+            (Ticket::new(&class), s)
+        };
+        let h = {
+            let m = m.clone();
+            thread::spawn(move || drop(head.lock(&m).unwrap()))
+        };
+        let w = {
+            let (m, c) = (m.clone(), c.clone());
+            thread::spawn(move || {
+                let _g = lock_both(&waiter, &c, &m);
+            })
+        };
+        let s = {
+            let (m, c) = (m.clone(), c.clone());
+            thread::spawn(move || {
+                let _g = lock_both(&stealer, &m, &c);
+            })
+        };
+        drop(held);
+        h.join().unwrap();
+        w.join().unwrap();
+        s.join().unwrap();
+        assert!(!m.is_locked() && !c.is_locked());
+    });
+}
+
+#[test]
+fn steal_wait_die_waiter_older() {
+    steal(Algorithm::WaitDie, true);
+}
+
+#[test]
+fn steal_wait_die_stealer_older() {
+    steal(Algorithm::WaitDie, false);
+}
+
+#[test]
+fn steal_wound_wait_waiter_older() {
+    steal(Algorithm::WoundWait, true);
+}
+
+#[test]
+fn steal_wound_wait_stealer_older() {
+    steal(Algorithm::WoundWait, false);
+}
+
+/// A ticket that holds A and waits for B: once B's queue shows it, A's state
+/// shows it as the holder (what `debug::dump` reads), in every interleaving.
+#[test]
+fn holder_visible_while_waiting() {
+    use bufsync::resv::Holder;
+    model(|| {
+        let class = WwClass::new("loom-visible", Algorithm::WaitDie);
+        let a = Arc::new(WwMutex::new(&class));
+        let b = Arc::new(WwMutex::new(&class));
+        let held = b.lock();
+        let t = Ticket::new(&class);
+        let stamp = t.stamp();
+        let worker = {
+            let (a, b) = (a.clone(), b.clone());
+            thread::spawn(move || {
+                let _ga = t.lock(&a).unwrap();
+                let _gb = t.lock(&b).unwrap();
+            })
+        };
+        while b.state().waiters.is_empty() {
+            thread::yield_now();
+        }
+        assert_eq!(a.state().holder, Some(Holder::Ticket { stamp }));
+        drop(held);
+        worker.join().unwrap();
+        assert!(!a.is_locked() && !b.is_locked());
+    });
+}
+
 /// The fence list: a reader snapshots it (under the list mutex only, never
-/// the ww lock) while the ww lock holder edits it in place, copies it (the
-/// reader holds a snapshot) and grows it. The reader sees only states the
-/// writer published, each one whole.
+/// the ww lock; the first reader after an edit copies the list) while the
+/// ww lock holder edits it in place and grows it. The reader sees only
+/// states the writer published, each one whole.
 #[test]
 fn fence_list_reader_and_writer() {
     use bufsync::fence::Fence;

@@ -301,8 +301,9 @@ fn context_drop_with_outstanding_fences_is_clean() {
     f.enable_signaling();
     drop(ctx);
     drop(sem);
-    // The waiter holds the last context reference until it signals; the
-    // context is then dropped on the waiter thread, which must not deadlock.
+    // The engine's poller holds the last context reference until the point
+    // signals; the context is then dropped on the engine's thread, which
+    // must not deadlock.
     let k = f.kind_as::<TimelinePoint>().unwrap();
     k.semaphore().signal(1).unwrap();
     f.wait().unwrap();

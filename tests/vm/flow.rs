@@ -8,14 +8,14 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bufsync_examples::capture::WritebackCapture;
+use bufsync_backends::kms::{Display, KmsError};
 use bufsync_examples::check::check_frame;
 use bufsync_examples::flow::{self, FlowConfig, RendererKind, SyncPath};
 use bufsync_examples::render::vgem::{draw_target, VgemRenderer};
 use bufsync_examples::report::{self, PathReport};
 use bufsync_present::{
     DisplayTarget, PresentMode, Presenter, PresenterConfig, RenderDevice, RenderDone, Strategy,
-    StrategyChoice,
+    StrategyChoice, WritebackCapture,
 };
 use bufsync_tests::take_displays;
 
@@ -279,8 +279,9 @@ fn mailbox_drops_frames_and_never_goes_back() {
     assert_eq!(t.shown, 12);
     assert_eq!(t.shown + t.dropped, t.presented);
     let mut seen = Vec::new();
-    while let Some((n, pixels)) = cap.next(true).unwrap() {
-        check_frame(&pixels, &layout, n as u32).unwrap_or_else(|e| panic!("frame {n}: {e}"));
+    while let Some(c) = cap.next(true).unwrap() {
+        let n = c.frame;
+        check_frame(&c.pixels, &layout, n as u32).unwrap_or_else(|e| panic!("frame {n}: {e}"));
         seen.push(n);
     }
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "went back: {seen:?}");
@@ -289,6 +290,65 @@ fn mailbox_drops_frames_and_never_goes_back() {
         expected_shown[1..],
         "every flip after the first captured"
     );
+}
+
+/// The presenter's writeback capture left unread keeps the newest
+/// `WritebackCapture::KEPT` captures, oldest first, each exactly its
+/// frame (the older ones dropped, not mixed up); the first flip, the
+/// modeset, is not captured; a display without writeback is refused.
+#[test]
+fn writeback_capture_keeps_the_newest_unread_in_order() {
+    let Some(_d) = take_displays("writeback_capture_keeps_the_newest_unread_in_order") else {
+        return;
+    };
+    let wait = Duration::from_secs(5);
+    let virtio = Display::open_by_driver("virtio_gpu").unwrap();
+    let refused = WritebackCapture::new(&virtio, wait);
+    assert!(
+        matches!(refused, Err(KmsError::NoOutput { .. })),
+        "virtio_gpu has no writeback connector: {refused:?}"
+    );
+    drop(virtio);
+
+    let vgem = VgemRenderer::new().unwrap();
+    let mut p = Presenter::new(
+        RenderDevice::Gem(vgem.device().clone()),
+        DisplayTarget::Driver("vkms".into()),
+        PresenterConfig::default(),
+    )
+    .unwrap();
+    let cap = WritebackCapture::new(p.display(), wait).unwrap();
+    p.set_extension(Some(cap.extension()));
+    let layout = cap.layout();
+    let kept = WritebackCapture::KEPT as u64;
+    let frames = kept + 4;
+    let mut row = Vec::new();
+    for _ in 0..frames {
+        let f = p.acquire(wait).unwrap();
+        f.wait_fences().wait_all(Some(wait)).unwrap();
+        draw_target(f.target().cpu().unwrap(), f.number() as u32, &mut row).unwrap();
+        p.present(f, RenderDone::Signaled).unwrap();
+    }
+    p.wait_idle(wait).unwrap();
+    let mut seen = Vec::new();
+    while let Some(c) = cap.next(true).unwrap() {
+        let n = c.frame;
+        check_frame(&c.pixels, &layout, n as u32).unwrap_or_else(|e| panic!("frame {n}: {e}"));
+        seen.push(n);
+        cap.recycle(c);
+    }
+    assert_eq!(p.totals().shown, frames);
+    // Flips 1..frames captured (not 0, the modeset); the newest `kept`
+    // finished ones kept. The last capture's fence may signal just after
+    // the flip event `wait_idle` saw: then it finishes once the reader has
+    // made room, and one more older capture is still there.
+    let newest: Vec<u64> = (frames - kept..frames).collect();
+    let one_more: Vec<u64> = (frames - kept - 1..frames).collect();
+    assert!(
+        seen == newest || seen == one_more,
+        "captures read: {seen:?}"
+    );
+    assert!(cap.next(false).unwrap().is_none());
 }
 
 /// Ctrl-C in the demo sets the stop flag: the flow ends after the current

@@ -110,7 +110,18 @@ fn closed_timeline_signals_with_error() {
     let tl = SwSyncTimeline::new().unwrap();
     let file = tl.create_fence(1, "orphan").unwrap();
     let fence = SyncFileFence::fence(file.try_clone().unwrap()).unwrap();
+    // A waiter blocked on it (through the reactor) is woken by the kernel's
+    // error, mirrored: nobody but the kernel ended it.
+    let waiter = {
+        let f = SyncFileFence::fence(file.try_clone().unwrap()).unwrap();
+        std::thread::spawn(move || f.wait_timeout(LONG))
+    };
+    std::thread::sleep(Duration::from_millis(50));
     drop(tl);
+    match waiter.join().unwrap() {
+        Err(WaitError::Fence(FenceError::Errno(_))) => {}
+        other => panic!("expected the kernel's errno, got {other:?}"),
+    }
     assert!(file.is_signaled().unwrap());
     let status = file.info().unwrap().status;
     assert!(status < 0, "status {status}");

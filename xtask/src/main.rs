@@ -10,9 +10,14 @@
 //! - `test`: the README's test command: host tests, loom models, VM tests,
 //!   and one summary line.
 //! - `demo`: the README's main command.
+//! - `capi [--prefix DIR] ...`: build and install libbufsync for C (cargo-c's layout).
+//! - `bench-kernel [--boots N]`: the kernel's ww_mutex and bufsync's reserve
+//!   bench on the same contended workload, in one guest, side by side.
 //!
 //! xtask is a developer tool, not library code: it prints.
 
+mod bench_kernel;
+mod capi;
 mod demo;
 mod layout;
 mod process;
@@ -41,6 +46,16 @@ commands:
   test [--no-vm] [--no-loom]  run every test; ends with 'N passed, N failed, N skipped'
   demo [--vm] [-- ARGS ...]   run the render_to_scanout demo (on this machine's devices,
                               or in the VM without them or with --vm)
+  bench-kernel [OPTIONS]      the kernel's ww_mutex and bufsync's reserve bench, one guest
+       --boots N              guests to run, median (min-max) over them (default 3)
+       --ms MS                length of each run, both sides (default 2000)
+       --threads LIST         thread counts (default 4,2)
+       --timeout S            kill a guest after S seconds (default 600)
+  capi [--prefix DIR] [--libdir DIR] [--includedir DIR] [--destdir DIR]
+                              build libbufsync (release) and install libbufsync.so (versioned
+                              soname), libbufsync.a, bufsync/bufsync.h and pkgconfig/bufsync.pc
+                              as cargo-c does (prefix /usr/local, libdir lib)
+  capi --header               regenerate capi/include/bufsync.h with cbindgen
 ";
 
 fn main() -> ExitCode {
@@ -56,6 +71,8 @@ fn main() -> ExitCode {
         "vm" => vm::main(rest),
         "test" => test::run(rest),
         "demo" => demo::run(rest),
+        "bench-kernel" => bench_kernel::run(rest),
+        "capi" => capi::run(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(0)

@@ -4,9 +4,13 @@
 //! setup checks of [`setup_check`] first):
 //! 1. host: every crate's unit, integration and doc tests, and the device
 //!    test binaries named `host_*` (lavapipe);
-//! 2. loom: the `loom_*` models of the runtime, built with `--cfg loom`;
-//! 3. VM: every device test binary named `vm_*`, each in a fresh guest (the
-//!    cargo runner is `xtask vm`).
+//! 2. C API: libbufsync's C tests under ASan+LSan, the C++17 header test,
+//!    the header's staleness test, and `xtask capi` installing into a
+//!    scratch prefix that pkg-config then resolves (see [`capi_phase`]);
+//! 3. loom: the `loom_*` models of the runtime, built with `--cfg loom`;
+//! 4. VM: every device test binary named `vm_*` (`tests/vm/`, and
+//!    `capi/tests/vm_*.rs`: the C tests on kernel objects and the C
+//!    example), each in a fresh guest (the cargo runner is `xtask vm`).
 //!
 //! A test that finds no device outside the VM records itself in the file
 //! named by `BUFSYNC_SKIP_LOG`; those count as skipped, not passed. A cargo
@@ -65,9 +69,14 @@ pub fn run(args: &[String]) -> io::Result<u8> {
         "--workspace",
         "--exclude",
         "bufsync-tests",
+        "--exclude",
+        "bufsync-capi",
         "--no-fail-fast",
     ]);
     total.add(phase("host", host, &skip_log, &mut notes)?);
+
+    let capi_vm = capi_vm_targets(&ws);
+    total.add(capi_phase(&ws, &capi_vm, vm_ready, &skip_log, &mut notes)?);
 
     let host_bins = test_targets(&ws, "host");
     let vm_bins = test_targets(&ws, "vm");
@@ -105,17 +114,30 @@ pub fn run(args: &[String]) -> io::Result<u8> {
 
     if vm_ready {
         let me = std::env::current_exe()?;
-        for b in &vm_bins {
-            banner(&format!(
-                "VM: {b} (in a fresh guest: vkms, vgem, virtio-gpu, udmabuf, sw_sync)"
-            ));
+        let guest = "in a fresh guest: vkms, vgem, virtio-gpu, udmabuf, sw_sync";
+        let runs = vm_bins
+            .iter()
+            .map(|b| ("bufsync-tests", b, format!("VM: {b} ({guest})")))
+            .chain(capi_vm.iter().map(|b| {
+                (
+                    "bufsync-capi",
+                    b,
+                    format!("VM: capi {b} (libbufsync from C, {guest})"),
+                )
+            }));
+        for (package, b, title) in runs {
+            banner(&title);
             let mut v = cargo(&ws);
             v.env(
                 "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER",
                 format!("{} vm --timeout 1200 --", me.display()),
             )
-            .args(["test", "-p", "bufsync-tests", "--no-fail-fast", "--test", b]);
-            total.add(phase(&format!("vm {b}"), v, &skip_log, &mut notes)?);
+            .args(["test", "-p", package, "--no-fail-fast", "--test", b]);
+            let name = match package {
+                "bufsync-capi" => format!("vm capi {b}"),
+                _ => format!("vm {b}"),
+            };
+            total.add(phase(&name, v, &skip_log, &mut notes)?);
         }
     }
 
@@ -136,6 +158,80 @@ pub fn run(args: &[String]) -> io::Result<u8> {
         total.passed, total.failed, total.skipped
     );
     Ok(if total.failed == 0 { 0 } else { 1 })
+}
+
+/// The C API phase: `capi/tests/c.rs` (every case of `capi/tests/c/api.c`
+/// built with -Wall -Wextra -Werror and run under AddressSanitizer +
+/// LeakSanitizer, the C++17 header test, linking through bufsync.pc),
+/// `capi/tests/header.rs` (the checked-in header is cbindgen's output) and
+/// the crate's unit tests; without the VM, its `vm_*` tests too (they
+/// skip). Then `xtask capi` installs into a scratch prefix and
+/// `pkg-config --libs bufsync` must resolve there: counted as one test.
+fn capi_phase(
+    ws: &Path,
+    capi_vm: &[String],
+    vm_ready: bool,
+    skip_log: &Path,
+    notes: &mut Vec<String>,
+) -> io::Result<Tally> {
+    banner("C API: C tests under ASan+LSan (capi/tests/c/api.c), C++17 header, header staleness");
+    let mut c = cargo(ws);
+    c.args(["test", "-p", "bufsync-capi", "--no-fail-fast", "--lib"]);
+    for t in capi_targets(ws) {
+        if vm_ready && capi_vm.contains(&t) {
+            continue;
+        }
+        c.args(["--test", &t]);
+    }
+    let mut tally = phase("C API", c, skip_log, notes)?;
+
+    banner("C API: cargo xtask capi --prefix <scratch>, then pkg-config --libs bufsync");
+    let prefix = layout::target_dir().join("xtask").join("capi-prefix");
+    let _ = fs::remove_dir_all(&prefix);
+    let me = std::env::current_exe()?;
+    let installed = Command::new(&me)
+        .arg("capi")
+        .arg("--prefix")
+        .arg(&prefix)
+        .status()
+        .is_ok_and(|s| s.success());
+    let pc = Command::new("pkg-config")
+        .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
+        .args(["--libs", "bufsync"])
+        .output();
+    match pc {
+        Ok(o) if installed && o.status.success() => {
+            println!(
+                "capi install: ok: pkg-config --libs bufsync = {}",
+                String::from_utf8_lossy(&o.stdout).trim()
+            );
+            tally.passed += 1;
+        }
+        other => {
+            let why = match other {
+                Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+                Err(e) => format!("pkg-config: {e}"),
+            };
+            println!("capi install: FAILED (installed: {installed}; {why})");
+            tally.failed += 1;
+            notes.push(format!("capi install into {}: {why}", prefix.display()));
+        }
+    }
+    Ok(tally)
+}
+
+/// `capi/tests/*.rs` as test target names.
+fn capi_targets(ws: &Path) -> Vec<String> {
+    names(&ws.join("capi").join("tests"), |stem| {
+        Some(stem.to_string())
+    })
+}
+
+/// `capi/tests/vm_*.rs`: run in the guest.
+fn capi_vm_targets(ws: &Path) -> Vec<String> {
+    names(&ws.join("capi").join("tests"), |stem| {
+        stem.starts_with("vm_").then(|| stem.to_string())
+    })
 }
 
 fn banner(s: &str) {

@@ -124,6 +124,25 @@ impl DumbBuffer {
             .map_err(|e| Error::io("mmap(dumb buffer)", e))?;
         Ok(DumbMap { map, _buffer: self })
     }
+
+    /// Copies the first `row_bytes` bytes of every row into `out`, resized
+    /// to `row_bytes * height` (rows packed, the pitch padding left out):
+    /// how a writeback capture is read. `out`'s allocation is reused.
+    /// [`Error::InvalidArgument`] when `row_bytes` exceeds the pitch.
+    pub fn read_packed(&self, row_bytes: usize, out: &mut Vec<u8>) -> Result<()> {
+        let pitch = self.pitch as usize;
+        if row_bytes > pitch {
+            return Err(Error::InvalidArgument {
+                what: format!("rows of {row_bytes} bytes in a dumb buffer of pitch {pitch}"),
+            });
+        }
+        let map = self.map()?;
+        out.resize(row_bytes * self.height as usize, 0);
+        for (y, row) in out.chunks_exact_mut(row_bytes.max(1)).enumerate() {
+            map.read_at(y * pitch, row)?;
+        }
+        Ok(())
+    }
 }
 
 impl DumbMap<'_> {

@@ -154,6 +154,20 @@ impl DrmDevice {
     /// buffer exported and imported back), shares the one handle the kernel
     /// gives: the table counts the owners. Devices that refuse foreign
     /// buffers (virtio-gpu) give an error.
+    ///
+    /// ```no_run
+    /// # use std::sync::Arc;
+    /// # use bufsync_backends::drm::{DrmDevice, DumbBuffer};
+    /// # fn main() -> bufsync_backends::Result<()> {
+    /// let dev = Arc::new(DrmDevice::find("vkms")?);
+    /// let dumb = DumbBuffer::create(&dev, 64, 64, 32)?;
+    /// let buf = dumb.export(bufsync_backends::dmabuf::fourcc(b"XR24"))?;
+    /// let again = dev.import_dmabuf(&buf)?; // its own buffer, back on its own fd
+    /// assert_eq!(again.raw(), dumb.handle().raw());
+    /// assert_eq!(dev.gem_table().owners(again.raw()), 2);
+    /// drop(dumb); // the handle stays open: `again` still owns it
+    /// # Ok(()) }
+    /// ```
     pub fn import_dmabuf(self: &Arc<Self>, buf: &DmaBuf) -> Result<GemHandle> {
         GemHandle::make(self, || {
             sys::drm::prime_fd_to_handle(self.as_fd(), buf.fd()).map_err(ioctl_err(

@@ -270,6 +270,27 @@ impl SyncobjPoint {
     }
 }
 
+impl SyncobjPoint {
+    /// One reactor registration of an eventfd of the point that completes
+    /// `fence` from the point's fence status when it fires.
+    fn register(&self, fence: &Fence) -> Result<()> {
+        let reactor = reactor::global()?;
+        let efd: Arc<OwnedFd> = Arc::new(self.syncobj.eventfd(self.point, false)?);
+        let waiter = fence.clone();
+        let token = reactor.register(efd, None, move |outcome| {
+            if outcome == Outcome::Ready {
+                let status = waiter.kind_as::<SyncobjPoint>().map_or(1, |k| k.status());
+                let _ = match FenceError::from_errno(status) {
+                    Some(e) => waiter.signal_with_error(e),
+                    None => waiter.signal(),
+                };
+            }
+        })?;
+        *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
+        Ok(())
+    }
+}
+
 impl FenceKind for SyncobjPoint {
     fn driver_name(&self) -> &str {
         "drm_syncobj"
@@ -279,26 +300,16 @@ impl FenceKind for SyncobjPoint {
         &self.timeline
     }
 
+    /// Registers an eventfd of the point with the reactor (no deadline)
+    /// and the fence with the engine's stuck watch. If that fails, the
+    /// engine polls the point instead: the fence is never ended for
+    /// bufsync's own trouble.
     fn enable_signaling(&self, fence: &Fence) -> std::result::Result<(), FenceError> {
-        let to_errno = |e: Error| {
-            FenceError::Errno(e.errno().unwrap_or(rustix::io::Errno::INVAL.raw_os_error()))
-        };
-        let reactor = reactor::global().map_err(to_errno)?;
-        let efd: Arc<OwnedFd> =
-            Arc::new(self.syncobj.eventfd(self.point, false).map_err(to_errno)?);
-        let waiter = fence.clone();
-        let token = reactor
-            .register(efd, None, move |outcome| {
-                if outcome == Outcome::Ready {
-                    let status = waiter.kind_as::<SyncobjPoint>().map_or(1, |k| k.status());
-                    let _ = match FenceError::from_errno(status) {
-                        Some(e) => waiter.signal_with_error(e),
-                        None => waiter.signal(),
-                    };
-                }
-            })
-            .map_err(to_errno)?;
-        *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
+        if let Err(e) = self.register(fence) {
+            log::warn!("syncobj point fence: {e}; polling it instead");
+            engine::global().watch_polled(fence);
+            return Ok(());
+        }
         engine::watch(fence);
         let _ = fence.add_callback(|f| {
             if let Some(kind) = f.kind_as::<SyncobjPoint>() {
@@ -312,15 +323,22 @@ impl FenceKind for SyncobjPoint {
         Ok(())
     }
 
-    fn poll_signaled(&self, _fence: &Fence) -> bool {
-        if self.point == 0 {
-            // A binary syncobj has no point to query: a zero-time wait.
-            return self
-                .syncobj
+    /// Signaled once the point is (a zero-time wait for a binary syncobj,
+    /// QUERY for a timeline point), with the error its fence carries.
+    fn poll_signaled(&self, fence: &Fence) -> bool {
+        let done = if self.point == 0 {
+            self.syncobj
                 .wait(0, Instant::now(), WaitFor::Signaled)
-                .is_ok();
+                .is_ok()
+        } else {
+            self.syncobj.query().is_ok_and(|p| p >= self.point)
+        };
+        if done {
+            if let Some(e) = FenceError::from_errno(self.status()) {
+                fence.set_error(e);
+            }
         }
-        self.syncobj.query().is_ok_and(|p| p >= self.point)
+        done
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -22,6 +22,11 @@
 //! # Ok::<(), bufsync_backends::Error>(())
 //! ```
 //!
+//! In this mode a runtime fence of an fd or polled kind signals only from
+//! `dispatch`: the loop's own thread must not block in `Fence::wait_timeout`
+//! on one (it would time out); it adds a callback instead, or waits on the
+//! kernel object itself (`SyncFile::wait`, `vulkan::wait_fence`).
+//!
 //! Kernel counterpart: none; the kernel signals `dma_fence` callbacks from
 //! interrupt context. This is user space's version of "who runs the
 //! callbacks": the application's loop.

@@ -21,7 +21,8 @@
 //! - [`AtomicRequest`]: the raw builder underneath, for requests the
 //!   flip helper does not make.
 //! - [`Display::capture_writeback`]: the composed frame read back through
-//!   the writeback connector, for verification.
+//!   the writeback connector, for verification; [`Display::add_writeback`]
+//!   and [`Display::writeback_buffer`] for a writeback in any commit.
 //!
 //! Locking: every type here is owned by one user. A [`Display`] needs
 //! `&mut` for anything that commits or reads events; see each file.
@@ -48,4 +49,4 @@ pub use fenced::{FencedFlip, FencedOutcome, InFencePath};
 pub use flip::FlipRequest;
 pub use formats::FormatSet;
 pub use framebuffer::{check_layout, Framebuffer};
-pub use writeback::Capture;
+pub use writeback::{Capture, WRITEBACK_FORMAT};

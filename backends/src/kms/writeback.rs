@@ -1,27 +1,35 @@
-//! Writeback capture: the CRTC's composed frame written into a dumb
-//! buffer through the writeback connector, for verifying what scanout
-//! would show.
+//! Writeback: the CRTC's composed frame written into a buffer through the
+//! writeback connector (the kernel's `drm_writeback.c`:
+//! `WRITEBACK_FB_ID`, `WRITEBACK_OUT_FENCE_PTR`, `WRITEBACK_PIXEL_FORMATS`),
+//! for verifying what scanout shows.
+//!
+//! - [`Display::writeback_connector`], [`Display::writeback_buffer`] and
+//!   [`Display::add_writeback`]: the pieces, for a capture on every flip
+//!   (`bufsync_present::WritebackCapture` builds on them);
+//! - [`Display::capture_writeback`]: one capture of the next composed
+//!   frame, connector detached and attached again around it.
 //!
 //! vkms refuses a writeback connector on the CRTC together with its
-//! virtual connector (EINVAL from the clone check), so the capture commit
-//! detaches the display connector in the same commit and the next commit
-//! puts it back; both are modesets.
+//! virtual connector (EINVAL from the clone check), so the commit that
+//! routes the CRTC to the writeback connector detaches the display
+//! connector in the same commit (a modeset).
 //!
-//! Locking: `&mut Display` (commits); the dumb buffer is private to one
-//! capture.
+//! Locking: `&Display` to build requests, `&mut Display` to commit; a
+//! writeback buffer belongs to its caller, who must not reuse it before
+//! the fence of the writeback into it has signaled.
 
-use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 use super::commit::{AtomicRequest, CommitFlags};
-use super::device::Display;
+use super::device::{Display, WritebackProps};
 use super::error::{Fourcc, KmsError};
 use super::framebuffer::Framebuffer;
 use crate::dmabuf::{fourcc, Layout};
 use crate::drm::DumbBuffer;
 
-/// The format captures are taken in.
-const CAPTURE_FORMAT: u32 = fourcc(b"XR24");
+/// The format writeback buffers are made in: DRM_FORMAT_XRGB8888 (`XR24`),
+/// which every writeback connector bufsync knows writes (vkms lists it).
+pub const WRITEBACK_FORMAT: u32 = fourcc(b"XR24");
 
 /// A captured frame: tightly packed rows of `XR24` pixels.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,45 +62,96 @@ impl Capture {
 }
 
 impl Display {
-    /// Captures the frame the CRTC composes next through the writeback
-    /// connector, waiting at most `timeout` for the writeback fence. The
-    /// display must have been configured by a first commit. The display
-    /// connector is detached for the capture and attached again before
-    /// returning (even when the capture failed).
-    pub fn capture_writeback(&mut self, timeout: Duration) -> Result<Capture, KmsError> {
-        let (Some(wb), Some(wb_conn)) = (self.props.writeback.clone(), self.output.writeback)
-        else {
+    /// The output's writeback connector and its property ids, when it can
+    /// take this CRTC and lists [`WRITEBACK_FORMAT`] in
+    /// `WRITEBACK_PIXEL_FORMATS`. [`KmsError::NoOutput`] without one;
+    /// [`KmsError::UnsupportedFormat`] (the connector as the object) when
+    /// it does not write XRGB8888 (or its format list could not be read).
+    ///
+    /// Locking: `&self`; returns borrowed property ids.
+    pub fn writeback_connector(&self) -> Result<(u32, &WritebackProps), KmsError> {
+        let (Some(wb), Some(conn)) = (self.props.writeback.as_ref(), self.output.writeback) else {
             return Err(KmsError::NoOutput {
                 what: format!("no writeback connector on {}", self.dev.driver()),
             });
         };
-        if !wb.formats.is_empty() && !wb.formats.contains(&CAPTURE_FORMAT) {
+        if !wb.formats.contains(&WRITEBACK_FORMAT) {
             return Err(KmsError::UnsupportedFormat {
-                plane: wb_conn,
-                fourcc: Fourcc(CAPTURE_FORMAT),
+                plane: conn,
+                fourcc: Fourcc(WRITEBACK_FORMAT),
             });
         }
+        Ok((conn, wb))
+    }
+
+    /// A buffer for the writeback connector to write into: a dumb buffer
+    /// of this display's own device at the mode's size in
+    /// [`WRITEBACK_FORMAT`], and a framebuffer over it (no PRIME round
+    /// trip). Read it with [`DumbBuffer::read_packed`] once the writeback
+    /// fence has signaled.
+    ///
+    /// Locking: `&self`; the buffer and framebuffer are the caller's.
+    pub fn writeback_buffer(&self) -> Result<(DumbBuffer, Framebuffer), KmsError> {
+        let (w, h) = self.size();
+        let dumb = DumbBuffer::create(&self.dev, w, h, 32)?;
+        let layout = Layout::linear(w, h, WRITEBACK_FORMAT, dumb.pitch());
+        let fb = Framebuffer::add(&self.dev, dumb.handle(), &layout)?;
+        Ok((dumb, fb))
+    }
+
+    /// Adds a writeback of what the CRTC composes in this commit into `fb`
+    /// to `req`: `WRITEBACK_FB_ID` and `WRITEBACK_OUT_FENCE_PTR` (take the
+    /// fence from the outcome under the returned connector id). With
+    /// `route`, the same commit also puts the writeback connector on this
+    /// CRTC and detaches the display connector (vkms allows only one of
+    /// them), and sets `flags.allow_modeset`: needed once, until the
+    /// connector is attached again.
+    ///
+    /// Errors as [`writeback_connector`](Display::writeback_connector);
+    /// `req` and `flags` are unchanged then.
+    ///
+    /// Locking: `&self`; builds the request only.
+    pub fn add_writeback(
+        &self,
+        req: &mut AtomicRequest<'_>,
+        flags: &mut CommitFlags,
+        fb: &Framebuffer,
+        route: bool,
+    ) -> Result<u32, KmsError> {
+        let (conn, wb) = self.writeback_connector()?;
+        if route {
+            req.set(self.output.connector, self.props.connector_crtc_id, 0)
+                .set(conn, wb.crtc_id, u64::from(self.output.crtc));
+            flags.allow_modeset = true;
+        }
+        req.set(conn, wb.fb_id, u64::from(fb.id()))
+            .out_fence(conn, wb.out_fence_ptr);
+        Ok(conn)
+    }
+
+    /// Captures the frame the CRTC composes next through the writeback
+    /// connector, waiting at most `timeout` for the writeback fence. The
+    /// display must have been configured by a first commit. The display
+    /// connector is detached for the capture and attached again before
+    /// returning (even when the capture failed); both commits are
+    /// modesets.
+    ///
+    /// Locking: `&mut self` (commits and waits for the pending flip).
+    pub fn capture_writeback(&mut self, timeout: Duration) -> Result<Capture, KmsError> {
+        let (wb_conn, wb_crtc_id) = {
+            let (conn, wb) = self.writeback_connector()?;
+            (conn, wb.crtc_id)
+        };
         if !self.configured {
             return Err(KmsError::NoOutput {
                 what: "CRTC not configured yet: commit a frame first".into(),
             });
         }
         self.wait_flip(timeout)?;
-        let (w, h) = self.size();
-        let dumb = DumbBuffer::create(&self.dev, w, h, 32)?;
-        let layout = Layout::linear(w, h, CAPTURE_FORMAT, dumb.pitch());
-        let fb = Framebuffer::add(&self.dev, dumb.handle(), &layout)?;
-
-        let crtc = self.output.crtc;
+        let (dumb, fb) = self.writeback_buffer()?;
         let mut req = AtomicRequest::new();
-        req.set(wb_conn, wb.crtc_id, u64::from(crtc))
-            .set(wb_conn, wb.fb_id, u64::from(fb.id()))
-            .out_fence(wb_conn, wb.out_fence_ptr)
-            .set(self.output.connector, self.props.connector_crtc_id, 0);
-        let flags = CommitFlags {
-            allow_modeset: true,
-            ..Default::default()
-        };
+        let mut flags = CommitFlags::default();
+        self.add_writeback(&mut req, &mut flags, &fb, true)?;
         let captured = self.commit_atomic(&req, flags).and_then(|mut out| {
             let fence = out.take(wb_conn).ok_or(KmsError::MissingProperty {
                 object: wb_conn,
@@ -107,59 +166,24 @@ impl Display {
         });
 
         let mut back = AtomicRequest::new();
-        back.set(wb_conn, wb.crtc_id, 0).set(
+        back.set(wb_conn, wb_crtc_id, 0).set(
             self.output.connector,
             self.props.connector_crtc_id,
-            u64::from(crtc),
+            u64::from(self.output.crtc),
         );
         let reattached = self.commit_atomic(&back, flags);
         captured?;
         reattached?;
 
-        let pixels = read_dumb(&self.dev, &dumb, w, h)?;
+        let (width, height) = (dumb.width(), dumb.height());
+        let mut pixels = Vec::new();
+        dumb.read_packed(width as usize * 4, &mut pixels)?;
         drop(fb);
         Ok(Capture {
-            width: w,
-            height: h,
-            fourcc: CAPTURE_FORMAT,
+            width,
+            height,
+            fourcc: WRITEBACK_FORMAT,
             pixels,
         })
     }
-}
-
-/// Copies the first `width * 4` bytes of each of `height` rows out of a
-/// dumb buffer (mapped through `DRM_IOCTL_MODE_MAP_DUMB`).
-fn read_dumb(
-    dev: &crate::drm::DrmDevice,
-    dumb: &DumbBuffer,
-    width: u32,
-    height: u32,
-) -> Result<Vec<u8>, KmsError> {
-    let offset = dumb.map_offset()?;
-    let len = usize::try_from(dumb.size()).map_err(|_| KmsError::BadSize {
-        width,
-        height,
-        why: "buffer too large".into(),
-    })?;
-    let mut opts = memmap2::MmapOptions::new();
-    opts.offset(offset).len(len);
-    // SAFETY: the mapping is of a dumb buffer we own for the duration of
-    // this function, mapped read-only and private to this call; the kernel
-    // finished writing it (the writeback fence has signaled) and nothing
-    // else writes it while it is mapped.
-    let map = unsafe { opts.map(dev.as_fd().as_raw_fd()) }
-        .map_err(|e| KmsError::io("mmap(dumb buffer)", e))?;
-    let row = width as usize * 4;
-    let pitch = dumb.pitch() as usize;
-    let mut pixels = Vec::with_capacity(row * height as usize);
-    for y in 0..height as usize {
-        let start = y * pitch;
-        let src = map.get(start..start + row).ok_or(KmsError::BadSize {
-            width,
-            height,
-            why: "dumb buffer too small".into(),
-        })?;
-        pixels.extend_from_slice(src);
-    }
-    Ok(pixels)
 }

@@ -88,6 +88,27 @@ fn complete(fence: &Fence, status: i32) {
     };
 }
 
+impl SyncFileFence {
+    /// One reactor registration that completes `fence` from the kernel's
+    /// status when the fd becomes readable.
+    fn register(&self, fence: &Fence) -> Result<()> {
+        let reactor = reactor::global()?;
+        let waiter = fence.clone();
+        let token = reactor.register(self.file.clone(), None, move |outcome| match outcome {
+            Outcome::Ready => {
+                let status = waiter
+                    .kind_as::<SyncFileFence>()
+                    .map_or(1, |k| k.error_status());
+                complete(&waiter, status);
+            }
+            // No deadline was given: never expires.
+            Outcome::Expired => {}
+        })?;
+        *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
+        Ok(())
+    }
+}
+
 impl FenceKind for SyncFileFence {
     fn driver_name(&self) -> &str {
         &self.driver
@@ -97,27 +118,16 @@ impl FenceKind for SyncFileFence {
         &self.timeline
     }
 
+    /// Registers the fd with the reactor (no deadline) and the fence with
+    /// the engine's stuck watch. If the reactor cannot take it, the engine
+    /// polls the fd instead: the fence is never ended for bufsync's own
+    /// trouble.
     fn enable_signaling(&self, fence: &Fence) -> std::result::Result<(), FenceError> {
-        let reactor = reactor::global().map_err(|e| {
-            log::error!("{e}");
-            FenceError::Errno(rustix::io::Errno::NOMEM.raw_os_error())
-        })?;
-        let waiter = fence.clone();
-        let token = reactor
-            .register(self.file.clone(), None, move |outcome| match outcome {
-                Outcome::Ready => {
-                    let status = waiter
-                        .kind_as::<SyncFileFence>()
-                        .map_or(1, |k| k.error_status());
-                    complete(&waiter, status);
-                }
-                // No deadline was given: never expires.
-                Outcome::Expired => {}
-            })
-            .map_err(|e| {
-                FenceError::Errno(e.errno().unwrap_or(rustix::io::Errno::INVAL.raw_os_error()))
-            })?;
-        *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
+        if let Err(e) = self.register(fence) {
+            log::warn!("sync_file fence: {e}; polling it instead");
+            engine::global().watch_polled(fence);
+            return Ok(());
+        }
         engine::watch(fence);
         // Signaled another way first (a poll, a direct signal): the reactor
         // entry goes at once, and with it its hold on the fd.

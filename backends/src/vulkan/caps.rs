@@ -388,16 +388,32 @@ pub(crate) fn probe_sync_fd_export(
             return Err(VulkanError::vk("vkCreateFence")(e));
         }
     };
-    let result = run_sync_fd_probe(dev, sem_fd, submit, gate, binary, fence);
-    // SAFETY: the submission finished (fence waited) or was never made.
-    unsafe {
-        dev.destroy_fence(fence, None);
-        dev.destroy_semaphore(binary, None);
-        dev.destroy_semaphore(gate, None);
+    let (result, submitted) = run_sync_fd_probe(dev, sem_fd, submit, gate, binary, fence);
+    // The probe's batch must be done before its objects go: wait for it
+    // (bounded; the gate is open unless releasing it failed).
+    // SAFETY: fence belongs to the submission above, if it was made.
+    let drained = !submitted
+        || unsafe {
+            dev.wait_for_fences(&[fence], true, super::semaphore::timeout_ns(PROBE_DRAIN))
+        }
+        .is_ok();
+    if drained {
+        // SAFETY: the submission finished (fence waited) or was never made.
+        unsafe {
+            dev.destroy_fence(fence, None);
+            dev.destroy_semaphore(binary, None);
+            dev.destroy_semaphore(gate, None);
+        }
+    } else {
+        log::error!(
+            "vulkan: the SYNC_FD probe's batch did not complete in {PROBE_DRAIN:?}: leaking its fence and semaphores"
+        );
     }
     result
 }
 
+/// Runs the probe; also says whether its batch was submitted (then its
+/// objects may be destroyed only once `fence` signaled).
 fn run_sync_fd_probe(
     dev: &ash::Device,
     sem_fd: &ash::khr::external_semaphore_fd::Device,
@@ -405,7 +421,7 @@ fn run_sync_fd_probe(
     gate: vk::Semaphore,
     binary: vk::Semaphore,
     fence: vk::Fence,
-) -> Result<SyncFdExport> {
+) -> (Result<SyncFdExport>, bool) {
     let waits = [gate];
     let wait_values = [1u64];
     let stages = [vk::PipelineStageFlags::ALL_COMMANDS];
@@ -419,13 +435,15 @@ fn run_sync_fd_probe(
         .wait_dst_stage_mask(&stages)
         .signal_semaphores(&signals)
         .push_next(&mut tl);
-    submit(&info, fence)?;
+    if let Err(e) = submit(&info, fence) {
+        return (Err(e), false);
+    }
     let release = || {
         let info = vk::SemaphoreSignalInfo::default().semaphore(gate).value(1);
         // SAFETY: host signal of our own timeline semaphore to a higher value.
         unsafe { dev.signal_semaphore(&info) }.map_err(VulkanError::vk("vkSignalSemaphore"))
     };
-    let verdict = std::thread::scope(|s| {
+    let verdict = std::thread::scope(|s| -> Result<SyncFdExport> {
         let (tx, rx) = std::sync::mpsc::channel();
         s.spawn(move || {
             let info = vk::SemaphoreGetFdInfoKHR::default()
@@ -460,12 +478,8 @@ fn run_sync_fd_probe(
             drop(unsafe { OwnedFd::from_raw_fd(fd) });
         }
         released.map(|()| verdict)
-    })?;
-    // The gate is open: the empty batch completes at once. Bounded anyway.
-    // SAFETY: fence belongs to the submission above.
-    unsafe { dev.wait_for_fences(&[fence], true, super::semaphore::timeout_ns(PROBE_DRAIN)) }
-        .map_err(VulkanError::vk("vkWaitForFences"))?;
-    Ok(verdict)
+    });
+    (verdict, true)
 }
 
 /// Polls a raw sync_file fd without blocking.

@@ -44,6 +44,6 @@ pub use layout::{
     DRM_FORMAT_XRGB8888,
 };
 pub use seqno_writer::SeqnoWriter;
-pub use submit::{SubmitReport, Submitted, Submitter, Wait, WaitPath};
+pub use submit::{SubmitReport, Submitted, Submitter, Wait, WaitPath, DROP_TIMEOUT};
 pub use timeline::{TimelinePoint, TimelineSemaphore};
 pub use wait_semaphore::SyncFileSemaphore;

@@ -16,7 +16,11 @@
 //! Dropping a `Submitter` waits, bounded ([`DROP_TIMEOUT`], or
 //! [`Submitter::finish`] with the caller's bound and a typed error), for its
 //! submissions; if one is still running then, its objects are leaked
-//! rather than destroyed under the GPU.
+//! rather than destroyed under the GPU. What the caller's command buffers
+//! use (pipelines, buffers, images) is the caller's to keep alive until the
+//! work has finished: call `finish` first, and leak them if it fails
+//! (destroying them under a running job is a use-after-free in the driver;
+//! the demo's Vulkan renderer does exactly this).
 //!
 //! The submission signals the next point of the submitter's timeline; its
 //! [`Submitted::fence`] is a [`TimelinePoint`] fence. Where SYNC_FD export
@@ -596,6 +600,9 @@ impl Submitter {
     }
 }
 
+/// Waits at most the drop bound for the submissions still running, then
+/// frees what they held; leaks it instead if one is still running (see the
+/// module docs: the caller's own objects need the same care).
 impl Drop for Submitter {
     fn drop(&mut self) {
         let timeout = self.drop_timeout;

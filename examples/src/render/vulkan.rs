@@ -22,28 +22,69 @@ use super::{RenderError, Rendered};
 /// Bound on the software waits for a frame's dependencies.
 const DEP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Bound on the warm-up frame: the first dispatch of a pipeline compiles
-/// its shader (llvmpipe compiles with LLVM at first use, seconds under qemu
-/// TCG), a one-time cost paid at creation rather than in frame 0's bound.
-const WARMUP_TIMEOUT: Duration = Duration::from_secs(120);
+/// its shader (llvmpipe compiles with LLVM at first use: seconds under qemu
+/// TCG, minutes on a starved machine), a one-time cost paid at creation
+/// rather than in frame 0's bound.
+const WARMUP_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long dropping the renderer waits for its work before it leaks its
+/// Vulkan objects rather than destroy them under a running job.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The Vulkan renderer.
-pub struct VulkanRenderer {
+/// The Vulkan objects of the renderer. Submitted work uses the pipeline and
+/// the targets' images: they may be destroyed only once it has finished.
+struct Gpu {
     ctx: Arc<VulkanContext>,
     submitter: Submitter,
     pattern: PatternRenderer,
     /// Per presenter slot: the image drawn into and its target.
     targets: Vec<Option<(u64, RenderTarget)>>,
+    /// The warm-up frame's private target, kept with the rest so that a
+    /// warm-up that timed out never frees it under the running job.
+    warm_target: Option<RenderTarget>,
+}
+
+impl Gpu {
+    /// Drops everything once the work has finished (bounded); leaks it all
+    /// when the work is still running then (a job the device never
+    /// completes): freeing its pipeline or images under it would be a
+    /// use-after-free in the driver.
+    fn release(self) {
+        match self.submitter.finish(DRAIN_TIMEOUT) {
+            Ok(()) => drop(self),
+            Err(e) => {
+                log::error!("vulkan renderer: work still running ({e}): leaking its objects");
+                std::mem::forget(self);
+            }
+        }
+    }
+}
+
+/// The Vulkan renderer.
+pub struct VulkanRenderer {
+    /// Always `Some` until dropped.
+    gpu: Option<Gpu>,
+}
+
+impl Drop for VulkanRenderer {
+    fn drop(&mut self) {
+        if let Some(gpu) = self.gpu.take() {
+            gpu.release();
+        }
+    }
 }
 
 impl VulkanRenderer {
     /// A renderer on `ctx`, its pipeline warmed up by one frame into a
     /// small private image.
     pub fn new(ctx: &Arc<VulkanContext>) -> Result<Self, RenderError> {
-        let me = VulkanRenderer {
-            ctx: ctx.clone(),
-            submitter: Submitter::new(ctx)?,
-            pattern: PatternRenderer::new(ctx)?,
-            targets: Vec::new(),
+        let mut me = VulkanRenderer {
+            gpu: Some(Gpu {
+                ctx: ctx.clone(),
+                submitter: Submitter::new(ctx)?,
+                pattern: PatternRenderer::new(ctx)?,
+                targets: Vec::new(),
+                warm_target: None,
+            }),
         };
         let t = Instant::now();
         let (image, _fd) = ExternalImage::export_with_modifiers(
@@ -54,14 +95,20 @@ impl VulkanRenderer {
             vk::ImageUsageFlags::STORAGE,
             &[],
         )?;
-        let target = me.pattern.image_target(Arc::new(image))?;
-        let warm = me.submitter.submit(&[], DEP_TIMEOUT, |_, cmd| {
-            me.pattern.record(cmd, &target, 0);
+        let gpu = me.gpu_mut();
+        let target = gpu.pattern.image_target(Arc::new(image))?;
+        let target = &*gpu.warm_target.insert(target);
+        let warm = gpu.submitter.submit(&[], DEP_TIMEOUT, |_, cmd| {
+            gpu.pattern.record(cmd, target, 0);
             Ok(())
         })?;
+        // On a time-out `me` is dropped: `release` waits for the job
+        // (bounded) and leaks the objects it still uses.
         bufsync_backends::vulkan::wait_fence(&warm.fence, WARMUP_TIMEOUT)
             .map_err(|e| RenderError::Target(format!("warm-up frame: {e}")))?;
-        me.submitter.retire();
+        let gpu = me.gpu_mut();
+        gpu.submitter.retire();
+        gpu.warm_target = None;
         log::info!(
             "vulkan renderer: warm-up frame (pipeline compile) took {:?}",
             t.elapsed()
@@ -69,14 +116,22 @@ impl VulkanRenderer {
         Ok(me)
     }
 
+    fn gpu(&self) -> &Gpu {
+        self.gpu.as_ref().expect("present until dropped")
+    }
+
+    fn gpu_mut(&mut self) -> &mut Gpu {
+        self.gpu.as_mut().expect("present until dropped")
+    }
+
     /// The context.
     pub fn context(&self) -> &Arc<VulkanContext> {
-        &self.ctx
+        &self.gpu().ctx
     }
 
     /// A short name for tables.
     pub fn name(&self) -> String {
-        format!("vulkan ({})", self.ctx.caps().device_name)
+        format!("vulkan ({})", self.gpu().ctx.caps().device_name)
     }
 
     /// Submits the pattern of number `n` into `frame`'s image after the
@@ -89,17 +144,18 @@ impl VulkanRenderer {
         use bufsync_backends::vulkan::ash::vk::Handle;
         let key = image.handle().as_raw();
         let i = frame.index();
-        if self.targets.len() <= i {
-            self.targets.resize_with(i + 1, || None);
+        let gpu = self.gpu_mut();
+        if gpu.targets.len() <= i {
+            gpu.targets.resize_with(i + 1, || None);
         }
-        if self.targets[i].as_ref().is_none_or(|(k, _)| *k != key) {
-            self.targets[i] = Some((key, self.pattern.image_target(image.clone())?));
+        if gpu.targets[i].as_ref().is_none_or(|(k, _)| *k != key) {
+            gpu.targets[i] = Some((key, gpu.pattern.image_target(image.clone())?));
         }
-        let (_, target) = self.targets[i].as_ref().expect("made above");
+        let (_, target) = gpu.targets[i].as_ref().expect("made above");
         let waits: Vec<Wait<'_>> = frame.wait_fences().iter().map(Wait::Fence).collect();
         let t = Instant::now();
-        let pattern = &self.pattern;
-        let submitted = self.submitter.submit(&waits, DEP_TIMEOUT, |_, cmd| {
+        let pattern = &gpu.pattern;
+        let submitted = gpu.submitter.submit(&waits, DEP_TIMEOUT, |_, cmd| {
             pattern.record(cmd, target, n);
             Ok(())
         })?;
@@ -109,7 +165,7 @@ impl VulkanRenderer {
         } else {
             Duration::ZERO
         };
-        self.submitter.retire();
+        gpu.submitter.retire();
         Ok((
             RenderDone::Fence(submitted.fence),
             Rendered {

@@ -4,27 +4,33 @@
 //! fence and the previous point. A point is signaled when its fence and every
 //! fence before it are. Walking the chain collects signaled links: a link
 //! whose contained fence has signaled is unlinked from the point after it.
+//! [`FenceTimeline::push`] walks the new head's chain, as the kernel's
+//! syncobj does when it adds a point, so a timeline holds its unsignaled
+//! points (and what they keep alive), not its history.
 //!
-//! Locking: each link's `prev` pointer is behind a small `Mutex`, held only
-//! to read or swap the pointer (the kernel's RCU cmpxchg): never while a
-//! fence is polled, signaled or dropped, and never two at once. Dropping a
-//! long chain unlinks iteratively (no deep recursion).
+//! Locking: each link's `prev` pointer and its failure record are behind
+//! one small `Mutex` (the link lock), held only to read or swap them (the
+//! kernel's RCU cmpxchg): never while a fence is polled, signaled or
+//! dropped, and never two at once. Dropping a long chain unlinks
+//! iteratively (no deep recursion).
 //!
 //! Lifetime: an armed point (one with a waiter or callback) keeps itself
 //! alive through the callback it hangs on the fence it waits for, until that
 //! fence signals, as in the kernel. Every fence must signal in finite time.
 //!
-//! Errors: unlike the kernel, a point carries the first error of the fences
-//! before it. A collected link hands its error (its contained fence's, or
-//! one it inherited) to the link that collects it, so errors move forward as
-//! the chain is walked. Best effort under concurrent walks of one chain: an
-//! error recorded on a link after another thread collected it can be lost.
+//! Errors (unlike the kernel, which drops them): points end in point order,
+//! so a point carries the error of the earliest failed point at or before it
+//! (the rule of `docs/fences.md`). A link that collects another takes over
+//! its contained fence's failure and its record (both read under the
+//! collected link's lock, the swap and the merge done under the collector's),
+//! so no failure is lost to concurrent walks: a walker that read a link
+//! before another collected past it still reaches what was collected.
 
 use std::any::Any;
 
 use super::handle::seqno_is_later;
 use super::{alloc_contexts, AlreadySignaled, Fence, FenceError, FenceKind};
-use crate::sync::{AtomicU64, Mutex, Ordering};
+use crate::sync::Mutex;
 
 /// Errors of chain look-ups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
@@ -55,13 +61,110 @@ pub enum ChainError {
     },
 }
 
+/// A failed point: its error, the point (seqno on the chain's context; 0
+/// for anything before the context began) and when its fence ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChainFailure {
+    pub(crate) error: FenceError,
+    pub(crate) point: u64,
+    /// Signal timestamp of the failed fence (`handle::stamp_of` units).
+    pub(crate) at: u64,
+}
+
+impl ChainFailure {
+    /// The failure of `f` (signaled with an error), as point `point`.
+    fn of(f: &Fence, point: u64) -> Option<ChainFailure> {
+        super::failure::Failure::of(f, 0).map(|x| ChainFailure {
+            error: x.error,
+            point,
+            at: x.at,
+        })
+    }
+
+    /// The earlier in point order (then in time).
+    fn first(a: Option<ChainFailure>, b: Option<ChainFailure>) -> Option<ChainFailure> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(if (b.point, b.at) < (a.point, a.at) {
+                b
+            } else {
+                a
+            }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The earlier in time (then in point order).
+    fn first_in_time(a: Option<ChainFailure>, b: Option<ChainFailure>) -> Option<ChainFailure> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(if (b.at, b.point) < (a.at, a.point) {
+                b
+            } else {
+                a
+            }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// As a set member's failure (for merges, which order by time).
+    pub(crate) fn as_failure(&self) -> super::failure::Failure {
+        super::failure::Failure {
+            error: self.error,
+            at: self.at,
+            rank: self.point,
+        }
+    }
+}
+
+/// The failures a link took over from the points it collected or found
+/// ended while arming (all at or before it): the first in point order (what
+/// the chain reports) and the first in time (what a merge of the chain,
+/// which orders its leaves by time, reports).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Failed {
+    pub(crate) by_point: Option<ChainFailure>,
+    pub(crate) by_time: Option<ChainFailure>,
+}
+
+impl Failed {
+    fn of(f: Option<ChainFailure>) -> Failed {
+        Failed {
+            by_point: f,
+            by_time: f,
+        }
+    }
+
+    fn merge(self, o: Failed) -> Failed {
+        Failed {
+            by_point: ChainFailure::first(self.by_point, o.by_point),
+            by_time: ChainFailure::first_in_time(self.by_time, o.by_time),
+        }
+    }
+
+    fn is_none(&self) -> bool {
+        self.by_point.is_none()
+    }
+
+    /// The same failures, as points before this context began (point 0).
+    fn before_context(self) -> Failed {
+        let zero = |c: Option<ChainFailure>| c.map(|c| ChainFailure { point: 0, ..c });
+        Failed {
+            by_point: zero(self.by_point),
+            by_time: zero(self.by_time),
+        }
+    }
+}
+
+/// What a link's lock guards.
+struct Link {
+    prev: Option<Fence>,
+    failed: Failed,
+}
+
 /// The kind of a chain point (`struct dma_fence_chain`).
 pub struct FenceChain {
-    prev: Mutex<Option<Fence>>,
+    link: Mutex<Link>,
     prev_seqno: u64,
     fence: Fence,
-    /// First error seen among contained fences while arming (0 = none).
-    error: AtomicU64,
 }
 
 impl std::fmt::Debug for FenceChain {
@@ -80,6 +183,10 @@ impl FenceChain {
     /// joins `prev`'s context; otherwise it gets a new context, and its seqno
     /// is raised to `prev`'s if `prev` is a chain point (as the kernel does).
     pub fn create(prev: Option<&Fence>, fence: Fence, seqno: u64) -> Fence {
+        FenceChain::create_with(prev, fence, seqno, Failed::default())
+    }
+
+    fn create_with(prev: Option<&Fence>, fence: Fence, seqno: u64, failed: Failed) -> Fence {
         let prev_chain = prev.filter(|p| p.kind_as::<FenceChain>().is_some());
         let (context, seqno, prev_seqno) = match prev_chain {
             Some(p) if seqno_is_later(seqno, p.seqno(), true) => (p.context(), seqno, p.seqno()),
@@ -87,10 +194,12 @@ impl FenceChain {
             None => (alloc_contexts(1), seqno, 0),
         };
         let kind = FenceChain {
-            prev: Mutex::new(prev.cloned()),
+            link: Mutex::new(Link {
+                prev: prev.cloned(),
+                failed,
+            }),
             prev_seqno,
             fence,
-            error: AtomicU64::new(0),
         };
         Fence::new(std::sync::Arc::new(kind), context, seqno)
     }
@@ -114,17 +223,52 @@ impl FenceChain {
         }
     }
 
-    fn get_prev(&self) -> Option<Fence> {
-        self.prev.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// How many links `point`'s chain has from `point` back (`point`
+    /// included; a non-chain fence is 0): what a walk could still collect
+    /// is counted, nothing is collected. Takes each link's lock in turn
+    /// (O(length)); for tests and tools watching that chains stay short.
+    pub fn link_count(point: &Fence) -> usize {
+        let mut n = 0;
+        let mut cur = Some(point.clone());
+        // The last element may be a plain fence a chain started after: not a link.
+        while let Some(link) = cur.as_ref().and_then(|f| f.kind_as::<FenceChain>()) {
+            n += 1;
+            cur = link.get_prev();
+        }
+        n
     }
 
-    /// Replaces `prev` with `replacement` if it is still `expected`
-    /// (the kernel's cmpxchg). The old value is dropped unlocked.
-    fn swap_prev(&self, expected: &Fence, replacement: Option<Fence>) {
+    fn lock(&self) -> crate::sync::MutexGuard<'_, Link> {
+        self.link.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get_prev(&self) -> Option<Fence> {
+        self.lock().prev.clone()
+    }
+
+    /// The failure record (see [`Failed`]).
+    pub(crate) fn failed(&self) -> Failed {
+        self.lock().failed
+    }
+
+    fn note(&self, f: Failed) {
+        if !f.is_none() {
+            let mut g = self.lock();
+            g.failed = g.failed.merge(f);
+        }
+    }
+
+    /// Replaces `prev` with `replacement` if it is still `expected` (the
+    /// kernel's cmpxchg), taking over `carried` (the collected link's
+    /// failures) in the same step. The old value is dropped unlocked.
+    fn swap_prev(&self, expected: &Fence, replacement: Option<Fence>, carried: Failed) {
         let old = {
-            let mut g = self.prev.lock().unwrap_or_else(|e| e.into_inner());
-            match g.as_ref() {
-                Some(cur) if cur.ptr_eq(expected) => std::mem::replace(&mut *g, replacement),
+            let mut g = self.lock();
+            match g.prev.as_ref() {
+                Some(cur) if cur.ptr_eq(expected) => {
+                    g.failed = g.failed.merge(carried);
+                    std::mem::replace(&mut g.prev, replacement)
+                }
                 _ => None,
             }
         };
@@ -132,32 +276,41 @@ impl FenceChain {
     }
 
     /// The next unsignaled element before `point` (`dma_fence_chain_walk`),
-    /// unlinking signaled links on the way. `None` when `point` is not a chain
-    /// point or nothing unsignaled is left before it. Takes link locks one at
-    /// a time.
+    /// unlinking signaled links on the way (their failures move to
+    /// `point`'s record). `None` when `point` is not a chain point or
+    /// nothing unsignaled is left before it. Takes link locks one at a time.
     pub fn walk(point: &Fence) -> Option<Fence> {
         let link = point.kind_as::<FenceChain>()?;
         loop {
             let prev = link.get_prev()?;
-            let replacement = match prev.kind_as::<FenceChain>() {
+            // Failures from another context come before all of this one's.
+            let same_context = prev.context() == point.context();
+            let (replacement, carried) = match prev.kind_as::<FenceChain>() {
                 Some(prev_link) => {
                     if !prev_link.fence.is_signaled() {
                         return Some(prev);
                     }
-                    // Errors of collected links move forward to this one.
-                    link.note_error(&prev_link.fence);
-                    link.inherit_error(prev_link);
-                    prev_link.get_prev()
+                    // The collected link's prev and record, read together.
+                    let (pp, pf) = {
+                        let g = prev_link.lock();
+                        (g.prev.clone(), g.failed)
+                    };
+                    let own = ChainFailure::of(&prev_link.fence, prev.seqno());
+                    (pp, pf.merge(Failed::of(own)))
                 }
                 None => {
                     if !prev.is_signaled() {
                         return Some(prev);
                     }
-                    link.note_error(&prev);
-                    None
+                    (None, Failed::of(ChainFailure::of(&prev, 0)))
                 }
             };
-            link.swap_prev(&prev, replacement);
+            let carried = if same_context {
+                carried
+            } else {
+                carried.before_context()
+            };
+            link.swap_prev(&prev, replacement, carried);
         }
     }
 
@@ -172,8 +325,15 @@ impl FenceChain {
     /// Finds the point to wait on for timeline point `seqno`
     /// (`dma_fence_chain_find_seqno`): the earliest unsignaled point whose
     /// wait covers `seqno`, `Ok(None)` if everything up to `seqno` has
-    /// signaled, `Ok(Some(head))` for `seqno == 0`; an error if `head` is not
-    /// a chain point or `seqno` is beyond it.
+    /// signaled without error, `Ok(Some(head))` for `seqno == 0`; an error
+    /// if `head` is not a chain point or `seqno` is beyond it.
+    ///
+    /// Errors survive (unlike the kernel's, which returns no fence once all
+    /// signaled): if a point at or before `seqno` failed, the answer carries
+    /// the earliest such failure: a fence `(context, seqno)` signaled with
+    /// it when everything up to `seqno` has ended, else a point `seqno` that
+    /// ends with the covering point and reports that failure unless the
+    /// covering point's own chain failed earlier.
     pub fn find_seqno(head: &Fence, seqno: u64) -> Result<Option<Fence>, ChainError> {
         if seqno == 0 {
             return Ok(Some(head.clone()));
@@ -190,54 +350,98 @@ impl FenceChain {
                 head: head.seqno(),
             });
         }
-        for f in FenceChain::iter(head) {
-            let prev_seqno = f.kind_as::<FenceChain>().map_or(0, |l| l.prev_seqno);
-            if f.context() != head.context() || prev_seqno < seqno {
-                return Ok(Some(f));
+        // Failures at points <= seqno found in the records of links passed
+        // on the way (they collected those points).
+        let mut known: Option<ChainFailure> = None;
+        let mut cur = head.clone();
+        loop {
+            let prev_seqno = cur.kind_as::<FenceChain>().map_or(0, |l| l.prev_seqno);
+            if cur.context() != head.context() || prev_seqno < seqno {
+                return Ok(Some(match known {
+                    None => cur,
+                    Some(k) => FenceChain::create_with(
+                        Some(&cur),
+                        k.as_failure().fence(alloc_contexts(1), 1),
+                        seqno,
+                        Failed::of(Some(k)),
+                    ),
+                }));
+            }
+            let next = FenceChain::walk(&cur);
+            if let Some(f) = cur
+                .kind_as::<FenceChain>()
+                .and_then(|l| l.failed().by_point)
+            {
+                if f.point <= seqno {
+                    known = ChainFailure::first(known, Some(f));
+                }
+            }
+            match next {
+                Some(n) => cur = n,
+                None => {
+                    return Ok(known.map(|k| k.as_failure().fence(head.context(), seqno)));
+                }
             }
         }
-        Ok(None)
     }
 
-    fn note_error(&self, f: &Fence) {
-        if let Some(e) = f.error() {
-            let _ = self
-                .error
-                .compare_exchange(0, e.encode(), Ordering::AcqRel, Ordering::Acquire);
-        }
-    }
-
-    /// The first error this link took over from collected links before it.
-    pub(crate) fn inherited_error(&self) -> Option<FenceError> {
-        FenceError::decode(self.error.load(Ordering::Acquire))
-    }
-
-    fn inherit_error(&self, from: &FenceChain) {
-        let e = from.error.load(Ordering::Acquire);
-        if e != 0 {
-            let _ = self
-                .error
-                .compare_exchange(0, e, Ordering::AcqRel, Ordering::Acquire);
-        }
-    }
-
+    /// Ends `point`: signals it with the earliest failure at or before it.
     fn finish(&self, point: &Fence) {
-        self.note_error(&self.fence);
-        let _ = match FenceError::decode(self.error.load(Ordering::Acquire)) {
-            Some(e) => point.signal_with_error(e),
+        let own = ChainFailure::of(&self.fence, point.seqno());
+        let _ = match ChainFailure::first(self.failed().by_point, own) {
+            Some(f) => point.signal_with_error(f.error),
             None => point.signal(),
         };
+    }
+
+    /// Goes over the elements at or before `point`, collecting what has
+    /// signaled into the records; at the first unsignaled contained fence,
+    /// `hang` decides: true stops there (returns false: not all ended).
+    /// Returns true if every contained fence at or before `point` has ended.
+    fn visit(point: &Fence, mut hang: impl FnMut(&Fence) -> bool) -> bool {
+        let Some(link) = point.kind_as::<FenceChain>() else {
+            return false;
+        };
+        let mut cur = point.clone();
+        loop {
+            let contained = FenceChain::contained(&cur);
+            if hang(&contained) {
+                return false;
+            }
+            if cur.ptr_eq(point) {
+                // Its own fence counts at `finish`.
+            } else {
+                let seq = if cur.context() == point.context() {
+                    cur.seqno()
+                } else {
+                    0
+                };
+                link.note(Failed::of(ChainFailure::of(&contained, seq)));
+            }
+            let next = FenceChain::walk(&cur);
+            // What `cur` collected (read after its walk) is before `point`.
+            if !cur.ptr_eq(point) {
+                if let Some(l) = cur.kind_as::<FenceChain>() {
+                    let carried = l.failed();
+                    link.note(if cur.context() == point.context() {
+                        carried
+                    } else {
+                        carried.before_context()
+                    });
+                }
+            }
+            match next {
+                Some(n) => cur = n,
+                None => return true,
+            }
+        }
     }
 
     /// Hangs one callback on the first unsignaled contained fence at or
     /// before `point`; true if one was hung, false if all have signaled
     /// (the kernel's `dma_fence_chain_enable_signaling`).
     fn arm(point: &Fence) -> bool {
-        let Some(link) = point.kind_as::<FenceChain>() else {
-            return false;
-        };
-        for f in FenceChain::iter(point) {
-            let contained = FenceChain::contained(&f);
+        !FenceChain::visit(point, |contained| {
             let p = point.clone();
             let hung = contained.add_callback(move |_| {
                 if !FenceChain::arm(&p) {
@@ -246,12 +450,8 @@ impl FenceChain {
                     }
                 }
             });
-            match hung {
-                Ok(_) => return true,
-                Err(AlreadySignaled) => link.note_error(&contained),
-            }
-        }
-        false
+            !matches!(hung, Err(AlreadySignaled))
+        })
     }
 }
 
@@ -272,12 +472,8 @@ impl FenceKind for FenceChain {
     }
 
     fn poll_signaled(&self, fence: &Fence) -> bool {
-        for f in FenceChain::iter(fence) {
-            let contained = FenceChain::contained(&f);
-            if !contained.is_signaled() {
-                return false;
-            }
-            self.note_error(&contained);
+        if !FenceChain::visit(fence, |contained| !contained.is_signaled()) {
+            return false;
         }
         self.finish(fence);
         true
@@ -293,16 +489,17 @@ impl Drop for FenceChain {
         // Unlink iteratively: dropping the last handle of a long chain must
         // not recurse once per link.
         let mut next = self
-            .prev
+            .link
             .get_mut()
             .unwrap_or_else(|e| e.into_inner())
+            .prev
             .take();
         while let Some(f) = next {
             if f.strong_count() != 1 {
                 break;
             }
             next = match f.kind_as::<FenceChain>() {
-                Some(link) => link.prev.lock().unwrap_or_else(|e| e.into_inner()).take(),
+                Some(link) => link.lock().prev.take(),
                 None => None,
             };
             drop(f);
@@ -327,6 +524,26 @@ impl Iterator for ChainIter {
 
 /// A timeline built from chain points: the head and a push operation
 /// (what a `drm_syncobj` timeline holds).
+///
+/// ```
+/// use bufsync::fence::{FenceContext, FenceError, FenceTimeline};
+///
+/// let ctx = FenceContext::new("doc", "timeline");
+/// let mut tl = FenceTimeline::new();
+/// let frames: Vec<_> = (1..=3).map(|p| {
+///     let f = ctx.create_fence();
+///     tl.push(f.clone(), p).unwrap();
+///     f
+/// }).collect();
+/// frames[0].signal().unwrap();
+/// frames[1].signal_with_error(FenceError::Cancelled).unwrap();
+/// assert_eq!(tl.find(1).unwrap(), None); // done, no error
+/// let two = tl.find(2).unwrap().expect("a failed point carries its error");
+/// assert_eq!(two.wait(), Err(FenceError::Cancelled));
+/// frames[2].signal().unwrap();
+/// tl.push(ctx.create_fence(), 4).unwrap(); // collects the signaled points
+/// assert!(tl.link_count() <= 2);
+/// ```
 #[derive(Debug, Default, Clone)]
 pub struct FenceTimeline {
     head: Option<Fence>,
@@ -344,7 +561,10 @@ impl FenceTimeline {
     }
 
     /// Adds `fence` as point `seqno`, which must be later than the head.
-    /// Returns the new point.
+    /// Returns the new point. Then walks the chain from it, collecting the
+    /// points that have signaled (as `drm_syncobj_add_point` does), so a
+    /// timeline that is only pushed to keeps its unsignaled points and no
+    /// history: takes each remaining link's lock once.
     pub fn push(&mut self, fence: Fence, seqno: u64) -> Result<Fence, ChainError> {
         if let Some(h) = &self.head {
             if !seqno_is_later(seqno, h.seqno(), true) {
@@ -356,12 +576,20 @@ impl FenceTimeline {
         }
         let point = FenceChain::create(self.head.as_ref(), fence, seqno);
         self.head = Some(point.clone());
+        for _ in FenceChain::iter(&point) {}
         Ok(point)
     }
 
+    /// How many links the timeline holds (see [`FenceChain::link_count`]);
+    /// reading it collects nothing.
+    pub fn link_count(&self) -> usize {
+        self.head.as_ref().map_or(0, FenceChain::link_count)
+    }
+
     /// The point to wait on for `seqno` (see [`FenceChain::find_seqno`]);
-    /// `Ok(None)` once it has signaled. An empty timeline has signaled
-    /// everything up to 0 and nothing beyond.
+    /// `Ok(None)` once it has signaled without error, a fence signaled with
+    /// the error if a point up to `seqno` failed. An empty timeline has
+    /// signaled everything up to 0 and nothing beyond.
     pub fn find(&self, seqno: u64) -> Result<Option<Fence>, ChainError> {
         match &self.head {
             Some(h) => FenceChain::find_seqno(h, seqno),

@@ -8,10 +8,19 @@
 //!   it only when LISTED was set, i.e. someone may be on the list.
 //!   LISTED is set only with `list` held; it is cleared only with `list` held
 //!   and the list empty, so a signaler that saw it clear owes nobody a wake-up.
+//! - The first callback lives inline in the list (no vector, so the usual
+//!   single callback costs one allocation: its box).
+//! - `running` (an atomic: RUNNING, WAITER) says the signal path took the
+//!   callbacks and runs them. RUNNING is set with `list` held and cleared by
+//!   the signaler without it (one swap, which clears WAITER too);
+//!   `wait_callbacks` sets WAITER with `list` held before it sleeps, and a
+//!   signaler whose clear saw WAITER takes `list` once to wake it.
 //! - No user callback and no `FenceKind` hook runs with `list` held.
 //! - `signal` with LISTED clear is one atomic RMW and one store: no lock, no
 //!   allocation. With LISTED set it takes `list` once, moves the callbacks out
 //!   (no allocation), notifies sleepers and runs the callbacks unlocked.
+//! - Callback ids are unique in the process (per-thread blocks of a global
+//!   counter), so an id can only ever match the callback it was made for.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -21,7 +30,7 @@ use super::error::ERR_BITS;
 use super::kind::{FenceKind, SoftwareKind};
 use super::rules::{self, LockDepth};
 use super::{engine, AlreadySignaled, FenceError, FenceStatus, SignalError};
-use crate::sync::{Arc, AtomicU64, Condvar, Mutex, MutexGuard, Ordering};
+use crate::sync::{Arc, AtomicU32, AtomicU64, Condvar, Mutex, MutexGuard, Ordering};
 
 /// The fence has been signaled (the kernel's `DMA_FENCE_FLAG_SIGNALED_BIT`).
 const SIGNALED: u64 = 1;
@@ -30,9 +39,56 @@ const ENABLED: u64 = 2;
 /// Someone may be on the callback/waiter list: `signal` must lock it.
 pub(super) const LISTED: u64 = 4;
 
+/// `Inner::running`: the signal path took the callbacks and runs them.
+pub(super) const RUNNING: u32 = 1;
+/// `Inner::running`: a `wait_callbacks` caller may sleep until RUNNING clears.
+pub(super) const WAITER: u32 = 2;
+
 /// Identifies one callback added with [`Fence::add_callback`].
+///
+/// Ids are unique in the process: an id only ever matches the callback it
+/// was returned for, so [`Fence::remove_callback`] with an id of another
+/// fence (or of a fence long gone) removes nothing and returns false.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CallbackId(u64);
+
+impl CallbackId {
+    /// The id as a plain number (never 0), for bindings that hand it out
+    /// (the C API).
+    pub fn to_raw(self) -> u64 {
+        self.0
+    }
+
+    /// An id from [`to_raw`](CallbackId::to_raw). An id that no callback of
+    /// the fence has is harmless: [`Fence::remove_callback`] returns false.
+    pub fn from_raw(raw: u64) -> CallbackId {
+        CallbackId(raw)
+    }
+}
+
+/// A process-wide unique callback id. No lock; one RMW on a global counter
+/// per 65536 ids of a thread (each thread takes a block).
+fn next_callback_id() -> u64 {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU64 as StdAtomicU64, Ordering as StdOrdering};
+    const BLOCK: u64 = 1 << 16;
+    // Ids start at BLOCK: no id is 0.
+    static NEXT_BLOCK: StdAtomicU64 = StdAtomicU64::new(BLOCK);
+    thread_local! {
+        static RANGE: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    }
+    RANGE.with(|r| {
+        let (next, end) = r.get();
+        let (id, end) = if next < end {
+            (next, end)
+        } else {
+            let base = NEXT_BLOCK.fetch_add(BLOCK, StdOrdering::Relaxed);
+            (base, base + BLOCK)
+        };
+        r.set((id + 1, end));
+        id
+    })
+}
 
 type BoxedCallback = Box<dyn FnOnce(&Fence) + Send + 'static>;
 
@@ -41,13 +97,39 @@ pub(super) struct Callback {
     f: BoxedCallback,
 }
 
+/// The callbacks of a fence, in the order added, and its sleeper count.
 #[derive(Default)]
 pub(super) struct List {
-    pub(super) callbacks: Vec<Callback>,
-    next_id: u64,
+    /// The oldest callback, inline; `None` when `rest` holds the oldest (the
+    /// first was removed) or there is none.
+    first: Option<Callback>,
+    /// Callbacks added after `first`, in order.
+    rest: Vec<Callback>,
     pub(super) sleepers: usize,
-    /// The signal path has taken the callbacks and is running them.
-    pub(super) running: bool,
+}
+
+impl List {
+    /// True if no callback waits to be taken.
+    pub(super) fn no_callbacks(&self) -> bool {
+        self.first.is_none() && self.rest.is_empty()
+    }
+
+    #[inline]
+    fn push(&mut self, cb: Callback) {
+        if self.no_callbacks() {
+            self.first = Some(cb);
+        } else {
+            self.rest.push(cb);
+        }
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Callback> {
+        if self.first.as_ref().is_some_and(|c| c.id == id) {
+            return self.first.take();
+        }
+        let i = self.rest.iter().position(|c| c.id == id)?;
+        Some(self.rest.remove(i))
+    }
 }
 
 pub(crate) struct Inner {
@@ -58,9 +140,13 @@ pub(crate) struct Inner {
     seqno: u64,
     /// Not the plain software kind: `is_signaled` consults `poll_signaled`.
     polls: bool,
+    /// The kind's `is_64bit`, read once (`is_later` is on hot paths).
+    seqno64: bool,
     /// `None`: the default software kind (no shared refcount to bump).
     kind: Option<std::sync::Arc<dyn FenceKind>>,
     list: Mutex<List>,
+    /// RUNNING and WAITER (see the file's locking rules).
+    pub(super) running: AtomicU32,
     pub(super) cond: Condvar,
 }
 
@@ -82,8 +168,13 @@ fn now_stamp() -> u64 {
 }
 
 /// `at` as stored in `Inner::timestamp`: nanoseconds since [`epoch`] plus one.
-fn stamp_of(at: Instant) -> u64 {
+pub(super) fn stamp_of(at: Instant) -> u64 {
     (at.saturating_duration_since(epoch()).as_nanos() as u64).saturating_add(1)
+}
+
+/// The instant a stamp (see [`stamp_of`]) stands for.
+pub(super) fn instant_of(stamp: u64) -> Instant {
+    epoch() + Duration::from_nanos(stamp.saturating_sub(1))
 }
 
 /// The kind of fences made by [`Fence::software`].
@@ -107,19 +198,21 @@ impl Fence {
         context: u64,
         seqno: u64,
     ) -> Fence {
+        let seqno64 = kind.as_ref().map_or(true, |k| k.is_64bit());
         Fence(Arc::new(Inner {
             state: AtomicU64::new(0),
             timestamp: AtomicU64::new(0),
             context,
             seqno,
             polls,
+            seqno64,
             kind,
             list: Mutex::new(List {
-                callbacks: Vec::new(),
-                next_id: 1,
+                first: None,
+                rest: Vec::new(),
                 sleepers: 0,
-                running: false,
             }),
+            running: AtomicU32::new(0),
             cond: Condvar::new(),
         }))
     }
@@ -250,13 +343,19 @@ impl Fence {
     /// No lock (may spin for the few instructions between a concurrent
     /// signaler's state change and its timestamp store).
     pub fn timestamp(&self) -> Option<Instant> {
+        self.stamp().map(instant_of)
+    }
+
+    /// The raw timestamp (see [`stamp_of`]): `None` while pending. Same
+    /// waiting rule as [`timestamp`](Fence::timestamp).
+    pub(super) fn stamp(&self) -> Option<u64> {
         if !self.test_signaled_flag() {
             return None;
         }
         loop {
             let ts = self.0.timestamp.load(Ordering::Acquire);
             if ts != 0 {
-                return Some(epoch() + Duration::from_nanos(ts - 1));
+                return Some(ts);
             }
             std::hint::spin_loop();
             crate::sync::thread::yield_now();
@@ -358,33 +457,45 @@ impl Fence {
 
     #[cold]
     fn signal_slow(&self) {
-        let (callbacks, wake) = {
+        let (first, rest, wake) = {
             let mut g = self.lock();
-            let callbacks = std::mem::take(&mut g.guard.callbacks);
-            g.guard.running = !callbacks.is_empty();
-            (callbacks, g.guard.sleepers > 0)
+            let list = &mut g.guard;
+            let first = list.first.take();
+            let rest = std::mem::take(&mut list.rest);
+            if first.is_some() || !rest.is_empty() {
+                // Only this thread clears RUNNING, and WAITER is set under
+                // `list`: a plain store keeps WAITER.
+                let r = self.0.running.load(Ordering::Relaxed);
+                self.0.running.store(r | RUNNING, Ordering::Relaxed);
+            }
+            (first, rest, list.sleepers > 0)
         };
         if wake {
             self.0.cond.notify_all();
         }
-        if !callbacks.is_empty() {
-            // Callbacks are part of the signal path: they too must not take
-            // a reservation lock (`in_signal_path()` stays true here).
-            rules::assert_no_internal_lock();
-            for cb in callbacks {
-                (cb.f)(self);
-            }
-            let sync_waiters = {
-                let mut g = self.lock();
-                g.guard.running = false;
-                g.guard.sleepers > 0
-            };
-            if sync_waiters {
-                self.0.cond.notify_all();
-            }
+        if first.is_none() && rest.is_empty() {
+            return;
+        }
+        // Callbacks are part of the signal path: they too must not take
+        // a reservation lock (`in_signal_path()` stays true here).
+        rules::assert_no_internal_lock();
+        if let Some(cb) = first {
+            (cb.f)(self);
+        }
+        for cb in rest {
+            (cb.f)(self);
+        }
+        // One swap clears both bits (a `fetch_and` whose result is used is a
+        // CAS loop): a waiter that sets WAITER after it sees RUNNING clear.
+        if self.0.running.swap(0, Ordering::AcqRel) & WAITER != 0 {
+            // A `wait_callbacks` caller set WAITER under `list` and sleeps
+            // (or is about to): taking `list` orders this wake-up after it.
+            drop(self.lock());
+            self.0.cond.notify_all();
         }
     }
 
+    #[inline]
     pub(super) fn lock(&self) -> ListGuard<'_> {
         let depth = LockDepth::enter();
         let guard = self.0.list.lock().unwrap_or_else(|e| e.into_inner());
@@ -415,7 +526,9 @@ impl Fence {
     /// Adds a callback run once when the fence signals (`dma_fence_add_callback`).
     /// Enables signaling. On a signaled fence returns [`AlreadySignaled`] and
     /// does not run `f`. Lock: the fence's list lock, briefly; `f` later runs
-    /// on the signaling thread with no fence lock held.
+    /// on the signaling thread with no fence lock held. Allocates `f`'s box
+    /// (and, from the second pending callback on, room in a vector).
+    #[inline]
     pub fn add_callback(
         &self,
         f: impl FnOnce(&Fence) + Send + 'static,
@@ -423,41 +536,45 @@ impl Fence {
         if self.is_signaled() {
             return Err(AlreadySignaled);
         }
-        self.enable_signaling();
-        let boxed: BoxedCallback = Box::new(f);
+        // The plain software kind has no hook and is never polled: its
+        // ENABLED bit goes in with LISTED, in one RMW.
+        let enable = if self.0.kind.is_none() {
+            ENABLED
+        } else {
+            self.enable_signaling();
+            0
+        };
+        let id = next_callback_id();
+        let cb = Callback { id, f: Box::new(f) };
         let mut g = self.lock();
-        if self.0.state.fetch_or(LISTED, Ordering::AcqRel) & SIGNALED != 0 {
+        if self.0.state.fetch_or(LISTED | enable, Ordering::AcqRel) & SIGNALED != 0 {
             drop(g);
+            // `cb` (and what `f` owns) is dropped unlocked.
             return Err(AlreadySignaled);
         }
-        let id = g.guard.next_id;
-        g.guard.next_id += 1;
-        g.guard.callbacks.push(Callback { id, f: boxed });
+        g.guard.push(cb);
         Ok(CallbackId(id))
     }
 
     /// Removes a callback that has not run (`dma_fence_remove_callback`).
     /// Returns false once the signal path has taken it (it has run or is
-    /// running on the signaling thread). Lock: the fence's list lock.
+    /// running on the signaling thread), and for an id that another fence
+    /// gave out (nothing is removed then). Lock: the fence's list lock.
     pub fn remove_callback(&self, id: CallbackId) -> bool {
         let removed = {
             let mut g = self.lock();
-            let list = &mut g.guard;
-            match list.callbacks.iter().position(|c| c.id == id.0) {
-                Some(i) => {
-                    let cb = list.callbacks.remove(i);
-                    self.maybe_unlist(list);
-                    Some(cb)
-                }
-                None => None,
+            let cb = g.guard.remove(id.0);
+            if cb.is_some() {
+                self.maybe_unlist(&g.guard);
             }
+            cb
         };
         // The closure (and whatever it owns) is dropped unlocked.
         removed.is_some()
     }
 
     pub(super) fn maybe_unlist(&self, list: &List) {
-        if list.callbacks.is_empty() && list.sleepers == 0 {
+        if list.no_callbacks() && list.sleepers == 0 {
             self.0.state.fetch_and(!LISTED, Ordering::AcqRel);
         }
     }
@@ -469,7 +586,7 @@ impl Fence {
         if self.0.context != other.0.context {
             return false;
         }
-        seqno_is_later(self.0.seqno, other.0.seqno, self.kind_ref().is_64bit())
+        seqno_is_later(self.0.seqno, other.0.seqno, self.0.seqno64)
     }
 
     /// The later of two fences on one context (`dma_fence_later`); `None` if

@@ -30,6 +30,7 @@ mod cancel;
 mod chain;
 mod context;
 mod error;
+mod failure;
 mod handle;
 mod kind;
 mod rules;
@@ -49,3 +50,6 @@ pub use kind::{FenceKind, SoftwareKind};
 pub use rules::in_signal_path;
 pub use set::FenceSet;
 pub use unwrap::{unwrap, unwrap_into, unwrap_merge, unwrap_merge_into};
+
+pub(crate) use failure::first_of;
+pub(crate) use set::wait_every;

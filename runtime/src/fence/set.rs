@@ -7,34 +7,40 @@
 //! callbacks it adds (atomics, plus a `Mutex` that only the last callback takes).
 //! Steady state: `clear()` keeps the buffer, so `clear()` + `add()` up to the
 //! previous length allocates nothing.
+//!
+//! Errors (the rule of `docs/fences.md`): the waits and `on_all_signaled`
+//! end once every fence has, with the error of the fence that ended first
+//! among the failed ones. A failed fence is never dropped for a later fence
+//! of its context: the set keeps it beside the later one (at most one such
+//! failed predecessor per context: the one that failed first).
 
 use std::time::{Duration, Instant};
 
+use super::failure::{first_of, Failure, FirstFailure};
 use super::{Fence, FenceError, WaitError};
-use crate::sync::{Arc, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::sync::{Arc, AtomicUsize, Mutex, Ordering};
 
-/// A set of fences with at most one fence per context (the latest).
+/// A set of fences with one fence per context (the latest), plus, for a
+/// context whose earlier fence had failed when a later one came, that
+/// failed fence (so its error is not lost).
 #[derive(Clone, Default, Debug)]
 pub struct FenceSet {
     fences: Vec<Fence>,
+    /// Some context may have a failed predecessor beside its latest fence.
+    kept: bool,
 }
 
 type AllCallback = Box<dyn FnOnce(Result<(), FenceError>) + Send + 'static>;
 
 struct AllState {
     remaining: AtomicUsize,
-    /// First error seen, encoded (0 = none).
-    error: AtomicU64,
+    first: FirstFailure,
     callback: Mutex<Option<AllCallback>>,
 }
 
 impl AllState {
-    fn note(&self, f: &Fence) {
-        if let Some(e) = f.error() {
-            let _ = self
-                .error
-                .compare_exchange(0, e.encode(), Ordering::AcqRel, Ordering::Acquire);
-        }
+    fn note(&self, f: &Fence, rank: u64) {
+        self.first.note(Failure::of(f, rank));
         self.done_one();
     }
 
@@ -46,11 +52,7 @@ impl AllState {
                 .unwrap_or_else(|e| e.into_inner())
                 .take();
             if let Some(cb) = cb {
-                let result = match FenceError::decode(self.error.load(Ordering::Acquire)) {
-                    None => Ok(()),
-                    Some(e) => Err(e),
-                };
-                cb(result);
+                cb(self.first.get().map_or(Ok(()), |f| Err(f.error)));
             }
         }
     }
@@ -59,29 +61,70 @@ impl AllState {
 impl FenceSet {
     /// An empty set (no allocation).
     pub fn new() -> FenceSet {
-        FenceSet { fences: Vec::new() }
+        FenceSet {
+            fences: Vec::new(),
+            kept: false,
+        }
     }
 
     /// An empty set with room for `n` fences.
     pub fn with_capacity(n: usize) -> FenceSet {
         FenceSet {
             fences: Vec::with_capacity(n),
+            kept: false,
         }
     }
 
     /// Adds `fence`, keeping one fence per context: if the set already holds
     /// a fence of that context, the later of the two stays
-    /// (`dma_fence_is_later`). Allocates only when the buffer must grow.
+    /// (`dma_fence_is_later`). The one that goes stays too if it has failed
+    /// (signaled with an error), beside the later one; of two such failed
+    /// predecessors the one that failed first stays. Allocates only when
+    /// the buffer must grow.
     pub fn add(&mut self, fence: &Fence) {
-        for slot in self.fences.iter_mut() {
-            if slot.context() == fence.context() {
-                if fence.is_later(slot) {
-                    *slot = fence.clone();
+        let ctx = fence.context();
+        let Some(i) = self.fences.iter().position(|f| f.context() == ctx) else {
+            self.fences.push(fence.clone());
+            return;
+        };
+        // A second entry of the context exists only once a failure was kept.
+        let j = if self.kept {
+            self.fences[i + 1..]
+                .iter()
+                .position(|f| f.context() == ctx)
+                .map(|k| k + i + 1)
+        } else {
+            None
+        };
+        // `latest` is the context's fence, `pred` its failed predecessor.
+        let (latest, pred) = match j {
+            Some(j) if self.fences[i].is_later(&self.fences[j]) => (i, Some(j)),
+            Some(j) => (j, Some(i)),
+            None => (i, None),
+        };
+        if self.fences[latest].ptr_eq(fence) || pred.is_some_and(|p| self.fences[p].ptr_eq(fence)) {
+            return;
+        }
+        let gone = if fence.is_later(&self.fences[latest]) {
+            std::mem::replace(&mut self.fences[latest], fence.clone())
+        } else {
+            fence.clone()
+        };
+        let Some(failed) = Failure::of(&gone, 0) else {
+            return;
+        };
+        match pred {
+            None => {
+                self.fences.push(gone);
+                self.kept = true;
+            }
+            Some(p) => {
+                let old = Failure::of(&self.fences[p], 0);
+                if Failure::first(old, Some(failed)) != old {
+                    self.fences[p] = gone;
                 }
-                return;
             }
         }
-        self.fences.push(fence.clone());
     }
 
     /// Adds every fence of `fences` (see [`add`](FenceSet::add)).
@@ -114,6 +157,7 @@ impl FenceSet {
     /// Empties the set, keeping its buffer (no deallocation).
     pub fn clear(&mut self) {
         self.fences.clear();
+        self.kept = false;
     }
 
     /// Drops the fences that signaled without error. Returns how many went.
@@ -129,29 +173,21 @@ impl FenceSet {
         self.fences.iter().all(Fence::is_signaled)
     }
 
-    /// The first error among signaled fences, if any.
+    /// The error of the fence that ended first among those that signaled
+    /// with one (by signal timestamp, then by place in the set), if any.
+    /// Polls pending fences of polled kinds. No lock.
     pub fn first_error(&self) -> Option<FenceError> {
-        self.fences
-            .iter()
-            .filter(|f| f.is_signaled())
-            .find_map(Fence::error)
+        first_of(self.fences.iter().filter(|f| f.is_signaled())).map(|f| f.error)
     }
 
     /// Waits for every fence, at most `timeout` in all (forever if `None`).
-    /// Returns the first fence error once all signaled. Locks: each fence's
-    /// list lock in turn, released while asleep.
+    /// Once all have ended, returns the error of the one that ended first
+    /// among the failed ones ([`first_error`](FenceSet::first_error)); a
+    /// failed fence does not end the wait early. `TimedOut` if some fence
+    /// is still pending at the deadline. Locks: each fence's list lock in
+    /// turn, released while asleep.
     pub fn wait_all(&self, timeout: Option<Duration>) -> Result<(), WaitError> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        for f in &self.fences {
-            let r = match deadline {
-                None => f.wait().map_err(WaitError::Fence),
-                Some(d) => f.wait_deadline(d),
-            };
-            match r {
-                Ok(()) | Err(WaitError::Fence(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        wait_every(&self.fences, timeout)?;
         match self.first_error() {
             None => Ok(()),
             Some(e) => Err(WaitError::Fence(e)),
@@ -199,23 +235,49 @@ impl FenceSet {
     }
 
     /// Runs `f` once, when every fence of the set (as it is now) has
-    /// signaled, with the first error seen. Runs it at once, on this thread,
-    /// if they all already have; otherwise on the thread that signals the
-    /// last one, with no fence lock held.
+    /// signaled, with the error of the fence that ended first among the
+    /// failed ones. Runs it at once, on this thread, if they all already
+    /// have; otherwise on the thread that signals the last one, with no
+    /// fence lock held.
     pub fn on_all_signaled(&self, f: impl FnOnce(Result<(), FenceError>) + Send + 'static) {
         let state = Arc::new(AllState {
             remaining: AtomicUsize::new(self.fences.len() + 1),
-            error: AtomicU64::new(0),
+            first: FirstFailure::new(None),
             callback: Mutex::new(Some(Box::new(f))),
         });
-        for fence in &self.fences {
-            let s = state.clone();
-            if fence.add_callback(move |fence| s.note(fence)).is_err() {
-                state.note(fence);
+        for (i, fence) in self.fences.iter().enumerate() {
+            let (s, rank) = (state.clone(), i as u64);
+            if fence
+                .add_callback(move |fence| s.note(fence, rank))
+                .is_err()
+            {
+                state.note(fence, rank);
             }
         }
         state.done_one();
     }
+}
+
+/// Waits for every fence of `fences` to end, at most `timeout` in all
+/// (forever if `None`): a failed fence does not end the wait, a deadline
+/// does (`TimedOut`). Locks: each fence's list lock in turn, released while
+/// asleep.
+pub(crate) fn wait_every<'a>(
+    fences: impl IntoIterator<Item = &'a Fence>,
+    timeout: Option<Duration>,
+) -> Result<(), WaitError> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    for f in fences {
+        let r = match deadline {
+            None => f.wait().map_err(WaitError::Fence),
+            Some(d) => f.wait_deadline(d),
+        };
+        match r {
+            Ok(()) | Err(WaitError::Fence(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 impl<'a> IntoIterator for &'a FenceSet {

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use super::cancel::CancelToken;
-use super::handle::LISTED;
+use super::handle::{LISTED, RUNNING, WAITER};
 use super::{Fence, FenceError, WaitError};
 use crate::sync::Ordering;
 
@@ -140,12 +140,18 @@ impl Fence {
         let mut g = self.lock();
         // Callbacks still listed on a signaled fence were added before the
         // signal, so its slow path is on the way to take them.
-        if g.guard.callbacks.is_empty() && !g.guard.running {
+        if g.guard.no_callbacks() && self.0.running.load(Ordering::Acquire) & RUNNING == 0 {
             return;
         }
         self.0.state.fetch_or(LISTED, Ordering::AcqRel);
         g.guard.sleepers += 1;
-        while !g.guard.callbacks.is_empty() || g.guard.running {
+        loop {
+            // WAITER before the check: a signaler whose clear of RUNNING comes
+            // after this RMW sees WAITER and wakes us under the list lock.
+            let running = self.0.running.fetch_or(WAITER, Ordering::AcqRel) & RUNNING != 0;
+            if g.guard.no_callbacks() && !running {
+                break;
+            }
             g.guard = self.0.cond.wait(g.guard).unwrap_or_else(|e| e.into_inner());
         }
         g.guard.sleepers -= 1;

@@ -96,12 +96,6 @@ impl Ticket {
         debug_assert!(self.exec.states.iter().all(|s| s.get() == 0));
         self.lock_all(objs, &self.exec.states, slots)?;
         self.done_acquiring();
-        self.record_holds(
-            objs.iter()
-                .zip(&self.exec.states)
-                .filter(|(_, s)| s.get() & LOCKED != 0)
-                .map(|((r, _), _)| r.as_reservation().id()),
-        );
         Ok(Reserved { ticket: self, objs })
     }
 
@@ -321,6 +315,5 @@ impl<R: AsReservation> Drop for Reserved<'_, '_, R> {
     fn drop(&mut self) {
         self.ticket
             .unlock_listed(self.objs, &self.ticket.exec.states);
-        self.ticket.record_holds(std::iter::empty());
     }
 }

@@ -1,7 +1,8 @@
 //! Reservations and tickets: `dma_resv`, `ww_mutex` and `drm_exec` in user space.
 //!
 //! - [`WwClass`] / [`Algorithm`]: a lock class, wait-die or wound-wait;
-//! - [`WwMutex`]: the lock, with a stamp-ordered waiter queue;
+//! - [`WwMutex`]: the lock, with a stamp-ordered waiter queue ([`LockState`]:
+//!   a read-only view of who holds it and who waits);
 //! - [`Ticket`]: the acquire context (`ww_acquire_ctx`);
 //! - [`Reservation`]: the per-buffer lock + fence slots (`dma_resv`);
 //! - [`Ticket::reserve`] / [`Reserved`]: the reservation flow (`drm_exec`);
@@ -14,8 +15,10 @@ pub(crate) mod class;
 mod exec;
 pub(crate) mod parker;
 mod reservation;
+pub(crate) mod stall;
+mod state;
 pub(crate) mod ticket;
-mod ww_mutex;
+pub(crate) mod ww_mutex;
 
 pub use attachment::{AttachError, AttachMode, Attachment, Exported};
 #[cfg(not(loom))]
@@ -23,5 +26,6 @@ pub use class::reservation_class;
 pub use class::{Algorithm, WwClass};
 pub use exec::{Access, AsReservation, Reserved};
 pub use reservation::{Reservation, ResvError, ResvFences, ResvGuard, ResvWaitError, Usage};
+pub use state::{Holder, LockState, QueuedWaiter};
 pub use ticket::{CancelHandle, Misuse, Ticket, WwError, WwGuard};
 pub use ww_mutex::{WwMutex, WwMutexGuard};

@@ -23,11 +23,15 @@ const NOTIFIED: u32 = 2;
 
 /// Before it sleeps, a waiter polls `SPINS` times (a hand-off from a running
 /// owner then costs no futex round trip), then yields the CPU up to `YIELDS`
-/// times: on oversubscribed CPUs the owner may be waiting for this CPU, and
-/// a long pure spin only delays it (the reserve bench on 2 CPUs and 4
-/// threads: 20 + 200 beats 400 polls with a yield every 16th by ~1.5-3x).
-const SPINS: u32 = 20;
-const YIELDS: u32 = 200;
+/// times, then sleeps. Since a free lock goes to whoever comes first (see
+/// `ww_mutex.rs`), nobody waits for a waiter to run, and a waiter that stays
+/// runnable only takes CPU time from the owners: on 2 CPUs with 4 threads
+/// (reserve bench, 4 runs each, interleaved) 50 + 5 gave 0.58 / 0.51 of the
+/// sorted-mutex baseline (wait-die / wound-wait) where 20 + 200 gave 0.43 /
+/// 0.34, and in the TCG guest 0.28 / 0.35 where 20 + 200 gave 0.10 / 0.10
+/// (0 yields: 0.22 / 0.22, the futex round trip is slow there).
+const SPINS: u32 = 50;
+const YIELDS: u32 = 5;
 
 /// Where one waiter sleeps.
 #[derive(Default)]

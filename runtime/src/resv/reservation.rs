@@ -5,24 +5,31 @@
 //! - Writers (`reserve_fences`, `add_fence`) must hold the reservation's
 //!   ww lock; the API enforces it: only a [`ResvGuard`] or a
 //!   [`crate::resv::Reserved`] can call them.
-//! - The fence list is an immutable-once-shared `Arc<Vec<Slot>>` in a
-//!   [`FenceList`], whose mutex is held only to clone the pointer (readers)
-//!   or to check and edit the list (the ww lock holder, once per
-//!   `add_fence`). Readers ([`Reservation::fences`], `test_signaled`,
-//!   `wait`) never take the ww lock: they clone the pointer and read a
-//!   consistent snapshot without any lock.
-//! - A writer edits the list in place when no reader holds a snapshot
-//!   (`Arc::make_mut`); otherwise it copies (the only allocation in steady state).
+//! - The fence list lives in a [`FenceList`]: a `Vec` the ww lock holder
+//!   edits in place, and the snapshot readers share (an `Arc` of a copy,
+//!   made by the first reader after an edit). Its mutex is held only to
+//!   check and edit the list (the ww lock holder, once per `add_fence` that
+//!   changes something), or to clone the snapshot pointer (readers; the
+//!   first reader after an edit also makes the copy). Readers
+//!   ([`Reservation::fences`], `test_signaled`, `wait`) never take the ww
+//!   lock: they read their snapshot without any lock, and it never changes.
 //! - No fence hook or callback runs under the list mutex: code holding it
-//!   reads the signaled flag only (`test_signaled_flag`), never polls a fence.
+//!   reads the signaled flag only (`test_signaled_flag`), never polls a
+//!   fence. A fence an edit replaces is dropped after the mutex; signaled
+//!   fences it prunes (and a stale snapshot) are dropped under it or after,
+//!   and their drop runs no callback (a signaled fence has none left).
 //! - No `unsafe`: the runtime is safe Rust (`#![forbid(unsafe_code)]`).
-//! - `spare` (free capacity) and `reserved` are atomics written only by the
-//!   ww lock holder, so `reserve_fences` with room to spare takes no lock.
+//! - `spare` (free capacity), `reserved` (slots the holder reserved) and
+//!   `last` are atomics written only by the ww lock holder, so
+//!   `reserve_fences` with room to spare and `add_fence` of the fence just
+//!   placed take no lock. `reserved` is zeroed when a [`ResvGuard`] is made
+//!   and dropped (the flow sets it at every lock): reserved slots are the
+//!   holder's, forgotten at unlock.
 
 use std::sync::Arc as StdArc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::fence::{Fence, FenceError, FenceSet, WaitError};
+use crate::fence::{first_of, wait_every, Fence, FenceError, FenceSet, WaitError};
 use crate::resv::class::WwClass;
 use crate::resv::parker::lock;
 use crate::resv::ticket::{Ticket, WwError, WwGuard};
@@ -137,30 +144,80 @@ struct Slot {
     usage: Usage,
 }
 
-/// The published fence list (RCU-like): an `Arc<Vec<Slot>>` behind a mutex
-/// held only to clone the pointer (readers) or to check and edit the list
-/// (the ww lock holder). Readers keep their snapshot without any lock.
+/// What the list mutex guards.
+struct ListState {
+    /// The fences, edited in place by the ww lock holder.
+    slots: Vec<Slot>,
+    /// `slots` as of the last edit, shared by readers; `None` until a reader
+    /// asks after an edit. Immutable once made.
+    snap: Option<StdArc<Vec<Slot>>>,
+    /// An emptied snapshot, held only here (so unique), whose allocation
+    /// the next snapshot reuses: a steady frame loop (edit, snapshot, the
+    /// reader done) allocates nothing.
+    recycled: Option<StdArc<Vec<Slot>>>,
+}
+
+/// The fence list: edited in place under its mutex (the ww lock holder),
+/// read through immutable snapshots (RCU-like: a reader keeps its snapshot
+/// without any lock while writers go on).
 struct FenceList {
-    list: Mutex<StdArc<Vec<Slot>>>,
+    state: Mutex<ListState>,
 }
 
 impl FenceList {
     fn new() -> FenceList {
         FenceList {
-            list: Mutex::new(StdArc::new(Vec::new())),
+            state: Mutex::new(ListState {
+                slots: Vec::new(),
+                snap: None,
+                recycled: None,
+            }),
         }
     }
 
-    /// Runs `f` on the list under its mutex. Only a reference-count increment
-    /// or a short list edit runs under it; no fence hook or callback.
+    /// Runs `f` on the list under its mutex. Only a list edit, a reference
+    /// count increment or the copy for a snapshot runs under it; no fence
+    /// hook or callback.
     #[inline]
-    fn with<R>(&self, f: impl FnOnce(&mut StdArc<Vec<Slot>>) -> R) -> R {
-        f(&mut lock(&self.list))
+    fn with<R>(&self, f: impl FnOnce(&mut ListState) -> R) -> R {
+        f(&mut lock(&self.state))
     }
 
-    /// A snapshot for a reader: clones the pointer. Never takes the ww lock.
+    /// A snapshot for a reader: clones the shared pointer, or (first reader
+    /// after an edit) copies the list into a new one, reusing the spare
+    /// allocation when there is one. Never takes the ww lock.
     fn snapshot(&self) -> StdArc<Vec<Slot>> {
-        self.with(|list| StdArc::clone(list))
+        self.with(|s| {
+            let ListState {
+                slots,
+                snap,
+                recycled,
+            } = s;
+            StdArc::clone(snap.get_or_insert_with(|| match recycled.take() {
+                Some(mut reused) => {
+                    StdArc::get_mut(&mut reused)
+                        .expect("a recycled snapshot is never shared")
+                        .extend_from_slice(slots);
+                    reused
+                }
+                None => StdArc::new(slots.clone()),
+            }))
+        })
+    }
+
+    /// Keeps `stale`, a snapshot an edit replaced, for reuse when no
+    /// reader holds it any more: its fences are dropped here, outside the
+    /// list mutex, then the mutex is taken to store it. Shared: dropped.
+    fn recycle(&self, mut stale: StdArc<Vec<Slot>>) {
+        let Some(list) = StdArc::get_mut(&mut stale) else {
+            return;
+        };
+        list.clear();
+        self.with(|s| {
+            if s.recycled.is_none() {
+                s.recycled = Some(stale);
+            }
+        });
     }
 }
 
@@ -227,31 +284,28 @@ impl Reservation {
 
     /// Locks with `ticket` (`dma_resv_lock(obj, ctx)`); see [`Ticket::lock`].
     pub fn lock<'r, 't>(&'r self, ticket: &'t Ticket) -> Result<ResvGuard<'r, 't>, WwError> {
-        Ok(ResvGuard {
-            resv: self,
-            _hold: Hold::Ticket(ticket.lock(&self.lock)?),
-        })
+        Ok(ResvGuard::new(self, Hold::Ticket(ticket.lock(&self.lock)?)))
     }
 
     /// Locks the contended object after a back-off (`dma_resv_lock_slow`).
     pub fn lock_slow<'r, 't>(&'r self, ticket: &'t Ticket) -> Result<ResvGuard<'r, 't>, WwError> {
-        Ok(ResvGuard {
-            resv: self,
-            _hold: Hold::Ticket(ticket.lock_slow(&self.lock)?),
-        })
+        Ok(ResvGuard::new(
+            self,
+            Hold::Ticket(ticket.lock_slow(&self.lock)?),
+        ))
     }
 
     /// Locks without a ticket (`dma_resv_lock(obj, NULL)`): for code that
     /// locks this one object only.
     pub fn lock_alone(&self) -> ResvGuard<'_, '_> {
-        ResvGuard {
-            resv: self,
-            _hold: Hold::Alone(self.lock.lock()),
-        }
+        ResvGuard::new(self, Hold::Alone(self.lock.lock()))
     }
 
     /// A consistent snapshot of the fences with usage `<= usage`
-    /// (`dma_resv_iter` unlocked). Never takes the ww lock.
+    /// (`dma_resv_iter` unlocked). Never takes the ww lock; takes the list
+    /// mutex to clone the snapshot pointer (the first reader after an edit
+    /// makes the snapshot: a copy into the allocation of an earlier one
+    /// that no reader holds any more, or one allocation).
     pub fn fences(&self, usage: Usage) -> ResvFences {
         ResvFences {
             list: self.slots.snapshot(),
@@ -260,35 +314,71 @@ impl Reservation {
     }
 
     /// Whether every fence with usage `<= usage` has signaled
-    /// (`dma_resv_test_signaled`). Never takes the ww lock.
+    /// (`dma_resv_test_signaled`), with or without an error. Never takes the
+    /// ww lock; the list mutex briefly (a snapshot only if a fence must be
+    /// polled).
     pub fn test_signaled(&self, usage: Usage) -> bool {
-        self.fences(usage).iter().all(Fence::is_signaled)
+        let flagged = self.slots.with(|s| {
+            s.slots
+                .iter()
+                .all(|slot| slot.usage > usage || slot.fence.test_signaled_flag())
+        });
+        flagged || self.fences(usage).iter().all(Fence::is_signaled)
     }
 
     /// Waits for every fence with usage `<= usage` (`dma_resv_wait_timeout`),
-    /// at most `timeout` in all (`None`: forever). A fence still pending at
-    /// the bound is named ([`ResvWaitError::Pending`]) and stays in the
-    /// reservation. Never takes the ww lock.
+    /// at most `timeout` in all (`None`: forever). Follows the rule of
+    /// `docs/fences.md`: a failed fence does not end the wait; once every
+    /// fence has ended, the result is the error of the one that ended first
+    /// among the failed ones. A fence still pending at the deadline is named
+    /// ([`ResvWaitError::Pending`]) and stays in the reservation (nothing is
+    /// pruned until it signals). Never takes the ww lock.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bufsync::fence::{FenceContext, FenceError};
+    /// use bufsync::resv::{Reservation, ResvWaitError, Usage};
+    ///
+    /// let buf = Reservation::new();
+    /// let (writer, reader) = (FenceContext::new("doc", "w").create_fence(),
+    ///                         FenceContext::new("doc", "r").create_fence());
+    /// let mut g = buf.lock_alone();
+    /// g.reserve_fences(2).unwrap();
+    /// g.add_fence(&writer, Usage::Write);
+    /// g.add_fence(&reader, Usage::Read);
+    /// drop(g);
+    /// writer.signal_with_error(FenceError::DeviceLost).unwrap();
+    /// // The reader still runs: the wait does not end at the failure, and
+    /// // the error names the fence still pending.
+    /// match buf.wait(Usage::Read, Some(Duration::from_millis(1))) {
+    ///     Err(ResvWaitError::Pending { fence, .. }) => assert!(fence.ptr_eq(&reader)),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// reader.signal().unwrap();
+    /// assert_eq!(buf.wait(Usage::Read, None), Err(ResvWaitError::Fence(FenceError::DeviceLost)));
+    /// ```
     pub fn wait(&self, usage: Usage, timeout: Option<Duration>) -> Result<(), ResvWaitError> {
-        let start = Instant::now();
-        let deadline = timeout.map(|t| start + t);
-        for f in self.fences(usage).iter() {
-            let r = match deadline {
-                Some(d) => f.wait_deadline(d),
-                None => f.wait().map_err(WaitError::Fence),
+        let start = std::time::Instant::now();
+        let fences = self.fences(usage);
+        if let Err(e) = wait_every(fences.iter(), timeout) {
+            let pending = fences.iter().find(|f| !f.is_signaled());
+            return match (e, pending) {
+                (WaitError::Fence(e), _) => Err(ResvWaitError::Fence(e)),
+                (_, Some(f)) => Err(ResvWaitError::Pending {
+                    fence: f.clone(),
+                    waited: start.elapsed(),
+                }),
+                // Signaled just after the deadline: it has ended after all.
+                (_, None) => match first_of(fences.iter()) {
+                    None => Ok(()),
+                    Some(f) => Err(ResvWaitError::Fence(f.error)),
+                },
             };
-            match r {
-                Ok(()) => {}
-                Err(WaitError::Fence(e)) => return Err(ResvWaitError::Fence(e)),
-                Err(WaitError::TimedOut | WaitError::Cancelled) => {
-                    return Err(ResvWaitError::Pending {
-                        fence: f.clone(),
-                        waited: start.elapsed(),
-                    })
-                }
-            }
         }
-        Ok(())
+        match first_of(fences.iter()) {
+            None => Ok(()),
+            Some(f) => Err(ResvWaitError::Fence(f.error)),
+        }
     }
 
     /// Makes room for `n` more fences. Caller holds the ww lock.
@@ -301,41 +391,37 @@ impl Reservation {
         self.grow_locked(n)
     }
 
-    /// `reserve_locked` without room to spare: grows or copies the list.
+    /// `reserve_locked` without room to spare: grows the list.
     #[cold]
     fn grow_locked(&self, n: usize) -> Result<(), ResvError> {
         let object = self.id();
-        let oom = |_| ResvError::NoMemory { object, wanted: n };
-        let spare = self.slots.with(|list| {
-            match StdArc::get_mut(list) {
-                Some(v) => v.try_reserve(n).map_err(oom)?,
-                None => {
-                    let mut v = Vec::new();
-                    v.try_reserve_exact(list.len() + n).map_err(oom)?;
-                    v.extend(list.iter().cloned());
-                    *list = StdArc::new(v);
-                }
-            }
-            Ok::<_, ResvError>(list.capacity() - list.len())
+        let spare = self.slots.with(|s| {
+            s.slots
+                .try_reserve(n)
+                .map_err(|_| ResvError::NoMemory { object, wanted: n })?;
+            Ok::<_, ResvError>(s.slots.capacity() - s.slots.len())
         })?;
         self.spare.store(spare, Ordering::Relaxed);
         self.reserved.store(n, Ordering::Relaxed);
         Ok(())
     }
 
+    /// Forgets the slots the holder reserved (a holder's reservation ends
+    /// with its lock). Caller holds the ww lock.
+    #[inline]
+    fn forget_reserved(&self) {
+        self.reserved.store(0, Ordering::Relaxed);
+    }
+
     /// Adds `fence` with `usage` (`dma_resv_add_fence`): replaces the first
-    /// slot that holds a signaled fence or an earlier-or-same fence of the same
-    /// context with a usage `>=` this one; drops other signaled fences; else
-    /// takes a reserved slot. Caller holds the ww lock; takes the list mutex
-    /// once.
+    /// slot that holds an earlier-or-same fence of the same context with a
+    /// usage `>=` this one, or a stale fence (see [`stale`]); drops the other
+    /// stale fences; else appends, using a reserved slot (an append without
+    /// one is logged, as the kernel BUGs). Caller holds the ww lock; takes
+    /// the list mutex once, unless `fence` is the fence the last edit placed
+    /// with this usage (then nothing changes and no lock is taken).
     #[inline]
     pub(crate) fn add_locked(&self, fence: &Fence, usage: Usage) {
-        let reserved = self.reserved.load(Ordering::Relaxed);
-        if reserved == 0 {
-            log::warn!("add_fence on object {} without a reserved slot", self.id());
-        }
-        self.reserved
-            .store(reserved.saturating_sub(1), Ordering::Relaxed);
         // The fence the last edit placed, with this usage: already there.
         // (Skipping the edit skips its pruning too; signaled fences go at
         // the next edit, as the kernel's do.)
@@ -343,32 +429,56 @@ impl Reservation {
         if self.last.load(Ordering::Relaxed) == key {
             return;
         }
-        let spare = self.slots.with(|list| {
-            // The same fence with the same usage and nothing to prune: the
-            // edit would write what is there (no reference moved, no copy).
-            let unchanged = match list.iter().position(|s| replaceable(s, fence, usage)) {
-                Some(i) => {
-                    list[i].fence.ptr_eq(fence)
-                        && list[i].usage == usage
-                        && !list[i + 1..].iter().any(|s| s.fence.test_signaled_flag())
-                }
-                None => false,
-            };
-            let spare = (!unchanged).then(|| edit(list, fence, usage));
-            self.last.store(key, Ordering::Relaxed);
-            spare
-        });
-        if let Some(spare) = spare {
-            self.spare.store(spare, Ordering::Relaxed);
-        }
+        self.add_edit(fence, usage, key);
     }
 
-    /// Adds the unsignaled fences with usage `<= usage` to `set`. Caller
-    /// holds the ww lock; takes the list mutex.
+    /// The edit of [`Reservation::add_locked`].
+    #[inline(never)]
+    fn add_edit(&self, fence: &Fence, usage: Usage, key: usize) {
+        let (replaced, stale_snap, appended, spare) = self.slots.with(|s| {
+            let (changed, replaced, appended) = match edit(&mut s.slots, fence, usage) {
+                Edit::Unchanged => (false, None, false),
+                Edit::Changed(old) => (true, old, false),
+                Edit::Appended => (true, None, true),
+            };
+            self.last.store(key, Ordering::Relaxed);
+            // A stale snapshot goes (dropped after the mutex).
+            let stale = if changed { s.snap.take() } else { None };
+            (
+                replaced,
+                stale,
+                appended,
+                s.slots.capacity() - s.slots.len(),
+            )
+        });
+        self.spare.store(spare, Ordering::Relaxed);
+        if appended {
+            let reserved = self.reserved.load(Ordering::Relaxed);
+            if reserved == 0 {
+                log::warn!(
+                    "add_fence on object {} appended without a reserved slot",
+                    self.id()
+                );
+            }
+            self.reserved
+                .store(reserved.saturating_sub(1), Ordering::Relaxed);
+        }
+        if let Some(stale) = stale_snap {
+            self.slots.recycle(stale);
+        }
+        drop(replaced);
+    }
+
+    /// Adds the fences with usage `<= usage` that the new work must wait
+    /// for to `set`: the unsignaled ones and those that failed (their
+    /// errors are the new work's too). Caller holds the ww lock; takes the
+    /// list mutex.
     pub(crate) fn collect_into(&self, usage: Usage, set: &mut FenceSet) {
-        self.slots.with(|list| {
-            for slot in list.iter() {
-                if slot.usage <= usage && !slot.fence.test_signaled_flag() {
+        self.slots.with(|s| {
+            for slot in s.slots.iter() {
+                if slot.usage <= usage
+                    && (!slot.fence.test_signaled_flag() || slot.fence.error().is_some())
+                {
                     set.add(&slot.fence);
                 }
             }
@@ -376,46 +486,74 @@ impl Reservation {
     }
 }
 
-/// Whether `slot` may take `fence` with `usage`: it is signaled, or holds an
+/// Whether `slot` holds a fence that an edit adding a fence with `usage`
+/// may drop: a signaled one, unless it failed as a writer (`Kernel` or
+/// `Write`) and the new fence does not write: a failed write stays until a
+/// new writer (who waited for it, and saw the error) replaces the contents.
+/// The kernel drops every signaled fence; keeping failed writes is what
+/// lets a later reader still see that the contents are bad.
+#[inline]
+fn stale(slot: &Slot, usage: Usage) -> bool {
+    slot.fence.test_signaled_flag()
+        && (usage <= Usage::Write || slot.usage > Usage::Write || slot.fence.error().is_none())
+}
+
+/// Whether `slot` may take `fence` with `usage`: it is stale, or holds an
 /// earlier-or-same fence of the same context with a usage `>=` this one.
 #[inline]
 fn replaceable(slot: &Slot, fence: &Fence, usage: Usage) -> bool {
     (slot.fence.context() == fence.context()
         && slot.usage >= usage
         && (slot.fence.ptr_eq(fence) || !slot.fence.is_later(fence)))
-        || slot.fence.test_signaled_flag()
+        || stale(slot, usage)
+}
+
+/// What [`edit`] did.
+enum Edit {
+    /// The same fence with the same usage was there and nothing was stale.
+    Unchanged,
+    /// A slot took the fence (or its new usage), stale ones went; the fence
+    /// the slot held, if another one (dropped by the caller after the list
+    /// mutex).
+    Changed(Option<Fence>),
+    /// The fence took a new slot.
+    Appended,
 }
 
 /// The editing part of [`Reservation::add_locked`], under the list mutex:
-/// edits in place unless a reader holds a snapshot (then copies). Returns
-/// the spare capacity left.
-#[inline(never)]
-fn edit(list: &mut StdArc<Vec<Slot>>, fence: &Fence, usage: Usage) -> usize {
-    let v = StdArc::make_mut(list);
-    let mut placed = false;
-    v.retain_mut(|slot| {
-        if !replaceable(slot, fence, usage) {
-            return true;
-        }
-        if placed {
-            // Later replaceable slots are either signaled (prune) or an
-            // older fence of this context kept for a weaker usage.
-            return !slot.fence.test_signaled_flag();
-        }
-        placed = true;
-        if !slot.fence.ptr_eq(fence) {
-            slot.fence = fence.clone();
-        }
-        slot.usage = usage;
-        true
-    });
-    if !placed {
-        v.push(Slot {
+/// edits `slots` in place. One pass for the usual one or two slots.
+#[inline]
+fn edit(slots: &mut Vec<Slot>, fence: &Fence, usage: Usage) -> Edit {
+    // No slot is replaceable, so none is stale (stale ones are replaceable).
+    let Some(i) = slots.iter().position(|s| replaceable(s, fence, usage)) else {
+        slots.push(Slot {
             fence: fence.clone(),
             usage,
         });
+        return Edit::Appended;
+    };
+    // Later replaceable slots are either stale (prune) or an older fence of
+    // this context kept for a weaker usage.
+    let prune = slots[i + 1..].iter().any(|s| stale(s, usage));
+    let slot = &mut slots[i];
+    let old = if slot.fence.ptr_eq(fence) {
+        if slot.usage == usage && !prune {
+            return Edit::Unchanged;
+        }
+        slot.usage = usage;
+        None
+    } else {
+        slot.usage = usage;
+        Some(std::mem::replace(&mut slot.fence, fence.clone()))
+    };
+    if prune {
+        let mut k = 0;
+        slots.retain(|s| {
+            k += 1;
+            k <= i + 1 || !stale(s, usage)
+        });
     }
-    v.capacity() - v.len()
+    Edit::Changed(old)
 }
 
 /// The lock a [`ResvGuard`] holds; its only use is its `Drop`.
@@ -426,7 +564,9 @@ enum Hold<'r, 't> {
 }
 
 /// A locked reservation: the only way (with [`crate::resv::Reserved`]) to add
-/// fences. Unlocks on drop; reserved slots are then forgotten.
+/// fences. Unlocks on drop; the slots it reserved are then forgotten (the
+/// next holder reserves its own, as `dma_resv` drops reserved slots at
+/// unlock).
 #[must_use = "dropping the guard unlocks at once"]
 pub struct ResvGuard<'r, 't> {
     resv: &'r Reservation,
@@ -437,7 +577,17 @@ impl std::fmt::Debug for ResvGuard<'_, '_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResvGuard")
             .field("object", &self.resv.id())
+            .field("reserved", &self.reserved_slots())
             .finish()
+    }
+}
+
+impl<'r, 't> ResvGuard<'r, 't> {
+    /// A guard for `resv`, whose lock `hold` holds: starts with no slot
+    /// reserved (whatever an earlier holder left is not this one's).
+    fn new(resv: &'r Reservation, hold: Hold<'r, 't>) -> ResvGuard<'r, 't> {
+        resv.forget_reserved();
+        ResvGuard { resv, _hold: hold }
     }
 }
 
@@ -448,14 +598,30 @@ impl ResvGuard<'_, '_> {
     }
 
     /// Makes room for `n` more fences (`dma_resv_reserve_fences`); may fail.
+    /// Like the kernel's, it is not cumulative: afterwards `n` slots are
+    /// reserved, whatever was reserved before.
     pub fn reserve_fences(&mut self, n: usize) -> Result<(), ResvError> {
         self.resv.reserve_locked(n)
     }
 
+    /// How many of the slots this guard reserved are still unused: an
+    /// `add_fence` that appends uses one, one that replaces a slot none.
+    pub fn reserved_slots(&self) -> usize {
+        self.resv.reserved.load(Ordering::Relaxed)
+    }
+
     /// Adds a fence (`dma_resv_add_fence`); cannot fail. Call
-    /// [`ResvGuard::reserve_fences`] first (a missing reservation is logged).
+    /// [`ResvGuard::reserve_fences`] first: an append without a reserved
+    /// slot is logged (the kernel BUGs) and still done.
     pub fn add_fence(&mut self, fence: &Fence, usage: Usage) {
         self.resv.add_locked(fence, usage);
+    }
+}
+
+impl Drop for ResvGuard<'_, '_> {
+    fn drop(&mut self) {
+        // Still locked here (the hold drops after this body).
+        self.resv.forget_reserved();
     }
 }
 

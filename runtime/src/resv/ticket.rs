@@ -6,11 +6,11 @@
 //! see: `stamp` (written only by the owner while it holds no lock of the
 //! class), `wounded` and `cancelled` (atomics, set by anyone), `parker`, and
 //! `debug` (a leaf mutex: what the ticket waits for, back-offs, for dumps;
-//! taken on the slow path only). What the ticket holds is a [`HoldRecord`]:
-//! atomics written by the ticket's thread without a lock.
+//! taken on the slow path only). What a ticket holds is not recorded here:
+//! each lock's owner word names its holder, and the diagnostics read the
+//! locks (see [`crate::debug`]).
 
 use std::cell::{Cell, RefCell};
-use std::sync::Arc as StdArc;
 use std::time::{Duration, Instant};
 
 use crate::resv::class::WwClass;
@@ -81,6 +81,11 @@ pub enum Misuse {
     /// The mutex belongs to another class than the ticket.
     #[error("the mutex belongs to another class")]
     ClassMismatch,
+    /// A lock that may wait, taken in a fence's signal path (a fence
+    /// callback): the kernel forbids taking a reservation lock there, since
+    /// its holder may be waiting for that very fence.
+    #[error("lock taken in a fence's signal path")]
+    InSignalPath,
 }
 
 /// What other threads may see of a ticket.
@@ -95,115 +100,10 @@ pub(crate) struct TicketShared {
 /// A ticket's entry in the registry (see [`crate::debug`]).
 pub(crate) struct TicketDebug {
     pub(crate) started: Instant,
-    /// The objects held (lock-free for the ticket's thread; see [`HoldRecord`]).
-    pub(crate) held: StdArc<HoldRecord>,
+    /// The object waited for and since when, while waiting.
     pub(crate) waiting: Option<(u64, Instant)>,
     pub(crate) backoffs: u64,
     pub(crate) warned: bool,
-}
-
-/// How many held objects a ticket records without taking a lock.
-const FAST_HOLDS: usize = 64;
-
-/// What a ticket holds, for [`crate::debug::dump`]: written by the ticket's
-/// thread only, with plain atomic stores (no read-modify-write, no lock) for
-/// the first [`FAST_HOLDS`] objects; objects past those go to `overflow`, a
-/// leaf mutex. Readers (dumps) get a racy snapshot: an object being added or
-/// removed at that instant may be missing or listed twice. These are std
-/// atomics even under loom: the record decides nothing.
-pub(crate) struct HoldRecord {
-    len: std::sync::atomic::AtomicUsize,
-    ids: [std::sync::atomic::AtomicU64; FAST_HOLDS],
-    overflow: std::sync::Mutex<Vec<u64>>,
-}
-
-impl HoldRecord {
-    fn new() -> HoldRecord {
-        HoldRecord {
-            len: std::sync::atomic::AtomicUsize::new(0),
-            ids: std::array::from_fn(|_| std::sync::atomic::AtomicU64::new(0)),
-            overflow: std::sync::Mutex::new(Vec::new()),
-        }
-    }
-
-    fn overflow(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {
-        self.overflow
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Adds `id`. The ticket's thread only.
-    #[inline]
-    fn push(&self, id: u64) {
-        use std::sync::atomic::Ordering::{Relaxed, Release};
-        let n = self.len.load(Relaxed);
-        match self.ids.get(n) {
-            Some(slot) => slot.store(id, Relaxed),
-            None => self.overflow().push(id),
-        }
-        self.len.store(n + 1, Release);
-    }
-
-    /// Removes one `id` (the last recorded). The ticket's thread only.
-    fn remove(&self, id: u64) {
-        use std::sync::atomic::Ordering::{Relaxed, Release};
-        let n = self.len.load(Relaxed);
-        if n > FAST_HOLDS {
-            // Rare: more than FAST_HOLDS objects held at once.
-            let mut over = self.overflow();
-            if let Some(i) = over.iter().rposition(|&o| o == id) {
-                over.swap_remove(i);
-            } else if let Some(i) = self.ids.iter().rposition(|o| o.load(Relaxed) == id) {
-                let moved = over.pop().unwrap_or(0);
-                self.ids[i].store(moved, Relaxed);
-            } else {
-                return;
-            }
-            self.len.store(n - 1, Release);
-            return;
-        }
-        if let Some(i) = self.ids[..n].iter().rposition(|o| o.load(Relaxed) == id) {
-            let last = self.ids[n - 1].load(Relaxed);
-            self.ids[i].store(last, Relaxed);
-            self.len.store(n - 1, Release);
-        }
-    }
-
-    /// Replaces the whole record. The ticket's thread only.
-    #[inline]
-    fn set(&self, objects: impl Iterator<Item = u64>) {
-        use std::sync::atomic::Ordering::{Relaxed, Release};
-        let old = self.len.load(Relaxed);
-        if old > FAST_HOLDS {
-            self.overflow().clear();
-        }
-        let mut n = 0;
-        for id in objects {
-            match self.ids.get(n) {
-                Some(slot) => slot.store(id, Relaxed),
-                None => self.overflow().push(id),
-            }
-            n += 1;
-        }
-        self.len.store(n, Release);
-    }
-}
-
-impl std::fmt::Debug for HoldRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use std::sync::atomic::Ordering::{Acquire, Relaxed};
-        let n = self.len.load(Acquire);
-        let mut list = f.debug_list();
-        list.entries(
-            self.ids[..n.min(FAST_HOLDS)]
-                .iter()
-                .map(|o| o.load(Relaxed)),
-        );
-        if n > FAST_HOLDS {
-            list.entries(self.overflow().iter());
-        }
-        list.finish()
-    }
 }
 
 impl TicketShared {
@@ -248,8 +148,6 @@ impl CancelHandle {
 /// class in any order without deadlock. Keeps its stamp across retries.
 pub struct Ticket {
     pub(crate) shared: Arc<TicketShared>,
-    /// The registry's hold list (also in `shared.debug`), written lock-free.
-    holds: StdArc<HoldRecord>,
     pub(crate) class: Arc<WwClass>,
     acquired: Cell<usize>,
     done: Cell<bool>,
@@ -283,7 +181,6 @@ impl Ticket {
     /// Takes the class's ticket list once.
     pub fn new(class: &Arc<WwClass>) -> Ticket {
         let stamp = class.take_stamp();
-        let holds = StdArc::new(HoldRecord::new());
         let shared = Arc::new(TicketShared {
             stamp: AtomicU64::new(stamp),
             wounded: AtomicBool::new(false),
@@ -291,16 +188,14 @@ impl Ticket {
             parker: Parker::default(),
             debug: Mutex::new(TicketDebug {
                 started: Instant::now(),
-                held: StdArc::clone(&holds),
                 waiting: None,
                 backoffs: 0,
                 warned: false,
             }),
         });
-        lock(&class.tickets).push(Arc::clone(&shared));
+        class.add_ticket(&shared);
         Ticket {
             shared,
-            holds,
             class: Arc::clone(class),
             acquired: Cell::new(0),
             done: Cell::new(false),
@@ -414,7 +309,6 @@ impl Ticket {
         if !(self.fast_ok() && self.lock_fast(&mutex.core, self.stamp())) {
             self.lock_core(&mutex.core, false)?;
         }
-        self.record_hold(mutex.id(), true);
         Ok(WwGuard {
             mutex,
             ticket: self,
@@ -425,7 +319,6 @@ impl Ticket {
     /// holding nothing else: waits in its kept place, never backs off.
     pub fn lock_slow<'m>(&self, mutex: &'m WwMutex) -> Result<WwGuard<'m, '_>, WwError> {
         self.lock_core(&mutex.core, true)?;
-        self.record_hold(mutex.id(), true);
         Ok(WwGuard {
             mutex,
             ticket: self,
@@ -433,26 +326,30 @@ impl Ticket {
     }
 
     /// Takes `mutex` only if it is free and nobody waits (`ww_mutex_trylock`
-    /// with a context); `None` if not, also when this ticket holds it.
+    /// with a context); `None` if not, also when this ticket holds it. It
+    /// cannot wait, so it is allowed in a fence's signal path.
     pub fn try_lock<'m>(&self, mutex: &'m WwMutex) -> Result<Option<WwGuard<'m, '_>>, WwError> {
-        self.check(&mutex.core, false)?;
+        self.check(&mutex.core, false, false)?;
         if !mutex.core.try_fast(self.stamp()) {
             return Ok(None);
         }
         self.count_lock(&mutex.core);
-        self.record_hold(mutex.id(), true);
         Ok(Some(WwGuard {
             mutex,
             ticket: self,
         }))
     }
 
-    fn check(&self, core: &Arc<WwCore>, slow: bool) -> Result<(), WwError> {
+    /// The debug-build rules (`DEBUG_WW_MUTEXES`); `waits`: the lock may
+    /// wait, so the signal-path rule applies.
+    fn check(&self, core: &Arc<WwCore>, slow: bool, waits: bool) -> Result<(), WwError> {
         if !cfg!(debug_assertions) {
             return Ok(());
         }
         let object = core.id();
-        let misuse = if self.done.get() {
+        let misuse = if waits && crate::fence::in_signal_path() {
+            Some(Misuse::InSignalPath)
+        } else if self.done.get() {
             Some(Misuse::AfterDone)
         } else if core.class_id() != self.class.id() {
             Some(Misuse::ClassMismatch)
@@ -485,7 +382,7 @@ impl Ticket {
     /// the lock; `false` leaves everything to [`Ticket::lock_core`].
     #[inline]
     pub(crate) fn lock_fast(&self, core: &Arc<WwCore>, stamp: u64) -> bool {
-        if cfg!(debug_assertions) && self.check(core, false).is_err() {
+        if cfg!(debug_assertions) && self.check(core, false, true).is_err() {
             return false;
         }
         if self.acquired.get() == 0 {
@@ -510,9 +407,9 @@ impl Ticket {
     }
 
     /// The lock step shared by [`Ticket::lock`], [`Ticket::lock_slow`] and the
-    /// reservation flow. Does not touch the debug hold list.
+    /// reservation flow.
     pub(crate) fn lock_core(&self, core: &Arc<WwCore>, slow: bool) -> Result<(), WwError> {
-        self.check(core, slow)?;
+        self.check(core, slow, true)?;
         self.fresh.set(false);
         let object = core.id();
         let stamp = self.stamp();
@@ -618,24 +515,6 @@ impl Ticket {
             p.forfeit(self.stamp());
         }
     }
-
-    /// Adds or removes one object in the registry's hold list. No lock
-    /// (see [`HoldRecord`]).
-    #[inline]
-    pub(crate) fn record_hold(&self, object: u64, held: bool) {
-        if held {
-            self.holds.push(object);
-        } else {
-            self.holds.remove(object);
-        }
-    }
-
-    /// Replaces the registry's hold list (the reservation flow, once a
-    /// batch). No lock (see [`HoldRecord`]).
-    #[inline]
-    pub(crate) fn record_holds(&self, objects: impl Iterator<Item = u64>) {
-        self.holds.set(objects);
-    }
 }
 
 impl Drop for Ticket {
@@ -655,7 +534,7 @@ impl Drop for Ticket {
                 core.unlock(self.stamp());
             }
         }
-        lock(&self.class.tickets).retain(|t| !Arc::ptr_eq(t, &self.shared));
+        self.class.remove_ticket(&self.shared);
     }
 }
 
@@ -685,6 +564,5 @@ impl WwGuard<'_, '_> {
 impl Drop for WwGuard<'_, '_> {
     fn drop(&mut self) {
         self.ticket.unlock_core(&self.mutex.core);
-        self.ticket.record_hold(self.mutex.id(), false);
     }
 }

@@ -4,13 +4,22 @@
 //! - `state` (atomic) holds `owner << 1 | WAITERS`. Owner 0 means unlocked;
 //!   a ticket owner is its stamp; a ticket-less owner is [`TICKETLESS`].
 //!   The fast paths CAS `0 -> me` and `me -> 0`; they fail whenever
-//!   `WAITERS` is set, so nobody overtakes a queued waiter without `queue`.
-//! - `queue` (mutex) guards the waiter list. `WAITERS` is set and cleared only
-//!   under it, and it is set whenever the list is not empty. An unlock that
-//!   sees `WAITERS` takes `queue`, leaves the lock free (`WAITERS` only) and
-//!   wakes the head, which takes it when it runs. Meanwhile only a locker
-//!   older than every kept place and every waiter holding locks may take it
-//!   (bounded barging, [`BARGE_LIMIT`] in a row; see `Queue::may_barge`).
+//!   `WAITERS` is set, so every locker of a lock with waiters goes through
+//!   `queue`, and with `WAITERS` set the word changes only under `queue`.
+//! - `queue` (mutex) guards the waiter list and the hand-off flag. `WAITERS`
+//!   is set and cleared only under it, and it is set whenever the list is not
+//!   empty. An unlock that sees `WAITERS` takes `queue` and either hands the
+//!   lock to the head, if the head asked for it (it was woken and found the
+//!   lock taken: the kernel's `MUTEX_FLAG_HANDOFF`), or leaves the lock free
+//!   (`WAITERS` only) and wakes the head.
+//! - A free lock is taken by the first locker that finds it so under `queue`,
+//!   queued or not (as the kernel's mutex: a running locker does not wait
+//!   while a woken waiter is being scheduled), except that nobody takes it
+//!   ahead of an older kept place, and only the head while a hand-off is
+//!   pending. A locker that takes it ahead of queued waiters does what the
+//!   kernel's `__ww_mutex_check_waiters` does: in wait-die it wakes the
+//!   younger waiters that hold locks (they must die), in wound-wait it wounds
+//!   itself if an older waiter holds locks (that waiter now waits for it).
 //! - Lock order: `queue` -> class ticket list -> a parker. No other lock is
 //!   taken under `queue`.
 //! - Waiters are ordered by stamp (older first); ticket-less waiters go last,
@@ -21,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use crate::resv::class::{Algorithm, WwClass, STAMP_LIMIT};
 use crate::resv::parker::{lock, Parker};
+use crate::resv::state::{Holder, LockState, QueuedWaiter};
 use crate::resv::ticket::TicketShared;
 use crate::sync::{Arc, AtomicU64, Mutex, MutexGuard, Ordering};
 
@@ -60,29 +70,27 @@ struct Waiter {
 struct Queue {
     waiters: Vec<Waiter>,
     seq: u64,
-    /// Locks taken by barging since a queued waiter last took it.
-    barges: u32,
+    /// The head was woken and found the lock taken: the next unlock hands
+    /// the lock to the head instead of leaving it free.
+    handoff: bool,
 }
 
-/// How many times in a row a locker may take a free lock ahead of queued
-/// waiters (see [`WwCore::lock`]).
-const BARGE_LIMIT: u32 = 4;
-
 impl Queue {
-    /// Whether a locker with `key` (not queued itself) may take the free lock
-    /// ahead of the queue: it is older than every kept place and every waiter
-    /// that holds locks (so no younger ticket takes a kept place, and every
-    /// waiter it overtakes that could be in a cycle with it is younger:
-    /// it dies or is wounded as if it had queued behind it), and the barging
-    /// budget is not spent.
-    fn may_barge(&self, key: u64, mine: Option<u64>) -> bool {
-        key != u64::MAX
-            && self.barges < BARGE_LIMIT
-            && self
+    /// Whether a locker with `key` (queued as `mine`, or not queued) may
+    /// take the free lock now: it is the head, or no hand-off is pending
+    /// and no place older than it is kept (a ticket that backed off keeps
+    /// its place against every younger locker).
+    fn may_take(&self, key: u64, mine: Option<u64>) -> bool {
+        match self.waiters.first() {
+            None => true,
+            Some(head) if Some(head.seq) == mine => true,
+            Some(_) if self.handoff => false,
+            Some(_) => self
                 .waiters
                 .iter()
-                .filter(|w| Some(w.seq) != mine && (w.kept || w.holds))
-                .all(|w| w.key > key)
+                .filter(|w| w.kept && Some(w.seq) != mine)
+                .all(|w| w.key > key),
+        }
     }
 }
 
@@ -130,6 +138,7 @@ impl WwCore {
     }
 
     /// The current owner code (0 when unlocked). Lock-free.
+    #[inline]
     pub(crate) fn owner(&self) -> u64 {
         self.state.load(Ordering::Acquire) >> 1
     }
@@ -143,7 +152,7 @@ impl WwCore {
     }
 
     /// Optimistic spinning: polls a briefly held lock before queueing. Only
-    /// takes it through the fast path, so it never overtakes a queued waiter.
+    /// takes it through the fast path, so it stops as soon as anyone queues.
     fn spin_fast(&self, code: u64) -> bool {
         const SPINS: u32 = if cfg!(loom) { 0 } else { 100 };
         for _ in 0..SPINS {
@@ -157,6 +166,29 @@ impl WwCore {
             std::hint::spin_loop();
         }
         false
+    }
+
+    /// A copy of the holder and the queue, taken under `queue`.
+    pub(crate) fn state(&self) -> LockState {
+        let q = lock(&self.queue);
+        let holder = match self.owner() {
+            0 => None,
+            TICKETLESS => Some(Holder::Ticketless),
+            stamp => Some(Holder::Ticket { stamp }),
+        };
+        LockState {
+            object: self.id,
+            holder,
+            waiters: q
+                .waiters
+                .iter()
+                .map(|w| QueuedWaiter {
+                    stamp: (w.key != u64::MAX).then_some(w.key),
+                    kept: w.kept,
+                    holds_others: w.holds,
+                })
+                .collect(),
+        }
     }
 
     /// Takes the lock for `code` (a stamp, or [`TICKETLESS`]), waiting in
@@ -195,41 +227,26 @@ impl WwCore {
             let st = self.state.load(Ordering::Acquire);
             let owner = st >> 1;
             if owner == 0 {
-                let ahead = match mine {
-                    Some(seq) => q.waiters.iter().position(|w| w.seq == seq).unwrap_or(0),
-                    None => q.waiters.iter().filter(|w| w.key < key).count(),
-                };
-                let barge = ahead > 0 && q.may_barge(key, mine);
-                if ahead == 0 || barge {
-                    if let Some(seq) = mine {
-                        q.waiters.retain(|w| w.seq != seq);
-                    }
-                    let new = code << 1 | if q.waiters.is_empty() { 0 } else { WAITERS };
+                if q.may_take(key, mine) {
+                    let others = q.waiters.iter().any(|w| Some(w.seq) != mine);
+                    let new = code << 1 | if others { WAITERS } else { 0 };
                     if self
                         .state
                         .compare_exchange(st, new, Ordering::AcqRel, Ordering::Relaxed)
                         .is_ok()
                     {
-                        if barge {
-                            q.barges += 1;
-                        } else {
-                            q.barges = 0;
+                        if let Some(seq) = mine {
+                            q.waiters.retain(|w| w.seq != seq);
                         }
-                        // Waiters left that hold locks are younger: in
-                        // wait-die they must die now; let them look.
-                        if self.wait_die {
-                            for w in q.waiters.iter().filter(|w| w.holds) {
-                                w.wake.parker().unpark();
-                            }
-                        }
+                        self.taken(&mut q, key, who.ticket.map(|(t, _)| t));
                         self.clear_waiting(who);
                         return Ok(());
                     }
+                    // Only a fast path racing with an empty queue gets here.
                     continue;
                 }
-                // Free, but an older waiter is queued: it goes first (it
-                // was woken when the lock was released; wake it again, it
-                // costs one swap if it is awake).
+                // Free, but kept for an older ticket or handed to the head:
+                // make sure the head looks (one swap if it is awake).
                 q.waiters[0].wake.parker().unpark();
             }
             if let Some((ticket, class)) = who.ticket {
@@ -246,7 +263,7 @@ impl WwCore {
                 let die = who.holds
                     && match class.algorithm() {
                         Algorithm::WaitDie => {
-                            (owner < STAMP_LIMIT && owner < code)
+                            (owner != 0 && owner < STAMP_LIMIT && owner < code)
                                 || q.waiters.iter().any(|w| w.key < key)
                         }
                         Algorithm::WoundWait => ticket.wounded.load(Ordering::Acquire),
@@ -320,15 +337,45 @@ impl WwCore {
                 t.set_waiting(Some((self.id, since)));
             }
             drop(q);
-            let park_until = crate::debug::park_deadline(since, who.deadline);
+            let park_until = crate::resv::stall::park_deadline(since, who.deadline);
             match who.ticket {
                 Some((t, _)) => t.parker.park(park_until),
                 None => plain.as_deref().map_or((), |p| p.park(park_until)),
             }
-            if let Some((t, _)) = who.ticket {
-                crate::debug::check_stall(t, self.id, since);
+            if let Some((t, class)) = who.ticket {
+                crate::resv::stall::check_stall(class, t, self.id, since);
             }
             q = lock(&self.queue);
+            // Woken as the head and the lock is taken (by a locker that
+            // came first): the next unlock hands it over, so a waiter loses
+            // the lock at most once per wake-up.
+            if let Some(seq) = mine {
+                if self.owner() != 0 && q.waiters.first().is_some_and(|w| w.seq == seq) {
+                    q.handoff = true;
+                }
+            }
+        }
+    }
+
+    /// What a locker with sort key `key` does once it took the lock (with
+    /// its own entry already out of the queue). Needs `queue`.
+    fn taken(&self, q: &mut MutexGuard<'_, Queue>, key: u64, ticket: Option<&Arc<TicketShared>>) {
+        q.handoff = false;
+        if key == u64::MAX {
+            return;
+        }
+        if self.wait_die {
+            // Younger waiters that hold locks now wait for an older owner:
+            // they must die. Let them look.
+            for w in q.waiters.iter().filter(|w| w.holds && w.key > key) {
+                w.wake.parker().unpark();
+            }
+        } else if let Some(t) = ticket {
+            // An older waiter that holds locks now waits for this younger
+            // owner: the owner is wounded (it backs off at its next lock).
+            if q.waiters.iter().any(|w| w.holds && w.key < key) {
+                t.wounded.store(true, Ordering::Release);
+            }
         }
     }
 
@@ -375,6 +422,7 @@ impl WwCore {
         let Some(seq) = mine else { return };
         q.waiters.retain(|w| w.seq != seq);
         if q.waiters.is_empty() {
+            q.handoff = false;
             self.state.fetch_and(!WAITERS, Ordering::AcqRel);
         } else if self.owner() == 0 {
             self.release_to_head(q);
@@ -382,12 +430,25 @@ impl WwCore {
     }
 
     /// Releases the lock to the queue (the lock is free or its owner is
-    /// releasing it): the lock is left free with `WAITERS` set and the head
-    /// is woken; it takes the lock when it runs, unless an older locker
-    /// barges first (see [`Queue::may_barge`]). No direct hand-off: on
-    /// oversubscribed CPUs the head may not run for a while, and a lock
-    /// handed to it would stay idle. Needs `queue` and a non-empty queue.
+    /// releasing it). If the head asked for a hand-off, the head becomes the
+    /// owner at once; otherwise the lock is left free with `WAITERS` set and
+    /// the head is woken to take it (anyone who comes first may, see the
+    /// rules at the top). Needs `queue` and a non-empty queue.
     fn release_to_head(&self, q: &mut MutexGuard<'_, Queue>) {
+        if q.handoff {
+            let head = q.waiters.remove(0);
+            let code = if head.key == u64::MAX {
+                TICKETLESS
+            } else {
+                head.key
+            };
+            let more = if q.waiters.is_empty() { 0 } else { WAITERS };
+            self.state.store(code << 1 | more, Ordering::Release);
+            // The head is the oldest waiter: nobody it overtakes is older.
+            self.taken(q, head.key, None);
+            head.wake.parker().unpark();
+            return;
+        }
         self.state.store(WAITERS, Ordering::Release);
         q.waiters[0].wake.parker().unpark();
     }
@@ -416,7 +477,8 @@ impl WwCore {
     }
 
     /// Gives up a place kept by ticket `stamp` after a back-off: removes its
-    /// queue entry, or releases the lock if the ticket already took it.
+    /// queue entry, or releases the lock if the ticket already took it (or
+    /// was handed it).
     pub(crate) fn forfeit(&self, stamp: u64) {
         let mut q = lock(&self.queue);
         if let Some(seq) = q.waiters.iter().find(|w| w.key == stamp).map(|w| w.seq) {
@@ -444,17 +506,37 @@ impl std::fmt::Debug for WwMutex {
 }
 
 impl WwMutex {
-    /// A new unlocked mutex of `class`. Needs no lock.
+    /// A new unlocked mutex of `class`, listed in the class's registry for
+    /// [`crate::debug`] (takes the registry's mutex once).
     pub fn new(class: &WwClass) -> WwMutex {
-        WwMutex {
-            core: Arc::new(WwCore {
-                state: AtomicU64::new(0),
-                id: OBJECT_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-                class_id: class.id(),
-                wait_die: class.algorithm() == Algorithm::WaitDie,
-                queue: Mutex::new(Queue::default()),
-            }),
-        }
+        let core = Arc::new(WwCore {
+            state: AtomicU64::new(0),
+            id: OBJECT_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            class_id: class.id(),
+            wait_die: class.algorithm() == Algorithm::WaitDie,
+            queue: Mutex::new(Queue::default()),
+        });
+        #[cfg(not(loom))]
+        class.register_lock(&core);
+        WwMutex { core }
+    }
+
+    /// Who holds the lock and who waits for it, in queue order (a copy taken
+    /// under the queue lock; it may be stale as soon as it returns).
+    ///
+    /// ```
+    /// use bufsync::resv::{Algorithm, Holder, Ticket, WwClass, WwMutex};
+    ///
+    /// let class = WwClass::new("doc", Algorithm::WaitDie);
+    /// let m = WwMutex::new(&class);
+    /// let t = Ticket::new(&class);
+    /// let _g = t.lock(&m).unwrap();
+    /// let s = m.state();
+    /// assert_eq!(s.holder, Some(Holder::Ticket { stamp: t.stamp() }));
+    /// assert!(s.waiters.is_empty());
+    /// ```
+    pub fn state(&self) -> LockState {
+        self.core.state()
     }
 
     /// A process-unique id (used in dumps and errors).
@@ -476,7 +558,14 @@ impl WwMutex {
 
     /// Takes the lock without a ticket, waiting behind every queued ticket
     /// (FIFO among ticket-less lockers). Never backs off.
+    ///
+    /// # Panics
+    ///
+    /// In debug builds, when called in a fence's signal path (a fence
+    /// callback): a reservation lock must not be taken there
+    /// ([`crate::fence::in_signal_path`]).
     pub fn lock(&self) -> WwMutexGuard<'_> {
+        assert_not_in_signal_path(self.id());
         let who = Locker {
             ticket: None,
             holds: false,
@@ -489,7 +578,12 @@ impl WwMutex {
     }
 
     /// Like [`WwMutex::lock`], giving up after `timeout`.
+    ///
+    /// # Panics
+    ///
+    /// As [`WwMutex::lock`], in a fence's signal path (debug builds).
     pub fn lock_timeout(&self, timeout: Duration) -> Option<WwMutexGuard<'_>> {
+        assert_not_in_signal_path(self.id());
         let who = Locker {
             ticket: None,
             holds: false,
@@ -502,12 +596,25 @@ impl WwMutex {
             .map(|()| WwMutexGuard { mutex: self })
     }
 
-    /// Takes the lock if it is free and nobody waits for it. Lock-free.
+    /// Takes the lock if it is free and nobody waits for it. Lock-free. It
+    /// cannot wait, so it is allowed in a fence's signal path.
     pub fn try_lock(&self) -> Option<WwMutexGuard<'_>> {
         self.core
             .try_fast(TICKETLESS)
             .then(|| WwMutexGuard { mutex: self })
     }
+}
+
+/// The signal-path rule for ticket-less locks (which cannot return an error):
+/// a panic in debug builds. Compiles to nothing in release builds.
+#[inline]
+#[track_caller]
+fn assert_not_in_signal_path(object: u64) {
+    assert!(
+        !crate::fence::in_signal_path(),
+        "bufsync rule broken: ww lock of object {object} taken in a fence's signal path \
+         (a fence callback must not take a reservation lock)"
+    );
 }
 
 /// A ticket-less hold of a [`WwMutex`]; unlocks on drop.

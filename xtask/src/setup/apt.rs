@@ -163,13 +163,7 @@ impl Apt {
         dest: &Path,
         p: &mut Progress,
     ) -> io::Result<Vec<PathBuf>> {
-        let debs = self.uris(specs)?;
-        if debs.len() != specs.len() {
-            return Err(io::Error::other(format!(
-                "apt knows {} of the packages {specs:?}",
-                debs.len()
-            )));
-        }
+        let debs = in_spec_order(specs, self.uris(specs)?)?;
         fs::create_dir_all(dest)?;
         let missing: Vec<(&String, &Deb)> = specs
             .iter()
@@ -328,6 +322,21 @@ fn parse_inst(line: &str) -> Option<Inst> {
 }
 
 /// `'uri' file size hash`.
+/// `debs` (in the order apt printed them, which need not be the order of
+/// `specs`) matched to `specs` by package name, in the order of `specs`.
+fn in_spec_order(specs: &[String], mut debs: Vec<Deb>) -> io::Result<Vec<Deb>> {
+    let mut out = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let name = spec.split(['=', '/']).next().unwrap_or(spec);
+        let i = debs
+            .iter()
+            .position(|d| d.file.split('_').next() == Some(name))
+            .ok_or_else(|| io::Error::other(format!("apt gives no .deb for {spec}")))?;
+        out.push(debs.swap_remove(i));
+    }
+    Ok(out)
+}
+
 fn parse_uri(line: &str) -> Option<Deb> {
     let rest = line.strip_prefix('\'')?;
     let (_uri, rest) = rest.split_once("' ")?;
@@ -341,6 +350,29 @@ fn parse_uri(line: &str) -> Option<Deb> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debs_are_matched_to_specs_by_name() {
+        let deb = |f: &str| Deb {
+            file: f.to_string(),
+            size: 1,
+        };
+        let specs = vec![
+            "libvulkan-dev=1.3.239.0-1".to_string(),
+            "libdrm-common=2.4.123-1~bpo12+1".to_string(),
+        ];
+        let got = in_spec_order(
+            &specs,
+            vec![
+                deb("libdrm-common_2.4.123-1~bpo12+1_all.deb"),
+                deb("libvulkan-dev_1.3.239.0-1_amd64.deb"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(got[0].file, "libvulkan-dev_1.3.239.0-1_amd64.deb");
+        assert_eq!(got[1].file, "libdrm-common_2.4.123-1~bpo12+1_all.deb");
+        assert!(in_spec_order(&specs, vec![deb("libdrm-common_2_all.deb")]).is_err());
+    }
 
     #[test]
     fn inst_lines() {

@@ -7,7 +7,10 @@
 //! - the kernel sources of vkms and dma-buf (`linux-source-6.12`);
 //! - lavapipe (`mesa-vulkan-drivers` from bookworm-backports) and the
 //!   libraries it needs beyond the host's, found with
-//!   `VK_ICD_FILENAMES` and `LD_LIBRARY_PATH` (see [`env`]).
+//!   `VK_ICD_FILENAMES` and `LD_LIBRARY_PATH` (see [`env()`]);
+//! - the Vulkan loader's development files (`libvulkan-dev`: headers,
+//!   `libvulkan.so`, `vulkan.pc` pointed into the cache), found with
+//!   `PKG_CONFIG_PATH`, for the C example of libbufsync.
 
 use std::fs;
 use std::io;
@@ -41,8 +44,13 @@ pub fn source_spec() -> String {
 
 /// What the apt simulation gives for lavapipe: Mesa's Vulkan drivers from
 /// backports (with VK_EXT_external_memory_dma_buf) and what they need that
-/// the host lacks.
-pub const LAVAPIPE_REQUEST: &[&str] = &["mesa-vulkan-drivers/bookworm-backports", "libvulkan1"];
+/// the host lacks, plus the loader's headers and pkg-config file (C
+/// programs against libbufsync: `pkg-config --cflags --libs vulkan`).
+pub const LAVAPIPE_REQUEST: &[&str] = &[
+    "mesa-vulkan-drivers/bookworm-backports",
+    "libvulkan1",
+    "libvulkan-dev",
+];
 
 /// Where the downloaded .debs are kept (the setup extraction test reuses them).
 pub fn debs_dir() -> PathBuf {
@@ -149,10 +157,37 @@ fn lavapipe_stamp_path() -> PathBuf {
     layout::cache_dir().join("lavapipe.stamp")
 }
 
-/// Whether lavapipe's manifest is in place (from the cache or the host).
+/// Whether lavapipe's manifest is in place (from the cache or the host),
+/// with the Vulkan headers and `vulkan.pc`.
 pub fn lavapipe_ready() -> bool {
     fs::read_to_string(lavapipe_stamp_path()).is_ok_and(|s| s.starts_with(EXTRACT_STAMP))
         && icd_path().exists()
+        && (vulkan_pc_dir().is_some() || Path::new(HOST_VULKAN_PC).exists())
+}
+
+/// Where the host keeps `vulkan.pc` when libvulkan-dev is installed there.
+const HOST_VULKAN_PC: &str = "/usr/lib/x86_64-linux-gnu/pkgconfig/vulkan.pc";
+
+/// The cache's pkg-config directory, when it holds `vulkan.pc`.
+pub fn vulkan_pc_dir() -> Option<PathBuf> {
+    let dir = layout::mesa_root().join("usr/lib/x86_64-linux-gnu/pkgconfig");
+    dir.join("vulkan.pc").exists().then_some(dir)
+}
+
+/// The extracted `vulkan.pc` names `prefix=/usr`: point it into the cache.
+fn point_vulkan_pc_at(root: &Path) -> io::Result<()> {
+    let pc = root.join("usr/lib/x86_64-linux-gnu/pkgconfig/vulkan.pc");
+    let Ok(text) = fs::read_to_string(&pc) else {
+        return Ok(()); // the host has the development files
+    };
+    let fixed: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("prefix=") {
+            Some(p) if p.starts_with('/') => format!("prefix={}{p}\n", root.display()),
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    fs::write(pc, fixed)
 }
 
 /// The lavapipe ICD manifest the tests and the guest use.
@@ -199,6 +234,7 @@ pub fn ensure_lavapipe(apt: &Apt, plan: &[Inst], p: &mut Progress) -> io::Result
                 lib.display()
             )));
         }
+        point_vulkan_pc_at(&root)?;
         fs::write(icd_path(), icd_manifest(&lib))?;
         let list: String = plan.iter().map(|i| format!("{}\n", i.spec())).collect();
         fs::write(lavapipe_stamp_path(), format!("{EXTRACT_STAMP}\n{list}"))
@@ -230,16 +266,25 @@ pub fn env() -> Vec<(String, String)> {
     {
         v.push(("VK_ICD_FILENAMES".to_string(), icd));
     }
-    if let Some(lib) = mesa_lib_dir() {
-        let lib = lib.to_string_lossy().into_owned();
-        let path = match std::env::var("LD_LIBRARY_PATH") {
-            Ok(old) if old.split(':').any(|p| p == lib) => old,
-            Ok(old) if !old.is_empty() => format!("{lib}:{old}"),
-            _ => lib,
-        };
-        v.push(("LD_LIBRARY_PATH".to_string(), path));
+    for (var, dir) in [
+        ("LD_LIBRARY_PATH", mesa_lib_dir()),
+        ("PKG_CONFIG_PATH", vulkan_pc_dir()),
+    ] {
+        if let Some(dir) = dir {
+            v.push((var.to_string(), prepended(var, &dir)));
+        }
     }
     v
+}
+
+/// The search path `var` with `dir` in front (once).
+fn prepended(var: &str, dir: &Path) -> String {
+    let dir = dir.to_string_lossy().into_owned();
+    match std::env::var(var) {
+        Ok(old) if old.split(':').any(|p| p == dir) => old,
+        Ok(old) if !old.is_empty() => format!("{dir}:{old}"),
+        _ => dir,
+    }
 }
 
 /// The cached libraries' directory, when lavapipe came into the cache.
@@ -292,6 +337,26 @@ mod tests {
         }
         assert!(specs[0].starts_with(&format!("linux-image-{KERNEL_VERSION}=")));
         assert!(source_spec().starts_with("linux-source-6.12="));
+    }
+
+    #[test]
+    fn vulkan_pc_is_pointed_into_the_cache() {
+        let root = std::env::temp_dir().join(format!("bufsync-vulkan-pc-{}", std::process::id()));
+        let dir = root.join("usr/lib/x86_64-linux-gnu/pkgconfig");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("vulkan.pc"),
+            "prefix=/usr\nlibdir=${prefix}/lib/x86_64-linux-gnu\nName: Vulkan-Loader\n",
+        )
+        .unwrap();
+        point_vulkan_pc_at(&root).unwrap();
+        let pc = fs::read_to_string(dir.join("vulkan.pc")).unwrap();
+        assert!(
+            pc.starts_with(&format!("prefix={}/usr\n", root.display())),
+            "{pc}"
+        );
+        assert!(pc.contains("libdir=${prefix}/lib/x86_64-linux-gnu\n"));
+        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

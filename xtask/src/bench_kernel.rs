@@ -1,0 +1,413 @@
+//! `cargo xtask bench-kernel`: the kernel's own ww_mutex on the reserve
+//! bench's contended workload, beside bufsync's, in one guest.
+//!
+//! 1. Builds `ww_bench.ko` (`tests/harness/kmod/ww_bench.c`) out of tree
+//!    against the cached guest kernel headers, with setup's module build
+//!    (output in setup's log).
+//! 2. Builds bufsync's reserve bench (`cargo bench -p bufsync --bench
+//!    reserve --no-run`).
+//! 3. Boots a guest (no virtio-gpu) that loads the module, whose runs print
+//!    one line each to the kernel log (sorted plain mutexes, wait-die,
+//!    wound-wait; 16 locks, random subsets of 4 in random order), then runs
+//!    the bench's contended tables with the same thread counts and run
+//!    length (`RESERVE_BENCH=contended`).
+//! 4. Prints both side by side: each side's throughput as a ratio to its own
+//!    sorted-mutex baseline of the same guest, and back-offs per op. With
+//!    `--boots N`, N guests, and the median (min-max) of each figure.
+//!
+//! The guest writes its results into `target/xtask/bench-kernel/` of the
+//! workspace (shared with it); the raw lines are printed too.
+
+use crate::layout::{self, KERNEL_VERSION};
+use crate::process;
+use crate::setup::{self, progress::Progress};
+use crate::vm::{self, quote, VmOptions};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+struct Options {
+    boots: usize,
+    ms: u64,
+    threads: Vec<usize>,
+    timeout: Duration,
+}
+
+fn parse_args(args: &[String]) -> io::Result<Options> {
+    let mut o = Options {
+        boots: 3,
+        ms: 2000,
+        threads: vec![4, 2],
+        timeout: Duration::from_secs(600),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| io::Error::other(format!("{name} needs a value")))
+        };
+        let bad = |v: &str| io::Error::other(format!("bad value `{v}` for {a}"));
+        match a.as_str() {
+            "--boots" => {
+                let v = value(a)?;
+                o.boots = v.parse().ok().filter(|&n| n > 0).ok_or_else(|| bad(&v))?;
+            }
+            "--ms" => {
+                let v = value(a)?;
+                o.ms = v.parse().ok().filter(|&n| n > 0).ok_or_else(|| bad(&v))?;
+            }
+            "--threads" => {
+                let v = value(a)?;
+                let t: Option<Vec<usize>> = v
+                    .split(',')
+                    .map(|x| {
+                        x.trim()
+                            .parse()
+                            .ok()
+                            .filter(|&n: &usize| (1..=64).contains(&n))
+                    })
+                    .collect();
+                o.threads = t
+                    .filter(|t| !t.is_empty() && t.len() <= 8)
+                    .ok_or_else(|| bad(&v))?;
+            }
+            "--timeout" => {
+                let v = value(a)?;
+                let s: f64 = v.parse().map_err(|_| bad(&v))?;
+                o.timeout = Duration::from_secs_f64(s);
+            }
+            other => return Err(io::Error::other(format!("unknown option `{other}`"))),
+        }
+    }
+    Ok(o)
+}
+
+/// Entry point of `cargo xtask bench-kernel`.
+pub fn run(args: &[String]) -> io::Result<u8> {
+    let o = parse_args(args)?;
+    setup::ensure(&setup::Options::default())?;
+    let module = ww_bench_module()?;
+    let bench = reserve_bench()?;
+    let out_base = layout::workspace()
+        .join("target")
+        .join("xtask")
+        .join("bench-kernel");
+    let threads = o
+        .threads
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut boots: Vec<Results> = Vec::new();
+    for boot in 0..o.boots {
+        let dir = out_base.join(format!("boot-{boot}"));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir)?;
+        let script = format!(
+            "set -e\n\
+             insmod {ko} threads={threads} ms={ms}\n\
+             rmmod ww_bench\n\
+             dmesg | grep 'ww_bench:' > {dir}/kernel.txt\n\
+             RESERVE_BENCH=contended RESERVE_THREADS={threads} RESERVE_RUN_MS={ms} {bench} > {dir}/bufsync.txt 2>&1\n",
+            ko = quote(&module.to_string_lossy()),
+            ms = o.ms,
+            dir = quote(&dir.to_string_lossy()),
+            bench = quote(&bench.to_string_lossy()),
+        );
+        println!(
+            "bench-kernel: guest {}/{}: ww_bench.ko and the reserve bench, threads {threads}, {} ms runs",
+            boot + 1,
+            o.boots,
+            o.ms
+        );
+        let opts = VmOptions {
+            timeout: o.timeout,
+            virtio_gpu: false,
+            ..VmOptions::default()
+        };
+        let code = vm::run(&opts, &["sh".into(), "-c".into(), script])?;
+        if code != 0 {
+            return Err(io::Error::other(format!(
+                "guest {} exited with {code} (output in {})",
+                boot + 1,
+                dir.display()
+            )));
+        }
+        let kernel = fs::read_to_string(dir.join("kernel.txt"))?;
+        let ours = fs::read_to_string(dir.join("bufsync.txt"))?;
+        for l in kernel.lines().filter(|l| l.contains("ww_bench: threads=")) {
+            println!("  kernel  {}", l.trim());
+        }
+        for l in ours.lines().filter(|l| l.starts_with("summary ")) {
+            println!("  bufsync {l}");
+        }
+        let mut r = parse_kernel(&kernel);
+        r.extend(parse_summary(&ours));
+        boots.push(r);
+    }
+    print!("{}", table(&boots, &o));
+    Ok(0)
+}
+
+/// (side, threads, mode) -> (ops/s, ratio to the side's sorted baseline,
+/// back-offs per op), for one guest.
+type Results = BTreeMap<(&'static str, usize, String), (f64, f64, f64)>;
+
+/// The module's lines: `ww_bench: threads=T mode=M ops=N ns=D backoffs=B`.
+fn parse_kernel(text: &str) -> Results {
+    let mut raw: Vec<(usize, String, f64, f64)> = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.split("ww_bench: ").nth(1) else {
+            continue;
+        };
+        let f = fields(rest);
+        let (Some(t), Some(m), Some(ops), Some(ns), Some(b)) = (
+            f.get("threads").and_then(|v| v.parse().ok()),
+            f.get("mode"),
+            f.get("ops").and_then(|v| v.parse::<f64>().ok()),
+            f.get("ns").and_then(|v| v.parse::<f64>().ok()),
+            f.get("backoffs").and_then(|v| v.parse::<f64>().ok()),
+        ) else {
+            continue;
+        };
+        if ns > 0.0 {
+            raw.push((t, m.to_string(), ops / (ns / 1e9), b / ops.max(1.0)));
+        }
+    }
+    let mut r = Results::new();
+    for (t, m, tput, per_op) in &raw {
+        let base = raw
+            .iter()
+            .find(|(bt, bm, _, _)| bt == t && bm == "sorted")
+            .map_or(f64::NAN, |x| x.2);
+        r.insert(("kernel", *t, m.clone()), (*tput, tput / base, *per_op));
+    }
+    r
+}
+
+/// The bench's lines: `summary threads=T mode=M ops_per_s=X ratio=R
+/// backoffs_per_op=B`.
+fn parse_summary(text: &str) -> Results {
+    let mut r = Results::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("summary ") else {
+            continue;
+        };
+        let f = fields(rest);
+        let num = |k: &str| f.get(k).and_then(|v| v.parse::<f64>().ok());
+        if let (Some(t), Some(m), Some(tput), Some(ratio), Some(b)) = (
+            f.get("threads").and_then(|v| v.parse().ok()),
+            f.get("mode"),
+            num("ops_per_s"),
+            num("ratio"),
+            num("backoffs_per_op"),
+        ) {
+            r.insert(("bufsync", t, m.to_string()), (tput, ratio, b));
+        }
+    }
+    r
+}
+
+fn fields(s: &str) -> BTreeMap<&str, &str> {
+    s.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .collect()
+}
+
+/// "median (min-max)" of the values, `-` if none.
+fn spread(mut v: Vec<f64>, digits: usize) -> String {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return "-".into();
+    }
+    v.sort_by(f64::total_cmp);
+    let median = if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    if v.len() == 1 {
+        format!("{median:.digits$}")
+    } else {
+        format!(
+            "{median:.digits$} ({:.digits$}-{:.digits$})",
+            v[0],
+            v[v.len() - 1]
+        )
+    }
+}
+
+fn table(boots: &[Results], o: &Options) -> String {
+    let pick = |side: &'static str, t: usize, mode: &str, i: usize| -> Vec<f64> {
+        boots
+            .iter()
+            .filter_map(|r| r.get(&(side, t, mode.to_string())))
+            .map(|x| match i {
+                0 => x.0,
+                1 => x.1,
+                _ => x.2,
+            })
+            .collect()
+    };
+    let mut s = format!(
+        "\n## Kernel ww_mutex and bufsync in one guest ({} boots of {KERNEL_VERSION}, {} ms runs; median (min-max))\n\n\
+         16 locks, random subsets of 4 in random order; each side's ratio is to its own sorted-mutex \
+         baseline of the same guest (kernel: struct mutex in kthreads; bufsync: std Mutex in threads).\n\n\
+         | threads | measure | kernel ww_mutex | bufsync |\n|---|---|---|---|\n",
+        boots.len(),
+        o.ms
+    );
+    for &t in &o.threads {
+        let mops = |v: Vec<f64>| v.into_iter().map(|x| x / 1e6).collect::<Vec<_>>();
+        s += &format!(
+            "| {t} | sorted mutexes, M ops/s | {} | {} |\n",
+            spread(mops(pick("kernel", t, "sorted", 0)), 3),
+            spread(mops(pick("bufsync", t, "sorted", 0)), 3)
+        );
+        for mode in ["wait-die", "wound-wait"] {
+            s += &format!(
+                "| {t} | {mode}, M ops/s | {} | {} |\n",
+                spread(mops(pick("kernel", t, mode, 0)), 3),
+                spread(mops(pick("bufsync", t, mode, 0)), 3)
+            );
+        }
+        for mode in ["wait-die", "wound-wait"] {
+            s += &format!(
+                "| {t} | {mode}, ratio to sorted mutexes | {} | {} |\n",
+                spread(pick("kernel", t, mode, 1), 3),
+                spread(pick("bufsync", t, mode, 1), 3)
+            );
+        }
+        for mode in ["wait-die", "wound-wait"] {
+            s += &format!(
+                "| {t} | {mode}, back-offs per op | {} | {} |\n",
+                spread(pick("kernel", t, mode, 2), 4),
+                spread(pick("bufsync", t, mode, 2), 4)
+            );
+        }
+    }
+    s
+}
+
+/// Builds `ww_bench.ko` for the guest kernel (cached until its sources or
+/// the kernel change); returns its path.
+fn ww_bench_module() -> io::Result<PathBuf> {
+    let kmod = layout::harness_dir().join("kmod");
+    let source = fs::read_to_string(kmod.join("ww_bench.c"))?;
+    let kbuild = fs::read_to_string(kmod.join("ww_bench.Kbuild"))?;
+    let cache = layout::cache_dir();
+    let ko = cache.join("ww_bench.ko");
+    let stamp = cache.join("ww_bench.stamp");
+    let want = format!("{KERNEL_VERSION}\n{kbuild}\n{source}");
+    if ko.exists() && fs::read_to_string(&stamp).is_ok_and(|s| s == want) {
+        return Ok(ko);
+    }
+    let dir = cache.join("build").join("ww_bench");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir)?;
+    fs::write(dir.join("ww_bench.c"), &source)?;
+    fs::write(dir.join("Kbuild"), &kbuild)?;
+    let mut p = Progress::new(layout::cache_base().join("setup.log"));
+    p.step("build ww_bench.ko", |p| {
+        setup::build::build_module(p, &dir, &[])
+    })?;
+    fs::copy(dir.join("ww_bench.ko"), &ko)?;
+    fs::write(&stamp, want)?;
+    println!("bench-kernel: built {}", ko.display());
+    Ok(ko)
+}
+
+/// Builds the reserve bench and returns its executable.
+fn reserve_bench() -> io::Result<PathBuf> {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(layout::workspace())
+        .args([
+            "bench",
+            "-p",
+            "bufsync",
+            "--bench",
+            "reserve",
+            "--no-run",
+            "--message-format=json-render-diagnostics",
+        ])
+        .stderr(Stdio::inherit());
+    let out = process::output(&mut cmd)?;
+    out.lines()
+        .filter(|l| {
+            l.contains("\"reason\":\"compiler-artifact\"") && l.contains("\"name\":\"reserve\"")
+        })
+        .find_map(|l| json_string(l, "executable"))
+        .map(PathBuf::from)
+        .ok_or_else(|| io::Error::other("cargo named no reserve bench executable"))
+}
+
+/// The string value of `"key":"..."` in one line of cargo's JSON (no
+/// escapes other than `\\` and `\"` expected in paths).
+fn json_string(line: &str, key: &str) -> Option<String> {
+    let start = line.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    let mut out = String::new();
+    let mut chars = line[start..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => out.push(chars.next()?),
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_lines_give_ratios_to_the_sorted_run() {
+        let log = "[   12.5] ww_bench: threads=4 mode=sorted ops=4000 ns=2000000000 backoffs=0\n\
+                   [   14.5] ww_bench: threads=4 mode=wait-die ops=1000 ns=2000000000 backoffs=40\n\
+                   [   16.5] ww_bench: done\n";
+        let r = parse_kernel(log);
+        let wd = r[&("kernel", 4, "wait-die".to_string())];
+        assert_eq!(wd.0, 500.0);
+        assert!((wd.1 - 0.25).abs() < 1e-9);
+        assert!((wd.2 - 0.04).abs() < 1e-9);
+    }
+
+    #[test]
+    fn summary_lines_parse() {
+        let r = parse_summary(
+            "| table |\nsummary threads=2 mode=wound-wait ops_per_s=1000 ratio=0.5 backoffs_per_op=0.01\n",
+        );
+        assert_eq!(
+            r[&("bufsync", 2, "wound-wait".to_string())],
+            (1000.0, 0.5, 0.01)
+        );
+    }
+
+    #[test]
+    fn spreads_and_json() {
+        assert_eq!(spread(vec![3.0, 1.0, 2.0], 1), "2.0 (1.0-3.0)");
+        assert_eq!(spread(vec![], 1), "-");
+        assert_eq!(
+            json_string(r#"{"a":1,"executable":"/t/r\"x","b":2}"#, "executable").as_deref(),
+            Some("/t/r\"x")
+        );
+    }
+
+    #[test]
+    fn options() {
+        let o = parse_args(&[
+            "--boots".into(),
+            "5".into(),
+            "--threads".into(),
+            "4,8".into(),
+        ])
+        .unwrap();
+        assert_eq!((o.boots, o.threads), (5, vec![4, 8]));
+        assert!(parse_args(&["--threads".into(), "0".into()]).is_err());
+    }
+}
