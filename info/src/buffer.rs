@@ -51,8 +51,9 @@ pub struct BufferReport {
     pub size: u64,
     /// The dma-buf's inode number (its identity across processes).
     pub inode: u64,
-    /// `count` from fdinfo: attachments.
-    pub attachments: Option<u64>,
+    /// `count` from fdinfo: references to the dma-buf's file (fds in
+    /// every process, mappings, importers), less procfs' own.
+    pub file_count: Option<u64>,
     /// Where the fdinfo lines came from (`/proc/PID/fdinfo/FD`, or the
     /// tool's own copy of the fd when that is not readable).
     pub fdinfo_source: String,
@@ -156,21 +157,46 @@ pub fn take_fd(pid: i32, fd: i32) -> Result<OwnedFd, String> {
         e => format!("pidfd_open({pid}): {e}"),
     })?;
     pidfd_getfd(&pidfd, fd, PidfdGetfdFlags::empty()).map_err(|e| match e {
-        Errno::PERM | Errno::ACCESS => {
-            let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
-                .map(|s| format!(" (ptrace_scope is {} here)", s.trim()))
-                .unwrap_or_default();
-            format!(
-                "not permitted to take fd {fd} of process {pid}: pidfd_getfd needs ptrace access \
-                 to it (the same user with Yama ptrace_scope 0{scope}, or CAP_SYS_PTRACE, e.g. \
-                 root)"
-            )
-        }
+        Errno::PERM | Errno::ACCESS => not_permitted(pid, fd),
         Errno::BADF => format!("process {pid} has no fd {fd}"),
         Errno::NOSYS => "pidfd_getfd needs Linux 5.6 or later".to_string(),
         Errno::SRCH => format!("process {pid} has exited"),
         e => format!("pidfd_getfd({pid}, {fd}): {e}"),
     })
+}
+
+/// Why `pidfd_getfd` refused: who owns the process, who we are, and what
+/// Yama's `ptrace_scope` allows here.
+fn not_permitted(pid: i32, fd: i32) -> String {
+    let owner = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().next().map(String::from))
+        });
+    let me = rustix::process::getuid().as_raw();
+    let who = match owner {
+        Some(uid) => format!(" (it runs as uid {uid}, this tool as uid {me})"),
+        None => String::new(),
+    };
+    let yama = match std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
+        .map(|s| s.trim().to_string())
+        .as_deref()
+    {
+        Ok("0") => "; Yama ptrace_scope is 0 here: the same user may".to_string(),
+        Ok("1") => "; Yama ptrace_scope is 1 here: only its parent or declared tracer, \
+                    or CAP_SYS_PTRACE"
+            .to_string(),
+        Ok("2") => "; Yama ptrace_scope is 2 here: CAP_SYS_PTRACE only".to_string(),
+        Ok("3") => "; Yama ptrace_scope is 3 here: no process may".to_string(),
+        Ok(other) => format!("; Yama ptrace_scope is {other} here"),
+        Err(_) => String::new(),
+    };
+    format!(
+        "not permitted to take fd {fd} of process {pid}{who}: pidfd_getfd needs ptrace access \
+         to it (CAP_SYS_PTRACE, e.g. root, or the same user{yama})"
+    )
 }
 
 fn read_fdinfo(path: &str) -> Option<BTreeMap<String, String>> {
@@ -235,7 +261,7 @@ pub fn collect(pid: i32, fd: i32, wait: Option<Duration>) -> Result<BufferReport
         name: fdinfo.get("name").filter(|n| !n.is_empty()).cloned(),
         size: buf.size(),
         inode,
-        attachments: fdinfo.get("count").and_then(|v| v.parse().ok()),
+        file_count: fdinfo.get("count").and_then(|v| v.parse().ok()),
         fdinfo_source,
         fdinfo: fdinfo.clone(),
         write_fences: write.iter().map(fence).collect(),
@@ -307,8 +333,8 @@ pub fn render(r: &BufferReport) -> String {
             format!("size {}", r.size),
             format!("inode {}", r.inode),
             format!(
-                "attachments {}",
-                r.attachments.map_or("?".into(), |c| c.to_string())
+                "file count {}",
+                r.file_count.map_or("?".into(), |c| c.to_string())
             ),
             format!("name {}", r.name.as_deref().unwrap_or("-")),
         ],

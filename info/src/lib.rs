@@ -123,7 +123,7 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             2
         }
         Err(Failure::Error(e)) => {
-            let _ = writeln!(err, "bufsync-info: {e}");
+            let _ = write!(err, "{}", text::para("bufsync-info: ", &e));
             1
         }
     }

@@ -337,7 +337,7 @@ fn buffer() -> BufferReport {
         name: Some("a buffer name set by DMA_BUF_SET_NAME".into()),
         size: 33_177_600,
         inode: 18_446_744_073,
-        attachments: Some(3),
+        file_count: Some(3),
         fdinfo_source: "/proc/4194303/fdinfo/1023".into(),
         fdinfo: BTreeMap::from([("size".to_string(), "33177600".to_string())]),
         write_fences: vec![f("pending"), f("error")],

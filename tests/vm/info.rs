@@ -27,10 +27,18 @@ fn info(args: &[&str]) -> (i32, String, String) {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let code = bufsync_info::run(&args, &mut out, &mut err);
+    let err = String::from_utf8(err).expect("utf-8 errors");
+    for l in err.lines() {
+        assert!(
+            l.chars().count() <= WIDTH,
+            "an error line over {WIDTH} columns:\n{l}"
+        );
+    }
     (
         code,
         String::from_utf8(out).expect("utf-8 report"),
-        String::from_utf8(err).expect("utf-8 errors"),
+        // Errors are wrapped at 100 columns: compare them as one line.
+        err.split_whitespace().collect::<Vec<_>>().join(" "),
     )
 }
 
@@ -588,8 +596,9 @@ fn buffer_errors_are_plain() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains(&format!("not permitted to take fd 0 of process {pid}"))
-            && stdout.contains("pidfd_getfd needs ptrace access"),
+        stdout.contains(&format!(
+            "not permitted to take fd 0 of process {pid} (it runs as uid 0, this tool as uid 65534)"
+        )) && stdout.contains("pidfd_getfd needs ptrace access to it (CAP_SYS_PTRACE"),
         "{stdout}"
     );
 }

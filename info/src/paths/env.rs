@@ -378,7 +378,7 @@ impl Env {
                             "IN_FENCE_FD {}, implicit sync {}",
                             if plane.in_fence_fd { "yes" } else { "no" },
                             match &node.implicit {
-                                Ok(()) => "yes (IMPORT_SYNC_FILE on its buffers)".to_string(),
+                                Ok(()) => "yes".to_string(),
                                 Err(e) => format!("no ({e})"),
                             }
                         ),
