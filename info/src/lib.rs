@@ -62,6 +62,7 @@ commands:
         --verify            wait a real fence through every possible cell, with latencies
         --hold MS           hold each fence this long before its signal (default 20)
         --timeout S         bound on every wait (default 5)
+        --repeat N          trials per cell, the latency their median (default 3)
   buffer PID FD [--wait S]  the dma-buf fd FD of process PID (pidfd_getfd): exporter, size,
                             inode, pending read and write fences; --wait: how they end
   negotiate                 the presenter's buffer negotiation per (Vulkan device, display);
@@ -178,6 +179,16 @@ fn command(a: &Args, out: &mut dyn Write) -> Result<i32, Failure> {
                     }
                     "--timeout" => {
                         opts.bound = parse_secs(it.next(), "--timeout").map_err(Failure::Usage)?
+                    }
+                    "--repeat" => {
+                        let v = it
+                            .next()
+                            .ok_or(Failure::Usage("--repeat needs a count".into()))?;
+                        opts.repeat = v
+                            .parse()
+                            .ok()
+                            .filter(|n| (1..=1000).contains(n))
+                            .ok_or_else(|| Failure::Usage(format!("bad --repeat `{v}`")))?;
                     }
                     other => return Err(Failure::Usage(format!("unexpected `{other}`"))),
                 }

@@ -340,7 +340,8 @@ mod tests {
         v2["cells"][0]["route"] = json!("teleport");
         assert_eq!(validate(&s, &v2).len(), 1);
         v2["cells"][0]["route"] = Value::Null;
-        v2["cells"][0]["verify"] = json!({"result": "pass", "latency_us": 1.5, "detail": "d"});
+        v2["cells"][0]["verify"] = json!({"result": "pass", "latency_us": 1.5,
+            "latency_min_us": 1.0, "latency_max_us": 2.0, "samples": 3, "detail": "d"});
         assert_eq!(validate(&s, &v2), Vec::<String>::new());
         v2["cells"][0]["verify"] = json!({"result": "pass"});
         assert!(!validate(&s, &v2).is_empty());

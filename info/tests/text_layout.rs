@@ -303,6 +303,9 @@ fn paths(verified: bool) -> PathsReport {
                 verify: verified.then(|| Verified {
                     result: ["pass", "fail", "skipped"][i % 3],
                     latency_us: Some(123_456.7 * i as f64),
+                    latency_min_us: Some(1.0),
+                    latency_max_us: Some(1e7),
+                    samples: 3,
                     detail: LONG.into(),
                 }),
             });

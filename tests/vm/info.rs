@@ -437,6 +437,12 @@ fn paths_verify_passes_every_possible_cell_with_a_latency() {
         assert_eq!(v["result"], "pass", "{c:#}");
         let us = v["latency_us"].as_f64().expect("a latency");
         assert!(us.is_finite() && us > 0.0 && us < 5e6, "{c:#}");
+        assert_eq!(v["samples"], 3, "the default: 3 trials, the median");
+        let (lo, hi) = (
+            v["latency_min_us"].as_f64().unwrap(),
+            v["latency_max_us"].as_f64().unwrap(),
+        );
+        assert!(lo <= us && us <= hi, "{c:#}");
         match c["class"].as_str().unwrap() {
             "hardware" => hw += 1,
             "software" => sw += 1,
@@ -449,7 +455,7 @@ fn paths_verify_passes_every_possible_cell_with_a_latency() {
     );
     let total = hw + sw;
 
-    let (code, text, err) = info(&["paths", "--verify"]);
+    let (code, text, err) = info(&["paths", "--verify", "--repeat", "1"]);
     assert_eq!(code, 0, "{err}");
     log::info!("bufsync-info paths --verify:\n{text}");
     assert!(text.lines().all(|l| l.chars().count() <= WIDTH));
@@ -457,7 +463,9 @@ fn paths_verify_passes_every_possible_cell_with_a_latency() {
         text.contains(&format!("verify: {total} passed, 0 failed, 0 skipped")),
         "{text}"
     );
-    assert!(text.contains("verify: latency from the producer's signal to the waiter done"));
+    assert!(text.contains(
+        "verify: latency from the producer's signal to the waiter done (median of 1 trial)"
+    ));
 }
 
 /// `sleep` holding `fd` as its stdin: a process other than this one that

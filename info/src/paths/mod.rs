@@ -103,8 +103,16 @@ pub struct Verified {
     /// `pass`, `fail` or `skipped`.
     #[schemars(extend("enum" = ["pass", "fail", "skipped"]))]
     pub result: &'static str,
-    /// From the producer's signal to the waiter done, in microseconds.
+    /// From the producer's signal to the waiter done, in microseconds: the
+    /// median of the trials.
     pub latency_us: Option<f64>,
+    /// The lowest latency of the trials.
+    pub latency_min_us: Option<f64>,
+    /// The highest latency of the trials.
+    pub latency_max_us: Option<f64>,
+    /// Trials that passed (all of them for `pass`; those before the
+    /// failing one for `fail`).
+    pub samples: u32,
     /// What was done, or why it failed or was skipped.
     pub detail: String,
 }
@@ -304,7 +312,20 @@ pub fn render(r: &PathsReport) -> String {
     );
     out.push_str(&grid(r, &|c| code(c.route).to_string()));
     if r.verified {
-        out.push_str("\nverify: latency from the producer's signal to the waiter done\n");
+        let n = r
+            .cells
+            .iter()
+            .filter_map(|c| c.verify.as_ref())
+            .map(|v| v.samples)
+            .max()
+            .unwrap_or(0);
+        out.push_str(&crate::text::para(
+            "\nverify: ",
+            &format!(
+                "latency from the producer's signal to the waiter done (median of {n} trial{})",
+                if n == 1 { "" } else { "s" }
+            ),
+        ));
         out.push_str(&grid(r, &|c| latency(&c.verify)));
     }
     out.push_str("\nwhy\n");

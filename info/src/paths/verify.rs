@@ -44,6 +44,8 @@ pub struct Options {
     pub hold: Duration,
     /// Bound on every wait.
     pub bound: Duration,
+    /// Trials per cell (a fresh fence each); the latency is their median.
+    pub repeat: u32,
 }
 
 impl Default for Options {
@@ -51,6 +53,7 @@ impl Default for Options {
         Options {
             hold: Duration::from_millis(20),
             bound: Duration::from_secs(5),
+            repeat: 3,
         }
     }
 }
@@ -273,6 +276,9 @@ where
     let fail = |detail: String| Verified {
         result: "fail",
         latency_us: None,
+        latency_min_us: None,
+        latency_max_us: None,
+        samples: 0,
         detail,
     };
     match (sig, result) {
@@ -282,9 +288,13 @@ where
             if early || done < signaled_at {
                 fail(format!("{what}: done before the fence was signaled"))
             } else {
+                let us = (done - signaled_at).as_secs_f64() * 1e6;
                 Verified {
                     result: "pass",
-                    latency_us: Some((done - signaled_at).as_secs_f64() * 1e6),
+                    latency_us: Some(us),
+                    latency_min_us: Some(us),
+                    latency_max_us: Some(us),
+                    samples: 1,
                     detail: what,
                 }
             }
@@ -296,6 +306,9 @@ fn skipped(detail: String) -> Verified {
     Verified {
         result: "skipped",
         latency_us: None,
+        latency_min_us: None,
+        latency_max_us: None,
+        samples: 0,
         detail,
     }
 }
@@ -373,47 +386,48 @@ pub(super) fn run(
                 Target::DmaBuf if env.dmabuf.is_err() => continue,
                 _ => {}
             }
-            let pending = match producers.make(row) {
-                Ok(p) => p,
-                Err(e) => {
-                    cell.verify = Some(skipped(e));
-                    continue;
-                }
-            };
-            let v = match col.target {
-                Target::Cpu => trial(pending, hold, |f| {
-                    wait_fence(f, bound).map_err(|e| format!("wait_fence: {e}"))?;
-                    Ok((Instant::now(), format!("wait_fence ({route})")))
-                }),
-                Target::Vulkan(i) => {
-                    let sub = &waiters[&i];
-                    trial(pending, hold, |f| vulkan_wait(sub, f, route, bound))
-                }
-                Target::Plane(n, p) => {
-                    let plane = env.kms[n].planes[p].id;
-                    let Some(Ok(out)) = outputs.get_mut(&n) else {
-                        continue;
-                    };
-                    trial(pending, hold, |f| out.flip(plane, route, f, bound))
-                }
-                Target::DmaBuf => {
-                    let Ok(probe) = &env.dmabuf else { continue };
-                    let buf = &probe.buf;
-                    trial(pending, hold, |f| {
-                        if route == Route::ImportSyncFile {
-                            let pushed = buf.push_fence(f, Access::Write).map_err(s)?;
-                            buf.wait_idle(Access::Read, bound).map_err(s)?;
-                            Ok((
-                                Instant::now(),
-                                format!("IMPORT_SYNC_FILE ({pushed}), poll(POLLIN) on the dma-buf"),
-                            ))
-                        } else {
-                            wait_fence(f, bound).map_err(|e| format!("wait_fence: {e}"))?;
-                            Ok((Instant::now(), "software wait before the hand-off".into()))
+            let mut runs = Vec::new();
+            for _ in 0..opts.repeat.max(1) {
+                let pending = match producers.make(row) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        runs.push(skipped(e));
+                        break;
+                    }
+                };
+                let v = match col.target {
+                    Target::Cpu => trial(pending, hold, |f| {
+                        wait_fence(f, bound).map_err(|e| format!("wait_fence: {e}"))?;
+                        Ok((Instant::now(), format!("wait_fence ({route})")))
+                    }),
+                    Target::Vulkan(i) => {
+                        let sub = &waiters[&i];
+                        trial(pending, hold, |f| vulkan_wait(sub, f, route, bound))
+                    }
+                    Target::Plane(n, p) => {
+                        let plane = env.kms[n].planes[p].id;
+                        match outputs.get_mut(&n) {
+                            Some(Ok(out)) => {
+                                trial(pending, hold, |f| out.flip(plane, route, f, bound))
+                            }
+                            _ => skipped("the output is gone".into()),
                         }
-                    })
+                    }
+                    Target::DmaBuf => match &env.dmabuf {
+                        Ok(probe) => {
+                            let buf = &probe.buf;
+                            trial(pending, hold, |f| dmabuf_wait(buf, f, route, bound))
+                        }
+                        Err(e) => skipped(e.clone()),
+                    },
+                };
+                let stop = v.result != "pass";
+                runs.push(v);
+                if stop {
+                    break;
                 }
-            };
+            }
+            let v = combine(runs, opts.repeat.max(1));
             log::info!(
                 "verify {} by {}: {} {:?} {}",
                 cell.fence,
@@ -430,6 +444,50 @@ pub(super) fn run(
             o.finish();
         }
     }
+}
+
+/// The dma-buf's implicit sync waits for `f` by `route`: pushed into the
+/// buffer as a writer and `poll(POLLIN)` on it, or a software wait before
+/// the hand-off.
+fn dmabuf_wait(
+    buf: &bufsync_backends::dmabuf::DmaBuf,
+    f: &Fence,
+    route: Route,
+    bound: Duration,
+) -> Result<(Instant, String), String> {
+    if route == Route::ImportSyncFile {
+        let pushed = buf.push_fence(f, Access::Write).map_err(s)?;
+        buf.wait_idle(Access::Read, bound).map_err(s)?;
+        Ok((
+            Instant::now(),
+            format!("IMPORT_SYNC_FILE ({pushed}), poll(POLLIN) on the dma-buf"),
+        ))
+    } else {
+        wait_fence(f, bound).map_err(|e| format!("wait_fence: {e}"))?;
+        Ok((Instant::now(), "software wait before the hand-off".into()))
+    }
+}
+
+/// One cell's result from its trials: the first that did not pass, else
+/// a pass with the median, lowest and highest latency.
+fn combine(mut runs: Vec<Verified>, wanted: u32) -> Verified {
+    let n = runs.len();
+    if let Some(i) = runs.iter().position(|v| v.result != "pass") {
+        let mut v = runs.swap_remove(i);
+        if wanted > 1 && v.result == "fail" {
+            v.detail = format!("trial {} of {wanted}: {}", i + 1, v.detail);
+        }
+        v.samples = i as u32;
+        return v;
+    }
+    let mut lat: Vec<f64> = runs.iter().filter_map(|v| v.latency_us).collect();
+    lat.sort_by(f64::total_cmp);
+    let mut v = runs.swap_remove(0);
+    v.samples = n as u32;
+    v.latency_us = lat.get(lat.len() / 2).copied();
+    v.latency_min_us = lat.first().copied();
+    v.latency_max_us = lat.last().copied();
+    v
 }
 
 /// A submission on `sub`'s device that waits for `f`, then its completion;
