@@ -303,7 +303,7 @@ fn reservation_wait_ends_after_every_fence() {
         slow.signal().unwrap();
         assert_eq!(
             waiter.join().unwrap(),
-            Err(bufsync::resv::ResvWaitError::Fence(FenceError::Evicted))
+            Err(WaitError::Fence(FenceError::Evicted))
         );
     });
 }

@@ -45,12 +45,20 @@ pub fn source_spec() -> String {
 /// What the apt simulation gives for lavapipe: Mesa's Vulkan drivers from
 /// backports (with VK_EXT_external_memory_dma_buf) and what they need that
 /// the host lacks, plus the loader's headers and pkg-config file (C
-/// programs against libbufsync: `pkg-config --cflags --libs vulkan`).
+/// programs against libbufsync: `pkg-config --cflags --libs vulkan`), and
+/// the DRI drivers of the release's own Mesa, whose `kms_swrast` the
+/// guest's GBM (the host's libgbm1, the same Mesa release) loads for vkms
+/// and virtio_gpu (`GBM_DRIVERS_PATH`, see [`env()`]).
 pub const LAVAPIPE_REQUEST: &[&str] = &[
     "mesa-vulkan-drivers/bookworm-backports",
     "libvulkan1",
     "libvulkan-dev",
+    "libgl1-mesa-dri",
 ];
+
+/// The first line of the lavapipe stamp: a cache extracted for another
+/// request is extracted again.
+const LAVAPIPE_STAMP: &str = "bufsync-vm-lavapipe 2 (lavapipe, vulkan headers, DRI drivers)";
 
 /// Where the downloaded .debs are kept (the setup extraction test reuses them).
 pub fn debs_dir() -> PathBuf {
@@ -160,7 +168,7 @@ fn lavapipe_stamp_path() -> PathBuf {
 /// Whether lavapipe's manifest is in place (from the cache or the host),
 /// with the Vulkan headers and `vulkan.pc`.
 pub fn lavapipe_ready() -> bool {
-    fs::read_to_string(lavapipe_stamp_path()).is_ok_and(|s| s.starts_with(EXTRACT_STAMP))
+    fs::read_to_string(lavapipe_stamp_path()).is_ok_and(|s| s.starts_with(LAVAPIPE_STAMP))
         && icd_path().exists()
         && (vulkan_pc_dir().is_some() || Path::new(HOST_VULKAN_PC).exists())
 }
@@ -237,7 +245,7 @@ pub fn ensure_lavapipe(apt: &Apt, plan: &[Inst], p: &mut Progress) -> io::Result
         point_vulkan_pc_at(&root)?;
         fs::write(icd_path(), icd_manifest(&lib))?;
         let list: String = plan.iter().map(|i| format!("{}\n", i.spec())).collect();
-        fs::write(lavapipe_stamp_path(), format!("{EXTRACT_STAMP}\n{list}"))
+        fs::write(lavapipe_stamp_path(), format!("{LAVAPIPE_STAMP}\n{list}"))
     })
 }
 
@@ -251,8 +259,9 @@ fn icd_manifest(lib: &Path) -> String {
 /// The environment that points Vulkan at the cached lavapipe, for the
 /// tests on the host and in the guest: `BUFSYNC_LVP_ICD` (read by
 /// `bufsync_tests::lavapipe`), `VK_ICD_FILENAMES` unless the caller chose
-/// drivers, and `LD_LIBRARY_PATH` for the libraries Mesa needs beyond the
-/// host's.
+/// drivers, `LD_LIBRARY_PATH` for the libraries Mesa needs beyond the
+/// host's, `PKG_CONFIG_PATH` for `vulkan.pc`, and `GBM_DRIVERS_PATH` when
+/// the DRI drivers came into the cache (a host without libgl1-mesa-dri).
 pub fn env() -> Vec<(String, String)> {
     let mut v = Vec::new();
     let icd = icd_path();
@@ -269,6 +278,7 @@ pub fn env() -> Vec<(String, String)> {
     for (var, dir) in [
         ("LD_LIBRARY_PATH", mesa_lib_dir()),
         ("PKG_CONFIG_PATH", vulkan_pc_dir()),
+        ("GBM_DRIVERS_PATH", dri_dir()),
     ] {
         if let Some(dir) = dir {
             v.push((var.to_string(), prepended(var, &dir)));
@@ -285,6 +295,12 @@ fn prepended(var: &str, dir: &Path) -> String {
         Ok(old) if !old.is_empty() => format!("{dir}:{old}"),
         _ => dir,
     }
+}
+
+/// The cached DRI drivers' directory, when they came into the cache.
+pub fn dri_dir() -> Option<PathBuf> {
+    let dri = layout::mesa_root().join("usr/lib/x86_64-linux-gnu/dri");
+    dri.join("kms_swrast_dri.so").exists().then_some(dri)
 }
 
 /// The cached libraries' directory, when lavapipe came into the cache.

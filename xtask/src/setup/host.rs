@@ -35,6 +35,11 @@ pub const HOST_PACKAGES: &[(&str, &str)] = &[
         "libgbm-dev",
         "the gbm feature of bufsync-backends links libgbm",
     ),
+    (
+        "pkg-config",
+        "libbufsync's .pc file: `cargo xtask capi` and the C tests",
+    ),
+    ("g++", "the C API's header test compiles it as C++17"),
 ];
 
 /// The installed version of each package, `None` where it is not installed.
