@@ -48,8 +48,19 @@ fn info_json(args: &[&str]) -> Value {
     let mut a = args.to_vec();
     a.push("--json");
     let (code, out, err) = info(&a);
-    assert_eq!(code, 0, "bufsync-info {args:?}: {err}");
     let v: Value = serde_json::from_str(&out).expect("the report parses as JSON");
+    let failed: Vec<&Value> = v["cells"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .filter(|c| c["verify"]["result"] == "fail")
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        code, 0,
+        "bufsync-info {args:?}: {err}; failed cells: {failed:#?}"
+    );
     let s = schema::schema(args[0]).expect("a schema");
     let errors = schema::validate(&s, &v);
     assert!(

@@ -261,8 +261,21 @@ where
     W: FnOnce(&Fence) -> Result<(Instant, String), String> + Send,
 {
     let fence = p.fence.clone();
+    let started = std::sync::atomic::AtomicBool::new(false);
     let (early, signaled_at, sig, result) = std::thread::scope(|scope| {
-        let h = scope.spawn(move || work(&fence));
+        let h = scope.spawn(|| {
+            started.store(true, std::sync::atomic::Ordering::Release);
+            work(&fence)
+        });
+        // The hold counts from the worker running (a thread can take
+        // longer than the hold to start on a loaded or emulated CPU, and
+        // would then find the fence signaled), bounded.
+        let t0 = Instant::now();
+        while !started.load(std::sync::atomic::Ordering::Acquire)
+            && t0.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_micros(200));
+        }
         std::thread::sleep(hold);
         let early = h.is_finished();
         let at = Instant::now();
