@@ -109,20 +109,35 @@ pub fn lavapipe_icd() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(LVP_ICD))
 }
 
-/// A Vulkan context on lavapipe only (`VK_ICD_FILENAMES` is set once, so no
-/// other ICD probes `/dev/dri`), or `None` when lavapipe is not installed or
-/// refuses (the reason is logged).
+/// Whether the Vulkan tests run on the loader's own choice of device
+/// (`BUFSYNC_VK_DEVICE=any`: `cargo xtask gpu-check` on a machine with a
+/// real GPU) rather than on lavapipe.
+pub fn any_vulkan_device() -> bool {
+    std::env::var("BUFSYNC_VK_DEVICE").is_ok_and(|v| v == "any")
+}
+
+/// A Vulkan context for the device tests, or `None` when there is none
+/// (the reason is logged).
+///
+/// By default on lavapipe only (`VK_ICD_FILENAMES` is set once, so no other
+/// ICD probes `/dev/dri`), `None` when lavapipe is not installed or refuses.
+/// With `BUFSYNC_VK_DEVICE=any` ([`any_vulkan_device`]) on the device
+/// [`VulkanContext::new`] picks from every ICD the loader finds (discrete
+/// GPUs first), `VK_ICD_FILENAMES` left as the caller set it.
 pub fn lavapipe() -> Option<Arc<VulkanContext>> {
     static ONCE: Once = Once::new();
+    let any = any_vulkan_device();
     ONCE.call_once(|| {
         init_log();
-        std::env::set_var("VK_ICD_FILENAMES", lavapipe_icd());
+        if !any {
+            std::env::set_var("VK_ICD_FILENAMES", lavapipe_icd());
+        }
     });
-    if !lavapipe_icd().exists() {
+    if !any && !lavapipe_icd().exists() {
         return None;
     }
     VulkanContext::new()
-        .map_err(|e| log::warn!("lavapipe context: {e}"))
+        .map_err(|e| log::warn!("Vulkan test context: {e}"))
         .ok()
 }
 

@@ -13,12 +13,16 @@
 //! - `capi [--prefix DIR] ...`: build and install libbufsync for C (cargo-c's layout).
 //! - `bench-kernel [--boots N]`: the kernel's ww_mutex and bufsync's reserve
 //!   bench on the same contended workload, in one guest, side by side.
+//! - `gpu-check DIR [--run]`: prepare (and with `--run` run) the check for a
+//!   machine with a real GPU and no VM: prebuilt binaries and a script that
+//!   writes one report.
 //!
 //! xtask is a developer tool, not library code: it prints.
 
 mod bench_kernel;
 mod capi;
 mod demo;
+mod gpu_check;
 mod layout;
 mod process;
 mod qmp;
@@ -55,6 +59,9 @@ commands:
                               build libbufsync (release) and install libbufsync.so (versioned
                               soname), libbufsync.a, bufsync/bufsync.h and pkgconfig/bufsync.pc
                               as cargo-c does (prefix /usr/local, libdir lib)
+  gpu-check DIR [--run]       build bufsync-info and the Vulkan tests (release) into DIR/bin and
+                              write DIR/gpu-check.sh: run it on a machine with a real GPU (no
+                              cargo needed) for DIR/report.md; --run runs it here right away
   capi --header               regenerate capi/include/bufsync.h with cbindgen
 ";
 
@@ -73,6 +80,7 @@ fn main() -> ExitCode {
         "demo" => demo::run(rest),
         "bench-kernel" => bench_kernel::run(rest),
         "capi" => capi::run(rest),
+        "gpu-check" => gpu_check::run(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(0)
