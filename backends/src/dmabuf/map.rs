@@ -38,15 +38,7 @@ impl DmaBuf {
 
 impl DmaBufMap {
     fn range(&self, offset: usize, len: usize) -> Result<()> {
-        match offset.checked_add(len) {
-            Some(end) if end <= self.map.len() => Ok(()),
-            _ => Err(Error::InvalidArgument {
-                what: format!(
-                    "range {offset}+{len} outside a {} byte mapping",
-                    self.map.len()
-                ),
-            }),
-        }
+        crate::sys::mmap::range(&self.map, offset, len, "mapping")
     }
 
     /// Length of the mapping in bytes.
@@ -61,17 +53,7 @@ impl DmaBufMap {
 
     /// Copies `out.len()` bytes at `offset` into `out`.
     pub fn read_at(&self, offset: usize, out: &mut [u8]) -> Result<()> {
-        self.range(offset, out.len())?;
-        // SAFETY: the range lies inside the live mapping (checked above);
-        // the bytes are copied out, no reference into the mapping escapes.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.map.as_ptr().add(offset),
-                out.as_mut_ptr(),
-                out.len(),
-            );
-        }
-        Ok(())
+        crate::sys::mmap::read_at(&self.map, offset, out, "mapping")
     }
 
     /// Copies `data` into the mapping at `offset` (a writable mapping).
@@ -81,16 +63,7 @@ impl DmaBufMap {
                 what: "write to a read-only dma-buf mapping".into(),
             });
         }
-        self.range(offset, data.len())?;
-        // SAFETY: as in `read_at`, into a writable shared mapping.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                data.as_ptr(),
-                self.map.as_mut_ptr().add(offset),
-                data.len(),
-            );
-        }
-        Ok(())
+        crate::sys::mmap::write_at(&mut self.map, offset, data, "mapping")
     }
 
     /// Copies a single-plane linear image from `src` (laid out as

@@ -146,47 +146,13 @@ impl DumbBuffer {
 }
 
 impl DumbMap<'_> {
-    fn range(&self, offset: usize, len: usize) -> Result<()> {
-        match offset.checked_add(len) {
-            Some(end) if end <= self.map.len() => Ok(()),
-            _ => Err(Error::InvalidArgument {
-                what: format!(
-                    "range {offset}+{len} outside a {} byte buffer",
-                    self.map.len()
-                ),
-            }),
-        }
-    }
-
     /// Copies `data` into the buffer at `offset`.
     pub fn write_at(&mut self, offset: usize, data: &[u8]) -> Result<()> {
-        self.range(offset, data.len())?;
-        // SAFETY: the range was checked to lie inside the live mapping; the
-        // mapping is shared memory of a buffer the caller owns, so a
-        // concurrent writer can only race on the pixels, never on memory
-        // safety of this process (plain bytes, no references handed out).
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                data.as_ptr(),
-                self.map.as_mut_ptr().add(offset),
-                data.len(),
-            );
-        }
-        Ok(())
+        crate::sys::mmap::write_at(&mut self.map, offset, data, "buffer")
     }
 
     /// Copies `out.len()` bytes from the buffer at `offset` into `out`.
     pub fn read_at(&self, offset: usize, out: &mut [u8]) -> Result<()> {
-        self.range(offset, out.len())?;
-        // SAFETY: as in `write_at`: a checked range of a live mapping,
-        // copied as plain bytes.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.map.as_ptr().add(offset),
-                out.as_mut_ptr(),
-                out.len(),
-            );
-        }
-        Ok(())
+        crate::sys::mmap::read_at(&self.map, offset, out, "buffer")
     }
 }

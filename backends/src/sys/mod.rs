@@ -16,6 +16,7 @@ use rustix::ioctl::{Opcode, Setter, Updater};
 pub mod dma_buf;
 pub mod dma_heap;
 pub mod drm;
+pub(crate) mod mmap;
 pub mod poll;
 pub mod sw_sync;
 pub mod sync_file;
