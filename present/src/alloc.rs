@@ -78,6 +78,28 @@ pub(crate) struct SlotBuffers {
     _keep: Vec<Keep>,
 }
 
+impl SlotBuffers {
+    /// A zero-copy slot: the renderer draws straight into what the plane
+    /// scans out.
+    fn zero_copy(
+        display: Arc<DmaBuf>,
+        fb: Framebuffer,
+        target: FrameTarget,
+        keep: Vec<Keep>,
+    ) -> SlotBuffers {
+        SlotBuffers {
+            modifier: layout_of(&display).modifier,
+            display,
+            fb,
+            target,
+            render: None,
+            copy_dst: None,
+            cpu_maps: None,
+            _keep: keep,
+        }
+    }
+}
+
 fn layout_of(buf: &DmaBuf) -> &Layout {
     buf.layout().expect("built with a layout")
 }
@@ -211,16 +233,12 @@ pub(crate) fn render_alloc(env: &Env<'_>) -> Result<SlotBuffers, Refusal> {
             &e,
         )
     })?;
-    Ok(SlotBuffers {
-        modifier: layout_of(&buf).modifier,
-        display: buf,
+    Ok(SlotBuffers::zero_copy(
+        buf,
         fb,
         target,
-        render: None,
-        copy_dst: None,
-        cpu_maps: None,
-        _keep: keep.into_iter().collect(),
-    })
+        keep.into_iter().collect(),
+    ))
 }
 
 /// A display-allocated buffer: the dma-buf, its framebuffer, what keeps it,
@@ -314,16 +332,7 @@ pub(crate) fn display_alloc(env: &Env<'_>, allocator: Allocator) -> Result<SlotB
             })
         }
     };
-    Ok(SlotBuffers {
-        modifier: layout_of(&buf).modifier,
-        display: buf,
-        fb,
-        target,
-        render: None,
-        copy_dst: None,
-        cpu_maps: None,
-        _keep: keeps,
-    })
+    Ok(SlotBuffers::zero_copy(buf, fb, target, keeps))
 }
 
 /// c. The renderer draws into its own LINEAR buffers; frames are copied
