@@ -5,9 +5,11 @@
 //!   object) against lock + unlock of a plain mutex per object in sorted order.
 //! - Contended: 16 objects, 4 and 2 threads (`RESERVE_THREADS`), random
 //!   subsets of 4 in random order, 1.5 s runs (`RESERVE_RUN_MS`): throughput
-//!   and p99 latency against sort-then-lock, back-offs for wait-die vs
-//!   wound-wait, deadlocks (a run that does not finish is one).
-//! - Fairness: the most back-offs one reservation needed; the longest op of
+//!   against sort-then-lock, back-offs for wait-die vs wound-wait, deadlocks
+//!   (a run that does not finish is one). These runs read no clock per op
+//!   (as the kernel module `cargo xtask bench-kernel` compares with).
+//! - Latency and fairness, from separate runs that time every op and track
+//!   the oldest reservation in flight: p99 latency; the most back-offs one reservation needed; the longest op of
 //!   a reservation that was the oldest in flight when it started; the
 //!   longest time any reservation stayed the oldest in flight (from the end
 //!   of the last older one), and how many of those passed 100 us.
@@ -182,10 +184,13 @@ type OpResult = (u64, bool, Option<u64>);
 type WorkerResult = (u64, Vec<u64>, u64, u64, u64, u64, u64);
 
 /// Runs `threads` workers for `run`, each calling `op(thread, rng)` in a
-/// loop; returns ops, p99 latency and the fairness figures.
+/// loop; returns ops, p99 latency and the fairness figures. With `timed`
+/// false no clock is read per op (the throughput runs, like the kernel
+/// module's): p99 is then 0.
 fn contended(
     threads: usize,
     run: Duration,
+    timed: bool,
     make: impl Fn(usize) -> Box<dyn FnMut(&mut u64) -> OpResult + Send>,
 ) -> Run {
     let stop = Arc::new(AtomicBool::new(false));
@@ -197,11 +202,17 @@ fn contended(
             thread::spawn(move || -> WorkerResult {
                 let mut rng =
                     0x9E37_79B9_7F4A_7C15u64 ^ (n as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
-                let mut lat = Vec::with_capacity(1 << 20);
+                let mut lat = Vec::with_capacity(if timed { 1 << 20 } else { 0 });
                 let (mut ops, mut max_retries, mut at_start, mut oldest) = (0u64, 0u64, 0u64, 0u64);
                 let (mut oldest_n, mut oldest_slow) = (0u64, 0u64);
                 barrier.wait();
                 while !stop.load(Ordering::Relaxed) {
+                    if !timed {
+                        let (retries, _, _) = op(&mut rng);
+                        max_retries = max_retries.max(retries);
+                        ops += 1;
+                        continue;
+                    }
                     let t0 = Instant::now();
                     let (retries, was_oldest, oldest_for) = op(&mut rng);
                     let ns = t0.elapsed().as_nanos() as u64;
@@ -269,9 +280,9 @@ fn pick(rng: &mut u64) -> [usize; SUBSET] {
     out
 }
 
-fn baseline(threads: usize, run: Duration) -> Run {
+fn baseline(threads: usize, run: Duration, timed: bool) -> Run {
     let locks: Arc<Vec<Mutex<u64>>> = Arc::new((0..OBJECTS).map(|_| Mutex::new(0)).collect());
-    contended(threads, run, |_| {
+    contended(threads, run, timed, |_| {
         let locks = locks.clone();
         let mut idx: Vec<usize> = Vec::with_capacity(SUBSET);
         Box::new(move |rng| {
@@ -369,7 +380,11 @@ impl Inflight {
     }
 }
 
-fn ours(algo: Algorithm, commit: bool, threads: usize, run: Duration) -> Run {
+/// bufsync's op: reserve a random subset, then commit or back off. With
+/// `track`, the op also keeps the in-flight record for the fairness
+/// figures and the run reads the clock per op (the fairness runs); without
+/// it, the run measures the locking only (the throughput runs).
+fn ours(algo: Algorithm, commit: bool, threads: usize, run: Duration, track: bool) -> Run {
     let class = WwClass::new("bench", algo);
     let objs: Arc<Vec<Reservation>> = Arc::new(
         (0..OBJECTS)
@@ -378,7 +393,7 @@ fn ours(algo: Algorithm, commit: bool, threads: usize, run: Duration) -> Run {
     );
     let inflight = Arc::new(Inflight::new(threads));
     let total_backoffs = Arc::new(AtomicU64::new(0));
-    let mut r = contended(threads, run, |n| {
+    let mut r = contended(threads, run, track, |n| {
         let (objs, class, inflight, total) = (
             objs.clone(),
             class.clone(),
@@ -392,8 +407,8 @@ fn ours(algo: Algorithm, commit: bool, threads: usize, run: Duration) -> Run {
         Box::new(move |rng| {
             t.restart();
             let stamp = t.stamp();
-            let t0 = inflight.now();
-            let oldest = inflight.start(n, stamp, &mut older);
+            let t0 = if track { inflight.now() } else { 0 };
+            let oldest = track && inflight.start(n, stamp, &mut older);
             let idx = pick(rng);
             let list: [(&Reservation, Access); SUBSET] = std::array::from_fn(|k| {
                 (
@@ -411,7 +426,11 @@ fn ours(algo: Algorithm, commit: bool, threads: usize, run: Duration) -> Run {
             } else {
                 r.backoff();
             }
-            let oldest_for = inflight.end(n, stamp, t0, &older);
+            let oldest_for = if track {
+                inflight.end(n, stamp, t0, &older)
+            } else {
+                None
+            };
             let b = t.backoffs();
             let retries = b - last_backoffs;
             last_backoffs = b;
@@ -423,54 +442,48 @@ fn ours(algo: Algorithm, commit: bool, threads: usize, run: Duration) -> Run {
     r
 }
 
-/// One thread count: the contended table, the fairness table and the
+/// One thread count: the contended table (throughput runs with no clock
+/// read per op, as the kernel module's), the latency and fairness table
+/// (runs that time every op and track the oldest in flight), and the
 /// `summary` lines `cargo xtask bench-kernel` reads.
 fn contended_tables(threads: usize, run: Duration) {
-    let base = baseline(threads, run);
+    let base = baseline(threads, run, false);
     println!(
-        "\n## Contended: {OBJECTS} objects, {threads} threads, random subsets of {SUBSET} in random order ({} s runs)\n",
+        "\n## Contended: {OBJECTS} objects, {threads} threads, random subsets of {SUBSET} in random order ({} s runs, no clock read per op)\n",
         run.as_secs_f64()
     );
-    println!("| variant | ops/s | ratio to sort-then-lock (goal >= 0.5x) | p99 latency (us) | back-offs | back-offs/op | deadlocks |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| variant | ops/s | ratio to sort-then-lock (goal >= 0.5x) | back-offs | back-offs/op | deadlocks |");
+    println!("|---|---|---|---|---|---|");
     let base_tput = base.ops as f64 / base.secs;
     println!(
-        "| sort-then-lock (std Mutex) | {:.0} | 1.00x | {:.1} | - | - | {} |",
+        "| sort-then-lock (std Mutex) | {:.0} | 1.00x | - | - | {} |",
         base_tput,
-        base.p99_us,
         u8::from(!base.finished)
     );
     let mut summary = vec![format!(
         "summary threads={threads} mode=sorted ops_per_s={base_tput:.0} ratio=1 backoffs_per_op=0"
     )];
-    let mut fairness = Vec::new();
-    for (algo, commit) in [
+    let variants = [
         (Algorithm::WaitDie, false),
         (Algorithm::WaitDie, true),
         (Algorithm::WoundWait, false),
         (Algorithm::WoundWait, true),
-    ] {
-        let r = ours(algo, commit, threads, run);
+    ];
+    for (algo, commit) in variants {
+        let r = ours(algo, commit, threads, run, false);
         let tput = r.ops as f64 / r.secs;
         let per_op = r.backoffs as f64 / r.ops.max(1) as f64;
         println!(
-            "| bufsync {} ({}) | {:.0} | {:.2}x | {:.1} | {} | {:.3} | {} |",
+            "| bufsync {} ({}) | {:.0} | {:.2}x | {} | {:.4} | {} |",
             algo.name(),
-            if commit {
-                "reserve + commit"
-            } else {
-                "reserve + back-off, locks only"
-            },
+            variant_name(commit),
             tput,
             tput / base_tput,
-            r.p99_us,
             r.backoffs,
             per_op,
             u8::from(!r.finished)
         );
-        if commit {
-            fairness.push((algo, r));
-        } else {
+        if !commit {
             summary.push(format!(
                 "summary threads={threads} mode={} ops_per_s={tput:.0} ratio={:.4} backoffs_per_op={per_op:.4}",
                 algo.name(),
@@ -478,13 +491,21 @@ fn contended_tables(threads: usize, run: Duration) {
             ));
         }
     }
-    println!("\n## Fairness ({threads} threads, reserve + commit)\n");
-    println!("| algorithm | most back-offs of one reservation | longest op of a reservation oldest at its start (us) | longest time a reservation stayed the oldest in flight (us) | reservations that were the oldest | of those, oldest > 100 us |");
-    println!("|---|---|---|---|---|---|");
-    for (algo, r) in fairness {
+    let base = baseline(threads, run, true);
+    println!("\n## Latency and fairness ({threads} threads; every op timed, the oldest in flight tracked)\n");
+    println!("| variant | p99 latency (us) | most back-offs of one reservation | longest op of a reservation oldest at its start (us) | longest time a reservation stayed the oldest in flight (us) | reservations that were the oldest | of those, oldest > 100 us |");
+    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| sort-then-lock (std Mutex) | {:.1} | - | - | - | - | - |",
+        base.p99_us
+    );
+    for (algo, commit) in variants {
+        let r = ours(algo, commit, threads, run, true);
         println!(
-            "| {} | {} | {:.1} | {:.1} | {} | {} |",
+            "| bufsync {} ({}) | {:.1} | {} | {:.1} | {:.1} | {} | {} |",
             algo.name(),
+            variant_name(commit),
+            r.p99_us,
             r.max_retries,
             r.oldest_at_start_max_us,
             r.oldest_max_us,
@@ -497,6 +518,14 @@ fn contended_tables(threads: usize, run: Duration) {
         for s in summary {
             println!("{s}");
         }
+    }
+}
+
+fn variant_name(commit: bool) -> &'static str {
+    if commit {
+        "reserve + commit"
+    } else {
+        "reserve + back-off, locks only"
     }
 }
 

@@ -168,8 +168,15 @@ fn now_stamp() -> u64 {
 }
 
 /// `at` as stored in `Inner::timestamp`: nanoseconds since [`epoch`] plus one.
+/// In `u64` arithmetic (`as_nanos` is a `u128` multiply): 584 years of
+/// nanoseconds fit.
+#[inline]
 pub(super) fn stamp_of(at: Instant) -> u64 {
-    (at.saturating_duration_since(epoch()).as_nanos() as u64).saturating_add(1)
+    let d = at.saturating_duration_since(epoch());
+    d.as_secs()
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(u64::from(d.subsec_nanos()))
+        .saturating_add(1)
 }
 
 /// The instant a stamp (see [`stamp_of`]) stands for.
@@ -533,7 +540,9 @@ impl Fence {
         &self,
         f: impl FnOnce(&Fence) + Send + 'static,
     ) -> Result<CallbackId, AlreadySignaled> {
-        if self.is_signaled() {
+        // `is_signaled`, with the poll's call left out for kinds that are
+        // never polled (the plain software kind).
+        if self.test_signaled_flag() || (self.0.polls && self.poll_slow()) {
             return Err(AlreadySignaled);
         }
         // The plain software kind has no hook and is never polled: its

@@ -20,6 +20,12 @@
 //!   kernel's `__ww_mutex_check_waiters` does: in wait-die it wakes the
 //!   younger waiters that hold locks (they must die), in wound-wait it wounds
 //!   itself if an older waiter holds locks (that waiter now waits for it).
+//! - Before queueing, a locker spins a little on the owner word (lock-free,
+//!   taking the lock only through the fast path), except where the queue
+//!   would end its wait at once: a ticket that holds other locks does not
+//!   spin on an older ticket in wait-die (it dies) nor on a younger one in
+//!   wound-wait (it wounds it), as the kernel's `ww_mutex_spin_on_owner`
+//!   does not spin for a ticket with locks; a wounded ticket stops spinning.
 //! - Lock order: `queue` -> class ticket list -> a parker. No other lock is
 //!   taken under `queue`.
 //! - Waiters are ordered by stamp (older first); ticket-less waiters go last,
@@ -152,20 +158,49 @@ impl WwCore {
     }
 
     /// Optimistic spinning: polls a briefly held lock before queueing. Only
-    /// takes it through the fast path, so it stops as soon as anyone queues.
-    fn spin_fast(&self, code: u64) -> bool {
+    /// takes it through the fast path, so it stops as soon as anyone queues
+    /// (a waiter's stamp may be older), when the owner changes to a ticket
+    /// this locker must not wait for (see [`WwCore::may_spin`]), and when a
+    /// wound-wait ticket is wounded (it must back off, not wait).
+    fn spin_fast(&self, code: u64, who: &Locker<'_>) -> bool {
         const SPINS: u32 = if cfg!(loom) { 0 } else { 100 };
         for _ in 0..SPINS {
             let st = self.state.load(Ordering::Relaxed);
             if st & WAITERS != 0 || st >> 1 == code {
                 return false;
             }
-            if st == 0 && self.try_fast(code) {
-                return true;
+            if st == 0 {
+                if self.try_fast(code) {
+                    return true;
+                }
+            } else if !self.may_spin(st >> 1, code, who) {
+                return false;
             }
             std::hint::spin_loop();
         }
         false
+    }
+
+    /// Whether a locker may spin on a lock `owner` holds, the kernel's rule
+    /// (`ww_mutex_spin_on_owner`) made finer: a ticket holding nothing else
+    /// is in no cycle and spins; one holding locks does not spin where the
+    /// queue would end its wait at once (wait-die: the owner is an older
+    /// ticket, so it dies; wound-wait: the owner is a younger ticket, which
+    /// it must wound first), nor once it is wounded itself. Lock-free.
+    #[inline]
+    fn may_spin(&self, owner: u64, code: u64, who: &Locker<'_>) -> bool {
+        let Some((ticket, _)) = who.ticket else {
+            return true;
+        };
+        if !who.holds {
+            return true;
+        }
+        let ticket_owner = owner != 0 && owner < STAMP_LIMIT;
+        if self.wait_die {
+            !(ticket_owner && owner < code)
+        } else {
+            !(ticket_owner && owner > code) && !ticket.wounded.load(Ordering::Relaxed)
+        }
     }
 
     /// A copy of the holder and the queue, taken under `queue`.
@@ -197,7 +232,7 @@ impl WwCore {
         if !who.expect_place && self.try_fast(code) {
             return Ok(());
         }
-        if !who.expect_place && self.spin_fast(code) {
+        if !who.expect_place && self.spin_fast(code, who) {
             return Ok(());
         }
         if code != TICKETLESS && !who.expect_place && self.owner() == code {
