@@ -9,7 +9,9 @@
 //!   (a run that does not finish is one). These runs read no clock per op
 //!   (as the kernel module `cargo xtask bench-kernel` compares with).
 //! - Latency and fairness, from separate runs that time every op and track
-//!   the oldest reservation in flight: p99 latency; the most back-offs one reservation needed; the longest op of
+//!   the oldest reservation in flight: p99 latency and the longest op (the
+//!   baseline's too: with more threads than CPUs, the scheduler's time
+//!   slice bounds every locker's longest op); the most back-offs one reservation needed; the longest op of
 //!   a reservation that was the oldest in flight when it started; the
 //!   longest time any reservation stayed the oldest in flight (from the end
 //!   of the last older one), and how many of those passed 100 us.
@@ -116,6 +118,8 @@ struct Run {
     ops: u64,
     secs: f64,
     p99_us: f64,
+    /// The longest op (after `p99` sorted the latencies), us.
+    max_us: f64,
     backoffs: u64,
     max_retries: u64,
     /// Longest op of a reservation that was the oldest in flight when it
@@ -179,14 +183,29 @@ fn p99(lat: &mut [u64]) -> f64 {
 /// never was).
 type OpResult = (u64, bool, Option<u64>);
 
-/// Per worker: ops, latencies, most back-offs, longest op oldest at start,
-/// longest time oldest, ops that were ever oldest, of those over 100 us.
-type WorkerResult = (u64, Vec<u64>, u64, u64, u64, u64, u64);
+/// What one worker counted.
+#[derive(Default)]
+struct WorkerResult {
+    ops: u64,
+    /// Per-op latencies, ns (timed runs only).
+    lat: Vec<u64>,
+    /// Back-offs in all, and the most one op needed.
+    backoffs: u64,
+    max_retries: u64,
+    /// Longest op of a reservation that was the oldest at its start.
+    at_start: u64,
+    /// Longest time a reservation stayed the oldest, ops that ever were,
+    /// and of those how many stayed so over 100 us.
+    oldest: u64,
+    oldest_n: u64,
+    oldest_slow: u64,
+}
 
 /// Runs `threads` workers for `run`, each calling `op(thread, rng)` in a
-/// loop; returns ops, p99 latency and the fairness figures. With `timed`
+/// loop; returns ops, back-offs, p99 latency and the fairness figures. Each
+/// worker counts in its own memory (no shared counter per op). With `timed`
 /// false no clock is read per op (the throughput runs, like the kernel
-/// module's): p99 is then 0.
+/// module's): latencies are then 0.
 fn contended(
     threads: usize,
     run: Duration,
@@ -202,41 +221,36 @@ fn contended(
             thread::spawn(move || -> WorkerResult {
                 let mut rng =
                     0x9E37_79B9_7F4A_7C15u64 ^ (n as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
-                let mut lat = Vec::with_capacity(if timed { 1 << 20 } else { 0 });
-                let (mut ops, mut max_retries, mut at_start, mut oldest) = (0u64, 0u64, 0u64, 0u64);
-                let (mut oldest_n, mut oldest_slow) = (0u64, 0u64);
+                let mut w = WorkerResult {
+                    lat: Vec::with_capacity(if timed { 1 << 20 } else { 0 }),
+                    ..WorkerResult::default()
+                };
                 barrier.wait();
                 while !stop.load(Ordering::Relaxed) {
                     if !timed {
                         let (retries, _, _) = op(&mut rng);
-                        max_retries = max_retries.max(retries);
-                        ops += 1;
+                        w.backoffs += retries;
+                        w.max_retries = w.max_retries.max(retries);
+                        w.ops += 1;
                         continue;
                     }
                     let t0 = Instant::now();
                     let (retries, was_oldest, oldest_for) = op(&mut rng);
                     let ns = t0.elapsed().as_nanos() as u64;
-                    lat.push(ns);
-                    max_retries = max_retries.max(retries);
+                    w.lat.push(ns);
+                    w.backoffs += retries;
+                    w.max_retries = w.max_retries.max(retries);
                     if was_oldest {
-                        at_start = at_start.max(ns);
+                        w.at_start = w.at_start.max(ns);
                     }
                     if let Some(o) = oldest_for {
-                        oldest = oldest.max(o);
-                        oldest_n += 1;
-                        oldest_slow += u64::from(o > 100_000);
+                        w.oldest = w.oldest.max(o);
+                        w.oldest_n += 1;
+                        w.oldest_slow += u64::from(o > 100_000);
                     }
-                    ops += 1;
+                    w.ops += 1;
                 }
-                (
-                    ops,
-                    lat,
-                    max_retries,
-                    at_start,
-                    oldest,
-                    oldest_n,
-                    oldest_slow,
-                )
+                w
             })
         })
         .collect();
@@ -256,18 +270,19 @@ fn contended(
     } else {
         Vec::new()
     };
-    let mut lat: Vec<u64> = results.iter().flat_map(|r| r.1.iter().copied()).collect();
+    let mut lat: Vec<u64> = results.iter().flat_map(|r| r.lat.iter().copied()).collect();
     let us = |ns: u64| ns as f64 / 1000.0;
     Run {
-        ops: results.iter().map(|r| r.0).sum(),
+        ops: results.iter().map(|r| r.ops).sum(),
         secs,
         p99_us: p99(&mut lat),
-        backoffs: 0,
-        max_retries: results.iter().map(|r| r.2).max().unwrap_or(0),
-        oldest_at_start_max_us: us(results.iter().map(|r| r.3).max().unwrap_or(0)),
-        oldest_max_us: us(results.iter().map(|r| r.4).max().unwrap_or(0)),
-        oldest_count: results.iter().map(|r| r.5).sum(),
-        oldest_over_100us: results.iter().map(|r| r.6).sum(),
+        max_us: us(lat.last().copied().unwrap_or(0)),
+        backoffs: results.iter().map(|r| r.backoffs).sum(),
+        max_retries: results.iter().map(|r| r.max_retries).max().unwrap_or(0),
+        oldest_at_start_max_us: us(results.iter().map(|r| r.at_start).max().unwrap_or(0)),
+        oldest_max_us: us(results.iter().map(|r| r.oldest).max().unwrap_or(0)),
+        oldest_count: results.iter().map(|r| r.oldest_n).sum(),
+        oldest_over_100us: results.iter().map(|r| r.oldest_slow).sum(),
         finished,
     }
 }
@@ -392,14 +407,8 @@ fn ours(algo: Algorithm, commit: bool, threads: usize, run: Duration, track: boo
             .collect(),
     );
     let inflight = Arc::new(Inflight::new(threads));
-    let total_backoffs = Arc::new(AtomicU64::new(0));
-    let mut r = contended(threads, run, track, |n| {
-        let (objs, class, inflight, total) = (
-            objs.clone(),
-            class.clone(),
-            inflight.clone(),
-            total_backoffs.clone(),
-        );
+    contended(threads, run, track, |n| {
+        let (objs, class, inflight) = (objs.clone(), class.clone(), inflight.clone());
         let mut t = Ticket::new(&class);
         let fence = FenceContext::new("bench", "contended").create_fence();
         let mut last_backoffs = 0;
@@ -434,12 +443,9 @@ fn ours(algo: Algorithm, commit: bool, threads: usize, run: Duration, track: boo
             let b = t.backoffs();
             let retries = b - last_backoffs;
             last_backoffs = b;
-            total.fetch_add(retries, Ordering::Relaxed);
             (retries, oldest, oldest_for)
         })
-    });
-    r.backoffs = total_backoffs.load(Ordering::Relaxed);
-    r
+    })
 }
 
 /// One thread count: the contended table (throughput runs with no clock
@@ -493,19 +499,20 @@ fn contended_tables(threads: usize, run: Duration) {
     }
     let base = baseline(threads, run, true);
     println!("\n## Latency and fairness ({threads} threads; every op timed, the oldest in flight tracked)\n");
-    println!("| variant | p99 latency (us) | most back-offs of one reservation | longest op of a reservation oldest at its start (us) | longest time a reservation stayed the oldest in flight (us) | reservations that were the oldest | of those, oldest > 100 us |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| variant | p99 latency (us) | longest op (us) | most back-offs of one reservation | longest op of a reservation oldest at its start (us) | longest time a reservation stayed the oldest in flight (us) | reservations that were the oldest | of those, oldest > 100 us |");
+    println!("|---|---|---|---|---|---|---|---|");
     println!(
-        "| sort-then-lock (std Mutex) | {:.1} | - | - | - | - | - |",
-        base.p99_us
+        "| sort-then-lock (std Mutex) | {:.1} | {:.1} | - | - | - | - | - |",
+        base.p99_us, base.max_us
     );
     for (algo, commit) in variants {
         let r = ours(algo, commit, threads, run, true);
         println!(
-            "| bufsync {} ({}) | {:.1} | {} | {:.1} | {:.1} | {} | {} |",
+            "| bufsync {} ({}) | {:.1} | {:.1} | {} | {:.1} | {:.1} | {} | {} |",
             algo.name(),
             variant_name(commit),
             r.p99_us,
+            r.max_us,
             r.max_retries,
             r.oldest_at_start_max_us,
             r.oldest_max_us,
