@@ -14,9 +14,8 @@
 //!   (`WAITERS` only) and wakes the head.
 //! - A free lock is taken by the first locker that finds it so under `queue`,
 //!   queued or not (as the kernel's mutex: a running locker does not wait
-//!   while a woken waiter is being scheduled), except that nobody takes it
-//!   ahead of an older kept place, and only the head while a hand-off is
-//!   pending. A locker that takes it ahead of queued waiters does what the
+//!   while a woken waiter is being scheduled), except that only the head
+//!   takes it while a hand-off is pending. A locker that takes it ahead of queued waiters does what the
 //!   kernel's `__ww_mutex_check_waiters` does: in wait-die it wakes the
 //!   younger waiters that hold locks (they must die), in wound-wait it wounds
 //!   itself if an older waiter holds locks (that waiter now waits for it).
@@ -31,7 +30,13 @@
 //!   taken under `queue`.
 //! - Waiters are ordered by stamp (older first); ticket-less waiters go last,
 //!   FIFO. An entry left by a ticket that backed off (`Deadlock`) keeps its
-//!   place until that ticket locks the object (`lock_slow`) or gives up.
+//!   place until that ticket locks the object (`lock_slow`) or gives up: it
+//!   stays ahead of younger waiters and makes younger lockers that hold
+//!   locks die (wait-die), but a running locker may take the lock while it
+//!   is free, as from any waiter (the kernel's `lock_slow` waiter is no
+//!   different). An older rule let nobody younger take a free lock ahead of
+//!   a kept place: 80% of the wait-die back-offs at 4 threads were younger
+//!   tickets dying on such a free lock (see docs/reservations.md).
 
 use std::time::{Duration, Instant};
 
@@ -83,20 +88,16 @@ struct Queue {
 }
 
 impl Queue {
-    /// Whether a locker with `key` (queued as `mine`, or not queued) may
-    /// take the free lock now: it is the head, or no hand-off is pending
-    /// and no place older than it is kept (a ticket that backed off keeps
-    /// its place against every younger locker).
-    fn may_take(&self, key: u64, mine: Option<u64>) -> bool {
+    /// Whether a locker (queued as `mine`, or not queued) may take the free
+    /// lock now: it is the head, or no hand-off is pending. A kept place is
+    /// no exception: it keeps its position in the queue, and the hand-off
+    /// bounds how often its ticket loses the free lock, as the kernel's
+    /// `ww_mutex_lock_slow` waiter (see the rules at the top).
+    fn may_take(&self, mine: Option<u64>) -> bool {
         match self.waiters.first() {
             None => true,
             Some(head) if Some(head.seq) == mine => true,
-            Some(_) if self.handoff => false,
-            Some(_) => self
-                .waiters
-                .iter()
-                .filter(|w| w.kept && Some(w.seq) != mine)
-                .all(|w| w.key > key),
+            Some(_) => !self.handoff,
         }
     }
 }
@@ -275,7 +276,7 @@ impl WwCore {
             let st = self.state.load(Ordering::Acquire);
             let owner = st >> 1;
             if owner == 0 {
-                if q.may_take(key, mine) {
+                if q.may_take(mine) {
                     let others = q.waiters.iter().any(|w| Some(w.seq) != mine);
                     let new = code << 1 | if others { WAITERS } else { 0 };
                     if self
@@ -293,8 +294,8 @@ impl WwCore {
                     // Only a fast path racing with an empty queue gets here.
                     continue;
                 }
-                // Free, but kept for an older ticket or handed to the head:
-                // make sure the head looks (one swap if it is awake).
+                // Free, but handed to the head: make sure the head looks
+                // (one swap if it is awake).
                 q.waiters[0].wake.parker().unpark();
             }
             if let Some((ticket, class)) = who.ticket {
