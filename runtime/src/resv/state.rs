@@ -25,7 +25,8 @@ pub struct QueuedWaiter {
     pub stamp: Option<u64>,
     /// The place is kept for a ticket that backed off (`Deadlock`) and has
     /// not come back with `lock_slow` yet: it holds nothing and is not
-    /// necessarily asleep here, but no younger ticket may take the lock.
+    /// necessarily asleep here. It stays ahead of younger waiters (a running
+    /// locker may still take the lock while it is free, as from any waiter).
     pub kept: bool,
     /// The waiter holds other locks of the class.
     pub holds_others: bool,
