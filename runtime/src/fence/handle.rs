@@ -168,14 +168,14 @@ fn now_stamp() -> u64 {
 }
 
 /// `at` as stored in `Inner::timestamp`: nanoseconds since [`epoch`] plus one.
-/// In `u64` arithmetic (`as_nanos` is a `u128` multiply): 584 years of
-/// nanoseconds fit.
+/// In `u64` arithmetic (`as_nanos` is a `u128` multiply); saturates after
+/// 584 years.
 #[inline]
 pub(super) fn stamp_of(at: Instant) -> u64 {
     let d = at.saturating_duration_since(epoch());
     d.as_secs()
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(u64::from(d.subsec_nanos()))
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos()))
         .saturating_add(1)
 }
 

@@ -15,10 +15,11 @@
 //! - A free lock is taken by the first locker that finds it so under `queue`,
 //!   queued or not (as the kernel's mutex: a running locker does not wait
 //!   while a woken waiter is being scheduled), except that only the head
-//!   takes it while a hand-off is pending. A locker that takes it ahead of queued waiters does what the
-//!   kernel's `__ww_mutex_check_waiters` does: in wait-die it wakes the
-//!   younger waiters that hold locks (they must die), in wound-wait it wounds
-//!   itself if an older waiter holds locks (that waiter now waits for it).
+//!   takes it while a hand-off is pending. A locker that takes it ahead of
+//!   queued waiters does what the kernel's `__ww_mutex_check_waiters` does:
+//!   in wait-die it wakes the younger waiters that hold locks (they must
+//!   die), in wound-wait it wounds itself if an older waiter holds locks
+//!   (that waiter now waits for it).
 //! - Before queueing, a locker spins a little on the owner word (lock-free,
 //!   taking the lock only through the fast path), except where the queue
 //!   would end its wait at once: a ticket that holds other locks stops
@@ -51,6 +52,19 @@ const WAITERS: u64 = 1;
 pub(crate) const TICKETLESS: u64 = STAMP_LIMIT;
 
 static OBJECT_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Whether owner code `owner` is a ticket older than stamp `code` (0, free,
+/// and [`TICKETLESS`] are no ticket).
+#[inline]
+fn older_ticket(owner: u64, code: u64) -> bool {
+    owner != 0 && owner < STAMP_LIMIT && owner < code
+}
+
+/// Whether owner code `owner` is a ticket younger than stamp `code`.
+#[inline]
+fn younger_ticket(owner: u64, code: u64) -> bool {
+    owner < STAMP_LIMIT && owner > code
+}
 
 /// Who wakes a waiter.
 enum Wake {
@@ -206,14 +220,13 @@ impl WwCore {
         if !who.holds {
             return true;
         }
-        let ticket_owner = owner != 0 && owner < STAMP_LIMIT;
         if self.wait_die {
             // An older owner: the queue says die.
-            !(ticket_owner && owner < code)
+            !older_ticket(owner, code)
         } else {
             // Wounded: back off; a younger owner: wound it first.
             let wounded = ticket.wounded.load(Ordering::Relaxed);
-            !(wounded || ticket_owner && owner > code)
+            !(wounded || younger_ticket(owner, code))
         }
     }
 
@@ -312,8 +325,7 @@ impl WwCore {
                 let die = who.holds
                     && match class.algorithm() {
                         Algorithm::WaitDie => {
-                            (owner != 0 && owner < STAMP_LIMIT && owner < code)
-                                || q.waiters.iter().any(|w| w.key < key)
+                            older_ticket(owner, code) || q.waiters.iter().any(|w| w.key < key)
                         }
                         Algorithm::WoundWait => ticket.wounded.load(Ordering::Acquire),
                     };
@@ -346,8 +358,7 @@ impl WwCore {
                 }
                 if class.algorithm() == Algorithm::WoundWait
                     && who.holds
-                    && owner < STAMP_LIMIT
-                    && owner > code
+                    && younger_ticket(owner, code)
                 {
                     // The lookup takes the class's list: once per owner.
                     if victim.as_ref().map(|(s, _)| *s) != Some(owner) {
