@@ -214,6 +214,62 @@ fn queue_order_is_observable() {
     }
 }
 
+/// A kept place keeps its queue position but not a free lock: a running
+/// younger ticket takes the lock while the ticket that backed off is away
+/// (the kernel's `lock_slow` waiter promises no more), the place stays
+/// listed ahead of it, and `lock_slow` then gets the lock. One thread, so
+/// the old rule (no younger locker ahead of a kept place) would time out.
+#[test]
+fn a_running_locker_takes_a_free_lock_ahead_of_a_kept_place() {
+    let class = WwClass::new("diag-kept-free", Algorithm::WaitDie);
+    let (k, m) = (WwMutex::new(&class), WwMutex::new(&class));
+    let oldest = Ticket::new(&class);
+    let middle = Ticket::new(&class);
+    let young = Ticket::new(&class);
+    let hold_k = oldest.lock(&k).unwrap();
+    let gm = middle.lock(&m).unwrap();
+    // Holding M, it meets an older owner on K: it dies and keeps its place.
+    assert_eq!(
+        middle.lock(&k).unwrap_err(),
+        WwError::Deadlock { object: k.id() }
+    );
+    drop(gm);
+    drop(hold_k);
+    // K is free, with the kept place queued.
+    assert_eq!(k.state().holder, None);
+    young.set_timeout(Some(Duration::from_secs(10)));
+    let gk = young
+        .lock(&k)
+        .expect("a running locker takes a free lock ahead of a kept place");
+    let s = k.state();
+    assert_eq!(
+        s.holder,
+        Some(Holder::Ticket {
+            stamp: young.stamp()
+        })
+    );
+    assert_eq!(
+        s.waiters,
+        vec![QueuedWaiter {
+            stamp: Some(middle.stamp()),
+            kept: true,
+            holds_others: false
+        }]
+    );
+    drop(gk);
+    // The ticket that backed off comes back to its place and takes K.
+    let gk = middle.lock_slow(&k).unwrap();
+    let s = k.state();
+    assert_eq!(
+        s.holder,
+        Some(Holder::Ticket {
+            stamp: middle.stamp()
+        })
+    );
+    assert!(s.waiters.is_empty(), "{s:?}");
+    drop(gk);
+}
+
 /// A ticket that backed off keeps its place: shown as `kept`, and as the
 /// ticket's `kept_place`, until it comes back or gives up (restart, drop).
 #[test]
