@@ -11,10 +11,11 @@
 //! - Latency and fairness, from separate runs that time every op and track
 //!   the oldest reservation in flight: p99 latency and the longest op (the
 //!   baseline's too: with more threads than CPUs, the scheduler's time
-//!   slice bounds every locker's longest op); the most back-offs one reservation needed; the longest op of
-//!   a reservation that was the oldest in flight when it started; the
-//!   longest time any reservation stayed the oldest in flight (from the end
-//!   of the last older one), and how many of those passed 100 us.
+//!   slice bounds every locker's longest op); the most back-offs one
+//!   reservation needed; the longest op of a reservation that was the
+//!   oldest in flight when it started; the longest time any reservation
+//!   stayed the oldest in flight (from the end of the last older one), and
+//!   how many of those passed 100 us.
 //!
 //! `RESERVE_BENCH=contended` runs only the contended tables and adds
 //! `summary` lines for `cargo xtask bench-kernel`.
@@ -118,7 +119,7 @@ struct Run {
     ops: u64,
     secs: f64,
     p99_us: f64,
-    /// The longest op (after `p99` sorted the latencies), us.
+    /// The longest op, us.
     max_us: f64,
     backoffs: u64,
     max_retries: u64,
@@ -227,28 +228,23 @@ fn contended(
                 };
                 barrier.wait();
                 while !stop.load(Ordering::Relaxed) {
-                    if !timed {
-                        let (retries, _, _) = op(&mut rng);
-                        w.backoffs += retries;
-                        w.max_retries = w.max_retries.max(retries);
-                        w.ops += 1;
-                        continue;
-                    }
-                    let t0 = Instant::now();
+                    let t0 = timed.then(Instant::now);
                     let (retries, was_oldest, oldest_for) = op(&mut rng);
-                    let ns = t0.elapsed().as_nanos() as u64;
-                    w.lat.push(ns);
+                    if let Some(t0) = t0 {
+                        let ns = t0.elapsed().as_nanos() as u64;
+                        w.lat.push(ns);
+                        if was_oldest {
+                            w.at_start = w.at_start.max(ns);
+                        }
+                    }
+                    w.ops += 1;
                     w.backoffs += retries;
                     w.max_retries = w.max_retries.max(retries);
-                    if was_oldest {
-                        w.at_start = w.at_start.max(ns);
-                    }
                     if let Some(o) = oldest_for {
                         w.oldest = w.oldest.max(o);
                         w.oldest_n += 1;
                         w.oldest_slow += u64::from(o > 100_000);
                     }
-                    w.ops += 1;
                 }
                 w
             })
@@ -276,7 +272,7 @@ fn contended(
         ops: results.iter().map(|r| r.ops).sum(),
         secs,
         p99_us: p99(&mut lat),
-        max_us: us(lat.last().copied().unwrap_or(0)),
+        max_us: us(lat.iter().copied().max().unwrap_or(0)),
         backoffs: results.iter().map(|r| r.backoffs).sum(),
         max_retries: results.iter().map(|r| r.max_retries).max().unwrap_or(0),
         oldest_at_start_max_us: us(results.iter().map(|r| r.at_start).max().unwrap_or(0)),
