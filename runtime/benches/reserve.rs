@@ -17,7 +17,8 @@
 //!   stayed the oldest in flight (from the end of the last older one), and
 //!   how many of those passed 100 us.
 //!
-//! `RESERVE_BENCH=contended` runs only the contended tables and adds
+//! `RESERVE_BENCH=contended` runs only the contended tables,
+//! `RESERVE_BENCH=uncontended` only the uncontended one; either adds
 //! `summary` lines for `cargo xtask bench-kernel`.
 
 use std::hint::black_box;
@@ -49,6 +50,7 @@ fn uncontended() {
     println!("(fences made up front; each commit replaces the previous frame's).\n");
     println!("| objects | bufsync | baseline: sorted mutex lock+unlock | ratio | goal | bufsync, new fence per frame | ratio |");
     println!("|---|---|---|---|---|---|---|");
+    let mut summary = Vec::new();
     for n in [1usize, 8, 64] {
         let iters = frames_for(n) as u64;
         let objs: Vec<Reservation> = (0..n).map(|_| Reservation::new()).collect();
@@ -96,6 +98,15 @@ fn uncontended() {
             ours / base,
             fresh / base
         );
+        summary.push(format!(
+            "summary objects={n} sorted_ns={base:.2} same_ns={ours:.2} new_ns={fresh:.2}"
+        ));
+    }
+    if std::env::var("RESERVE_BENCH").as_deref() == Ok("uncontended") {
+        println!();
+        for s in summary {
+            println!("{s}");
+        }
     }
 }
 
@@ -534,8 +545,8 @@ fn variant_name(commit: bool) -> &'static str {
 
 fn main() {
     let which = std::env::var("RESERVE_BENCH").unwrap_or_default();
-    // `RESERVE_BENCH=contended` skips the uncontended table (and prints
-    // `summary` lines); `=uncontended` stops after it (for profiling).
+    // `RESERVE_BENCH=contended` skips the uncontended table, `=uncontended`
+    // stops after it; either prints `summary` lines.
     if which != "contended" {
         uncontended();
     }

@@ -1,22 +1,28 @@
-//! `cargo xtask bench-kernel`: the kernel's own ww_mutex on the reserve
-//! bench's contended workload, beside bufsync's, in one guest.
+//! `cargo xtask bench-kernel`: the kernel's own ww_mutex and dma_resv on the
+//! reserve bench's workloads, beside bufsync's, in one guest.
 //!
-//! 1. Builds `ww_bench.ko` (`tests/harness/kmod/ww_bench.c`) out of tree
-//!    against the cached guest kernel headers, with setup's module build
-//!    (output in setup's log).
+//! 1. Builds `ww_bench.ko` and `resv_bench.ko` (`tests/harness/kmod/`) out
+//!    of tree against the cached guest kernel headers, with setup's module
+//!    build (output in setup's log).
 //! 2. Builds bufsync's reserve bench (`cargo bench -p bufsync --bench
 //!    reserve --no-run`).
 //! 3. Boots a guest (no virtio-gpu) that loads the module, whose runs print
 //!    one line each to the kernel log (sorted plain mutexes, wait-die,
 //!    wound-wait; 16 locks, random subsets of 4 in random order), then runs
 //!    the bench's contended tables with the same thread counts and run
-//!    length (`RESERVE_BENCH=contended`).
+//!    length (`RESERVE_BENCH=contended`). Then `resv_bench.ko` (reserve +
+//!    commit + unreserve of 1, 8 and 64 uncontended objects, the same fence
+//!    or a new one every frame, against sorted plain mutexes) and the bench's
+//!    uncontended table (`RESERVE_BENCH=uncontended`).
 //! 4. Prints both side by side: each side's throughput as a ratio to its own
-//!    sorted-mutex baseline of the same guest, and back-offs per op. With
+//!    sorted-mutex baseline of the same guest, and back-offs per op; then
+//!    ns per object and the ratio to each side's sorted mutexes. With
 //!    `--boots N`, N guests, and the median (min-max) of each figure.
 //!
 //! The guest writes its results into `target/xtask/bench-kernel/` of the
 //! workspace (shared with it); the raw lines are printed too.
+
+mod uncontended;
 
 use crate::layout::{self, KERNEL_VERSION};
 use crate::process;
@@ -90,7 +96,8 @@ fn parse_args(args: &[String]) -> io::Result<Options> {
 pub fn run(args: &[String]) -> io::Result<u8> {
     let o = parse_args(args)?;
     setup::ensure(&setup::Options::default())?;
-    let module = ww_bench_module()?;
+    let module = bench_module("ww_bench")?;
+    let resv_module = bench_module("resv_bench")?;
     let bench = reserve_bench()?;
     let out_base = layout::workspace()
         .join("target")
@@ -103,6 +110,7 @@ pub fn run(args: &[String]) -> io::Result<u8> {
         .collect::<Vec<_>>()
         .join(",");
     let mut boots: Vec<Results> = Vec::new();
+    let mut frames: Vec<uncontended::Results> = Vec::new();
     for boot in 0..o.boots {
         let dir = out_base.join(format!("boot-{boot}"));
         let _ = fs::remove_dir_all(&dir);
@@ -112,14 +120,19 @@ pub fn run(args: &[String]) -> io::Result<u8> {
              insmod {ko} threads={threads} ms={ms}\n\
              rmmod ww_bench\n\
              dmesg | grep 'ww_bench:' > {dir}/kernel.txt\n\
-             RESERVE_BENCH=contended RESERVE_THREADS={threads} RESERVE_RUN_MS={ms} {bench} > {dir}/bufsync.txt 2>&1\n",
+             RESERVE_BENCH=contended RESERVE_THREADS={threads} RESERVE_RUN_MS={ms} {bench} > {dir}/bufsync.txt 2>&1\n\
+             insmod {resv_ko}\n\
+             rmmod resv_bench\n\
+             dmesg | grep 'resv_bench:' > {dir}/kernel-uncontended.txt\n\
+             RESERVE_BENCH=uncontended {bench} > {dir}/bufsync-uncontended.txt 2>&1\n",
             ko = quote(&module.to_string_lossy()),
+            resv_ko = quote(&resv_module.to_string_lossy()),
             ms = o.ms,
             dir = quote(&dir.to_string_lossy()),
             bench = quote(&bench.to_string_lossy()),
         );
         println!(
-            "bench-kernel: guest {}/{}: ww_bench.ko and the reserve bench, threads {threads}, {} ms runs",
+            "bench-kernel: guest {}/{}: ww_bench.ko, resv_bench.ko and the reserve bench, threads {threads}, {} ms runs",
             boot + 1,
             o.boots,
             o.ms
@@ -148,8 +161,23 @@ pub fn run(args: &[String]) -> io::Result<u8> {
         let mut r = parse_kernel(&kernel);
         r.extend(parse_summary(&ours));
         boots.push(r);
+        let kernel = fs::read_to_string(dir.join("kernel-uncontended.txt"))?;
+        let ours = fs::read_to_string(dir.join("bufsync-uncontended.txt"))?;
+        for l in kernel
+            .lines()
+            .filter(|l| l.contains("resv_bench: objects="))
+        {
+            println!("  kernel  {}", l.trim());
+        }
+        for l in ours.lines().filter(|l| l.starts_with("summary ")) {
+            println!("  bufsync {l}");
+        }
+        let mut u = uncontended::parse_kernel(&kernel);
+        u.extend(uncontended::parse_summary(&ours));
+        frames.push(u);
     }
     print!("{}", table(&boots, &o));
+    print!("{}", uncontended::table(&frames));
     Ok(0)
 }
 
@@ -212,14 +240,14 @@ fn parse_summary(text: &str) -> Results {
     r
 }
 
-fn fields(s: &str) -> BTreeMap<&str, &str> {
+pub(crate) fn fields(s: &str) -> BTreeMap<&str, &str> {
     s.split_whitespace()
         .filter_map(|kv| kv.split_once('='))
         .collect()
 }
 
 /// "median (min-max)" of the values, `-` if none.
-fn spread(mut v: Vec<f64>, digits: usize) -> String {
+pub(crate) fn spread(mut v: Vec<f64>, digits: usize) -> String {
     v.retain(|x| x.is_finite());
     if v.is_empty() {
         return "-".into();
@@ -293,29 +321,29 @@ fn table(boots: &[Results], o: &Options) -> String {
     s
 }
 
-/// Builds `ww_bench.ko` for the guest kernel (cached until its sources or
-/// the kernel change); returns its path.
-fn ww_bench_module() -> io::Result<PathBuf> {
+/// Builds `{name}.ko` from `tests/harness/kmod/{name}.c` for the guest
+/// kernel (cached until its sources or the kernel change); returns its path.
+fn bench_module(name: &str) -> io::Result<PathBuf> {
     let kmod = layout::harness_dir().join("kmod");
-    let source = fs::read_to_string(kmod.join("ww_bench.c"))?;
-    let kbuild = fs::read_to_string(kmod.join("ww_bench.Kbuild"))?;
+    let source = fs::read_to_string(kmod.join(format!("{name}.c")))?;
+    let kbuild = fs::read_to_string(kmod.join(format!("{name}.Kbuild")))?;
     let cache = layout::cache_dir();
-    let ko = cache.join("ww_bench.ko");
-    let stamp = cache.join("ww_bench.stamp");
+    let ko = cache.join(format!("{name}.ko"));
+    let stamp = cache.join(format!("{name}.stamp"));
     let want = format!("{KERNEL_VERSION}\n{kbuild}\n{source}");
     if ko.exists() && fs::read_to_string(&stamp).is_ok_and(|s| s == want) {
         return Ok(ko);
     }
-    let dir = cache.join("build").join("ww_bench");
+    let dir = cache.join("build").join(name);
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir)?;
-    fs::write(dir.join("ww_bench.c"), &source)?;
+    fs::write(dir.join(format!("{name}.c")), &source)?;
     fs::write(dir.join("Kbuild"), &kbuild)?;
     let mut p = Progress::new(layout::cache_base().join("setup.log"));
-    p.step("build ww_bench.ko", |p| {
+    p.step(&format!("build {name}.ko"), |p| {
         setup::build::build_module(p, &dir, &[])
     })?;
-    fs::copy(dir.join("ww_bench.ko"), &ko)?;
+    fs::copy(dir.join(format!("{name}.ko")), &ko)?;
     fs::write(&stamp, want)?;
     println!("bench-kernel: built {}", ko.display());
     Ok(ko)
