@@ -1,5 +1,7 @@
 //! Fence micro-benchmarks: a table with each figure's goal and its ratio to
 //! a baseline measured in the same run. Run: `cargo bench -p bufsync --bench fence`.
+//! `FENCE_BENCH=summary` prints only the rows `cargo xtask bench-kernel`
+//! compares with the kernel's dma_fence, as `summary` lines.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -458,7 +460,34 @@ fn bench_fence_set() -> Row {
     }
 }
 
+/// `FENCE_BENCH=summary`: only the rows `cargo xtask bench-kernel` sets
+/// beside the kernel's dma_fence, one `summary row=R ns=V baseline_ns=B`
+/// line each (ns per fence).
+fn summary() {
+    let signal = bench_signal();
+    let stamped = bench_signal_timestamp();
+    let clock = bench_clock();
+    let [cb, cb_ts] = bench_callback();
+    // The callback rows are rates (M/s): their ns per fence.
+    let ns = |r: &Row| 1e3 / r.value;
+    let base = |r: &Row| 1e3 / r.baseline;
+    let lines = [
+        ("signal", signal.value, signal.baseline),
+        ("signal_timestamp", stamped.value, stamped.baseline),
+        ("clock", clock.value, signal.baseline),
+        ("callback", ns(&cb), base(&cb)),
+        ("callback_timestamp", ns(&cb_ts), base(&cb_ts)),
+    ];
+    for (row, v, b) in lines {
+        println!("summary row={row} ns={v:.2} baseline_ns={b:.2}");
+    }
+}
+
 fn main() {
+    if std::env::var("FENCE_BENCH").as_deref() == Ok("summary") {
+        summary();
+        return;
+    }
     // `cargo bench` passes `--bench`; `cargo test --benches` runs a quick smoke pass.
     let quick = !std::env::args().any(|a| a == "--bench");
     let started = Instant::now();

@@ -22,6 +22,7 @@
 //! The guest writes its results into `target/xtask/bench-kernel/` of the
 //! workspace (shared with it); the raw lines are printed too.
 
+mod fences;
 mod uncontended;
 
 use crate::layout::{self, KERNEL_VERSION};
@@ -98,7 +99,9 @@ pub fn run(args: &[String]) -> io::Result<u8> {
     setup::ensure(&setup::Options::default())?;
     let module = bench_module("ww_bench")?;
     let resv_module = bench_module("resv_bench")?;
-    let bench = reserve_bench()?;
+    let fence_module = bench_module("fence_bench")?;
+    let bench = bench_executable("reserve")?;
+    let fence_bench = bench_executable("fence")?;
     let out_base = layout::workspace()
         .join("target")
         .join("xtask")
@@ -111,6 +114,7 @@ pub fn run(args: &[String]) -> io::Result<u8> {
         .join(",");
     let mut boots: Vec<Results> = Vec::new();
     let mut frames: Vec<uncontended::Results> = Vec::new();
+    let mut fence_rows: Vec<fences::Results> = Vec::new();
     for boot in 0..o.boots {
         let dir = out_base.join(format!("boot-{boot}"));
         let _ = fs::remove_dir_all(&dir);
@@ -124,15 +128,21 @@ pub fn run(args: &[String]) -> io::Result<u8> {
              insmod {resv_ko}\n\
              rmmod resv_bench\n\
              dmesg | grep 'resv_bench:' > {dir}/kernel-uncontended.txt\n\
-             RESERVE_BENCH=uncontended {bench} > {dir}/bufsync-uncontended.txt 2>&1\n",
+             RESERVE_BENCH=uncontended {bench} > {dir}/bufsync-uncontended.txt 2>&1\n\
+             insmod {fence_ko}\n\
+             rmmod fence_bench\n\
+             dmesg | grep 'fence_bench:' > {dir}/kernel-fence.txt\n\
+             FENCE_BENCH=summary {fence_bench} > {dir}/bufsync-fence.txt 2>&1\n",
             ko = quote(&module.to_string_lossy()),
             resv_ko = quote(&resv_module.to_string_lossy()),
+            fence_ko = quote(&fence_module.to_string_lossy()),
+            fence_bench = quote(&fence_bench.to_string_lossy()),
             ms = o.ms,
             dir = quote(&dir.to_string_lossy()),
             bench = quote(&bench.to_string_lossy()),
         );
         println!(
-            "bench-kernel: guest {}/{}: ww_bench.ko, resv_bench.ko and the reserve bench, threads {threads}, {} ms runs",
+            "bench-kernel: guest {}/{}: ww_bench.ko, resv_bench.ko, fence_bench.ko and the reserve and fence benches, threads {threads}, {} ms runs",
             boot + 1,
             o.boots,
             o.ms
@@ -175,9 +185,21 @@ pub fn run(args: &[String]) -> io::Result<u8> {
         let mut u = uncontended::parse_kernel(&kernel);
         u.extend(uncontended::parse_summary(&ours));
         frames.push(u);
+        let kernel = fs::read_to_string(dir.join("kernel-fence.txt"))?;
+        let ours = fs::read_to_string(dir.join("bufsync-fence.txt"))?;
+        for l in kernel.lines().filter(|l| l.contains("fence_bench: row=")) {
+            println!("  kernel  {}", l.trim());
+        }
+        for l in ours.lines().filter(|l| l.starts_with("summary ")) {
+            println!("  bufsync {l}");
+        }
+        let mut f = fences::parse_kernel(&kernel);
+        f.extend(fences::parse_summary(&ours));
+        fence_rows.push(f);
     }
     print!("{}", table(&boots, &o));
     print!("{}", uncontended::table(&frames));
+    print!("{}", fences::table(&fence_rows));
     Ok(0)
 }
 
@@ -349,8 +371,9 @@ fn bench_module(name: &str) -> io::Result<PathBuf> {
     Ok(ko)
 }
 
-/// Builds the reserve bench and returns its executable.
-fn reserve_bench() -> io::Result<PathBuf> {
+/// Builds bufsync's bench `name` (`runtime/benches/{name}.rs`) and returns
+/// its executable.
+fn bench_executable(name: &str) -> io::Result<PathBuf> {
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(layout::workspace())
         .args([
@@ -358,7 +381,7 @@ fn reserve_bench() -> io::Result<PathBuf> {
             "-p",
             "bufsync",
             "--bench",
-            "reserve",
+            name,
             "--no-run",
             "--message-format=json-render-diagnostics",
         ])
@@ -366,11 +389,12 @@ fn reserve_bench() -> io::Result<PathBuf> {
     let out = process::output(&mut cmd)?;
     out.lines()
         .filter(|l| {
-            l.contains("\"reason\":\"compiler-artifact\"") && l.contains("\"name\":\"reserve\"")
+            l.contains("\"reason\":\"compiler-artifact\"")
+                && l.contains(&format!("\"name\":\"{name}\""))
         })
         .find_map(|l| json_string(l, "executable"))
         .map(PathBuf::from)
-        .ok_or_else(|| io::Error::other("cargo named no reserve bench executable"))
+        .ok_or_else(|| io::Error::other(format!("cargo named no {name} bench executable")))
 }
 
 /// The string value of `"key":"..."` in one line of cargo's JSON (no
