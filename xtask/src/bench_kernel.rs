@@ -97,9 +97,8 @@ fn parse_args(args: &[String]) -> io::Result<Options> {
 pub fn run(args: &[String]) -> io::Result<u8> {
     let o = parse_args(args)?;
     setup::ensure(&setup::Options::default())?;
-    let module = bench_module("ww_bench")?;
-    let resv_module = bench_module("resv_bench")?;
-    let fence_module = bench_module("fence_bench")?;
+    let [module, resv_module, fence_module] = MODULES.map(bench_module);
+    let (module, resv_module, fence_module) = (module?, resv_module?, fence_module?);
     let bench = bench_executable("reserve")?;
     let fence_bench = bench_executable("fence")?;
     let out_base = layout::workspace()
@@ -341,6 +340,17 @@ fn table(boots: &[Results], o: &Options) -> String {
         }
     }
     s
+}
+
+/// The modules `bench-kernel` loads, in `tests/harness/kmod/`.
+pub const MODULES: [&str; 3] = ["ww_bench", "resv_bench", "fence_bench"];
+
+/// The test command's check that a bench module still builds against the
+/// guest kernel (none may rot between two `bench-kernel` runs).
+pub fn module_builds(name: &str) -> Result<String, String> {
+    bench_module(name)
+        .map(|ko| format!("{}", ko.display()))
+        .map_err(|e| format!("building {name}.ko: {e}"))
 }
 
 /// Builds `{name}.ko` from `tests/harness/kmod/{name}.c` for the guest

@@ -11,8 +11,9 @@
 //!   and one summary line.
 //! - `demo`: the README's main command.
 //! - `capi [--prefix DIR] ...`: build and install libbufsync for C (cargo-c's layout).
-//! - `bench-kernel [--boots N]`: the kernel's ww_mutex and bufsync's reserve
-//!   bench on the same contended workload, in one guest, side by side.
+//! - `bench-kernel [--boots N]`: the kernel's ww_mutex, dma_resv and
+//!   dma_fence beside bufsync's reserve and fence benches on the same
+//!   workloads, in one guest, side by side.
 //! - `gpu-check DIR [--run]`: prepare (and with `--run` run) the check for a
 //!   machine with a real GPU and no VM: prebuilt binaries and a script that
 //!   writes one report.
@@ -50,7 +51,8 @@ commands:
   test [--no-vm] [--no-loom]  run every test; ends with 'N passed, N failed, N skipped'
   demo [--vm] [-- ARGS ...]   run the render_to_scanout demo (on this machine's devices,
                               or in the VM without them or with --vm)
-  bench-kernel [OPTIONS]      the kernel's ww_mutex and bufsync's reserve bench, one guest
+  bench-kernel [OPTIONS]      the kernel's ww_mutex, dma_resv and dma_fence beside bufsync's
+                              reserve and fence benches, one guest
        --boots N              guests to run, median (min-max) over them (default 3)
        --ms MS                length of each run, both sides (default 2000)
        --threads LIST         thread counts (default 4,2)

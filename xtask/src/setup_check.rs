@@ -5,7 +5,10 @@
 //!   it installed is a kernel);
 //! - `setup::extraction_boots`: the extraction, run again on the real
 //!   .debs into a temporary cache, gives a guest that boots its cached
-//!   kernel and loads vkms, vgem and sw_sync.
+//!   kernel and loads vkms, vgem and sw_sync;
+//! - `bench_kernel::module_builds::*`: each module `cargo xtask
+//!   bench-kernel` loads still builds against the guest kernel's headers
+//!   (cached until its source or the kernel changes).
 //!
 //! Each prints a libtest-style `test … ok` line and counts in the tally.
 
@@ -18,7 +21,7 @@ use crate::layout::{self, KERNEL_VERSION};
 use crate::results::Tally;
 use crate::setup::{guest, host};
 
-/// Runs both checks; failures are added to `notes`.
+/// Runs the checks; failures are added to `notes`.
 pub fn run(notes: &mut Vec<String>) -> io::Result<Tally> {
     let mut t = Tally::default();
     let mut record = |name: &str, r: Result<String, String>| match r {
@@ -34,6 +37,12 @@ pub fn run(notes: &mut Vec<String>) -> io::Result<Tally> {
     };
     record("setup::host_unchanged", host::check_unchanged());
     record("setup::extraction_boots", extraction_boots());
+    for name in crate::bench_kernel::MODULES {
+        record(
+            &format!("bench_kernel::module_builds::{name}"),
+            crate::bench_kernel::module_builds(name),
+        );
+    }
     Ok(t)
 }
 
