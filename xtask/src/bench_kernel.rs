@@ -32,7 +32,7 @@ use crate::vm::{self, quote, VmOptions};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -159,39 +159,21 @@ pub fn run(args: &[String]) -> io::Result<u8> {
                 dir.display()
             )));
         }
-        let kernel = fs::read_to_string(dir.join("kernel.txt"))?;
-        let ours = fs::read_to_string(dir.join("bufsync.txt"))?;
-        for l in kernel.lines().filter(|l| l.contains("ww_bench: threads=")) {
-            println!("  kernel  {}", l.trim());
-        }
-        for l in ours.lines().filter(|l| l.starts_with("summary ")) {
-            println!("  bufsync {l}");
-        }
+        let (kernel, ours) = read_pair(&dir, "kernel.txt", "bufsync.txt", "ww_bench")?;
         let mut r = parse_kernel(&kernel);
         r.extend(parse_summary(&ours));
         boots.push(r);
-        let kernel = fs::read_to_string(dir.join("kernel-uncontended.txt"))?;
-        let ours = fs::read_to_string(dir.join("bufsync-uncontended.txt"))?;
-        for l in kernel
-            .lines()
-            .filter(|l| l.contains("resv_bench: objects="))
-        {
-            println!("  kernel  {}", l.trim());
-        }
-        for l in ours.lines().filter(|l| l.starts_with("summary ")) {
-            println!("  bufsync {l}");
-        }
+        let (kernel, ours) = read_pair(
+            &dir,
+            "kernel-uncontended.txt",
+            "bufsync-uncontended.txt",
+            "resv_bench",
+        )?;
         let mut u = uncontended::parse_kernel(&kernel);
         u.extend(uncontended::parse_summary(&ours));
         frames.push(u);
-        let kernel = fs::read_to_string(dir.join("kernel-fence.txt"))?;
-        let ours = fs::read_to_string(dir.join("bufsync-fence.txt"))?;
-        for l in kernel.lines().filter(|l| l.contains("fence_bench: row=")) {
-            println!("  kernel  {}", l.trim());
-        }
-        for l in ours.lines().filter(|l| l.starts_with("summary ")) {
-            println!("  bufsync {l}");
-        }
+        let (kernel, ours) =
+            read_pair(&dir, "kernel-fence.txt", "bufsync-fence.txt", "fence_bench")?;
         let mut f = fences::parse_kernel(&kernel);
         f.extend(fences::parse_summary(&ours));
         fence_rows.push(f);
@@ -202,6 +184,49 @@ pub fn run(args: &[String]) -> io::Result<u8> {
     Ok(0)
 }
 
+/// Reads one module's kernel log lines and the bench's output from `dir`,
+/// and prints the module's result lines (`{tag}: ` with fields) and the
+/// bench's `summary` lines.
+fn read_pair(dir: &Path, kernel: &str, ours: &str, tag: &str) -> io::Result<(String, String)> {
+    let kernel = fs::read_to_string(dir.join(kernel))?;
+    let ours = fs::read_to_string(dir.join(ours))?;
+    let mark = format!("{tag}: ");
+    for l in kernel
+        .lines()
+        .filter(|l| l.split(&mark).nth(1).is_some_and(|r| r.contains('=')))
+    {
+        println!("  kernel  {}", l.trim());
+    }
+    for l in ours.lines().filter(|l| l.starts_with("summary ")) {
+        println!("  bufsync {l}");
+    }
+    Ok((kernel, ours))
+}
+
+/// The fields (`key=value`) of each line of `text` that carries `{tag}: `
+/// (a module's kernel log line).
+pub(crate) fn tagged<'a>(
+    text: &'a str,
+    tag: &'a str,
+) -> impl Iterator<Item = BTreeMap<&'a str, &'a str>> + 'a {
+    text.lines().filter_map(move |l| {
+        let rest = l.split_once(tag)?.1.strip_prefix(": ")?;
+        Some(fields(rest))
+    })
+}
+
+/// The fields of each `summary` line of a bench's output.
+pub(crate) fn summaries(text: &str) -> impl Iterator<Item = BTreeMap<&str, &str>> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("summary "))
+        .map(fields)
+}
+
+/// Field `k` of `f` as a number.
+pub(crate) fn num(f: &BTreeMap<&str, &str>, k: &str) -> Option<f64> {
+    f.get(k).and_then(|v| v.parse().ok())
+}
+
 /// (side, threads, mode) -> (ops/s, ratio to the side's sorted baseline,
 /// back-offs per op), for one guest.
 type Results = BTreeMap<(&'static str, usize, String), (f64, f64, f64)>;
@@ -209,17 +234,13 @@ type Results = BTreeMap<(&'static str, usize, String), (f64, f64, f64)>;
 /// The module's lines: `ww_bench: threads=T mode=M ops=N ns=D backoffs=B`.
 fn parse_kernel(text: &str) -> Results {
     let mut raw: Vec<(usize, String, f64, f64)> = Vec::new();
-    for line in text.lines() {
-        let Some(rest) = line.split("ww_bench: ").nth(1) else {
-            continue;
-        };
-        let f = fields(rest);
+    for f in tagged(text, "ww_bench") {
         let (Some(t), Some(m), Some(ops), Some(ns), Some(b)) = (
             f.get("threads").and_then(|v| v.parse().ok()),
             f.get("mode"),
-            f.get("ops").and_then(|v| v.parse::<f64>().ok()),
-            f.get("ns").and_then(|v| v.parse::<f64>().ok()),
-            f.get("backoffs").and_then(|v| v.parse::<f64>().ok()),
+            num(&f, "ops"),
+            num(&f, "ns"),
+            num(&f, "backoffs"),
         ) else {
             continue;
         };
@@ -242,18 +263,13 @@ fn parse_kernel(text: &str) -> Results {
 /// backoffs_per_op=B`.
 fn parse_summary(text: &str) -> Results {
     let mut r = Results::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("summary ") else {
-            continue;
-        };
-        let f = fields(rest);
-        let num = |k: &str| f.get(k).and_then(|v| v.parse::<f64>().ok());
+    for f in summaries(text) {
         if let (Some(t), Some(m), Some(tput), Some(ratio), Some(b)) = (
             f.get("threads").and_then(|v| v.parse().ok()),
             f.get("mode"),
-            num("ops_per_s"),
-            num("ratio"),
-            num("backoffs_per_op"),
+            num(&f, "ops_per_s"),
+            num(&f, "ratio"),
+            num(&f, "backoffs_per_op"),
         ) {
             r.insert(("bufsync", t, m.to_string()), (tput, ratio, b));
         }
@@ -261,7 +277,7 @@ fn parse_summary(text: &str) -> Results {
     r
 }
 
-pub(crate) fn fields(s: &str) -> BTreeMap<&str, &str> {
+fn fields(s: &str) -> BTreeMap<&str, &str> {
     s.split_whitespace()
         .filter_map(|kv| kv.split_once('='))
         .collect()

@@ -79,65 +79,14 @@ static void init_fences(struct dma_fence *fences, int n, u64 context)
 			       context, i + 1);
 }
 
-/* ps per fence of the best of `rounds` batches of dma_fence_signal(_timestamp). */
-static u64 signal_rounds(struct dma_fence *fences, u64 context, int rounds,
-			 bool timestamped)
-{
-	u64 best = U64_MAX, t0;
-	ktime_t at;
-	int r, i;
-
-	for (r = 0; r < rounds; r++) {
-		init_fences(fences, BATCH, context);
-		t0 = ktime_get_ns();
-		at = ktime_get();
-		for (i = 0; i < BATCH; i++) {
-			if (timestamped)
-				dma_fence_signal_timestamp(&fences[i], at);
-			else
-				dma_fence_signal(&fences[i]);
-		}
-		best = min(best, ktime_get_ns() - t0);
-		cond_resched();
-	}
-	return div64_u64(best * 1000, BATCH);
-}
-
-static u64 mutex_rounds(int rounds)
-{
-	u64 best = U64_MAX, t0;
-	int r, i;
-
-	for (r = 0; r < rounds; r++) {
-		t0 = ktime_get_ns();
-		for (i = 0; i < CALLBACKS; i++) {
-			mutex_lock(&fence_bench_mutex);
-			mutex_unlock(&fence_bench_mutex);
-		}
-		best = min(best, ktime_get_ns() - t0);
-		cond_resched();
-	}
-	return div64_u64(best * 1000, CALLBACKS);
-}
-
-static u64 clock_rounds(int rounds)
-{
-	u64 best = U64_MAX, t0;
-	int r, i;
-
-	for (r = 0; r < rounds; r++) {
-		t0 = ktime_get_ns();
-		for (i = 0; i < CALLBACKS; i++)
-			barrier_data((void *)(unsigned long)ktime_get());
-		best = min(best, ktime_get_ns() - t0);
-		cond_resched();
-	}
-	return div64_u64(best * 1000, CALLBACKS);
-}
-
-/* ps per fence of the best round of add_callback + signal; 0 on -ENOMEM. */
-static u64 callback_rounds(struct dma_fence *fences, u64 context, int rounds,
-			   bool timestamped)
+/*
+ * ps per fence of the best of `rounds` rounds over `n` fresh fences: signal
+ * each (dma_fence_signal, or dma_fence_signal_timestamp with one ktime_get
+ * per round), after adding a kmalloc'ed callback first if `callback`.
+ * 0 on -ENOMEM (the fences of the round not reached have no callback).
+ */
+static u64 fence_rounds(struct dma_fence *fences, int n, u64 context,
+			int rounds, bool callback, bool timestamped)
 {
 	u64 best = U64_MAX, t0;
 	struct bench_cb *w;
@@ -145,20 +94,48 @@ static u64 callback_rounds(struct dma_fence *fences, u64 context, int rounds,
 	int r, i;
 
 	for (r = 0; r < rounds; r++) {
-		init_fences(fences, CALLBACKS, context);
+		init_fences(fences, n, context);
 		t0 = ktime_get_ns();
 		at = ktime_get();
-		for (i = 0; i < CALLBACKS; i++) {
-			w = kmalloc(sizeof(*w), GFP_KERNEL);
-			if (!w)
-				return 0;
-			w->counter = &fence_bench_count;
-			if (dma_fence_add_callback(&fences[i], &w->cb, bench_cb_fn))
-				kfree(w);
+		for (i = 0; i < n; i++) {
+			if (callback) {
+				w = kmalloc(sizeof(*w), GFP_KERNEL);
+				if (!w)
+					return 0;
+				w->counter = &fence_bench_count;
+				if (dma_fence_add_callback(&fences[i], &w->cb,
+							   bench_cb_fn))
+					kfree(w);
+			}
 			if (timestamped)
 				dma_fence_signal_timestamp(&fences[i], at);
 			else
 				dma_fence_signal(&fences[i]);
+		}
+		best = min(best, ktime_get_ns() - t0);
+		cond_resched();
+	}
+	return div64_u64(best * 1000, n);
+}
+
+/*
+ * ps per step of the best of `rounds` rounds of CALLBACKS steps: a mutex
+ * lock + unlock (the signal rows' baseline), or a ktime_get if `clock`.
+ */
+static u64 step_rounds(int rounds, bool clock)
+{
+	u64 best = U64_MAX, t0;
+	int r, i;
+
+	for (r = 0; r < rounds; r++) {
+		t0 = ktime_get_ns();
+		for (i = 0; i < CALLBACKS; i++) {
+			if (clock) {
+				barrier_data((void *)(unsigned long)ktime_get());
+			} else {
+				mutex_lock(&fence_bench_mutex);
+				mutex_unlock(&fence_bench_mutex);
+			}
 		}
 		best = min(best, ktime_get_ns() - t0);
 		cond_resched();
@@ -215,14 +192,15 @@ static int __init fence_bench_init(void)
 	fences = kvcalloc(CALLBACKS, sizeof(*fences), GFP_KERNEL);
 	if (!fences)
 		return -ENOMEM;
-	mutex_ps = mutex_rounds(100);
-	row("signal", signal_rounds(fences, context, 200, false), mutex_ps);
-	row("signal_timestamp", signal_rounds(fences, context, 200, true),
+	mutex_ps = step_rounds(100, false);
+	row("signal", fence_rounds(fences, BATCH, context, 200, false, false),
 	    mutex_ps);
-	row("clock", clock_rounds(100), mutex_ps);
+	row("signal_timestamp",
+	    fence_rounds(fences, BATCH, context, 200, false, true), mutex_ps);
+	row("clock", step_rounds(100, true), mutex_ps);
 	closure_ps = closure_rounds(30);
-	cb = callback_rounds(fences, context, 30, false);
-	cb_ts = callback_rounds(fences, context, 30, true);
+	cb = fence_rounds(fences, CALLBACKS, context, 30, true, false);
+	cb_ts = fence_rounds(fences, CALLBACKS, context, 30, true, true);
 	/* No fence holds a reference or a callback any more: plain memory. */
 	kvfree(fences);
 	if (!closure_ps || !cb || !cb_ts)

@@ -2,7 +2,7 @@
 //! and the fence bench's `summary` lines (`FENCE_BENCH=summary`), side by
 //! side.
 
-use super::{fields, spread};
+use super::{num, spread, summaries, tagged};
 use std::collections::BTreeMap;
 
 /// The rows both sides measure, in table order, with what each compares.
@@ -23,16 +23,8 @@ pub(crate) type Results = BTreeMap<(&'static str, String), (f64, f64)>;
 /// The module's lines: `fence_bench: row=R ps=V baseline_ps=B`.
 pub(crate) fn parse_kernel(text: &str) -> Results {
     let mut r = Results::new();
-    for line in text.lines() {
-        let Some(rest) = line.split("fence_bench: ").nth(1) else {
-            continue;
-        };
-        let f = fields(rest);
-        let ps = |k: &str| {
-            f.get(k)
-                .and_then(|v| v.parse::<f64>().ok())
-                .map(|v| v / 1e3)
-        };
+    for f in tagged(text, "fence_bench") {
+        let ps = |k: &str| num(&f, k).map(|v| v / 1e3);
         if let (Some(row), Some(v), Some(b)) = (f.get("row"), ps("ps"), ps("baseline_ps")) {
             r.insert(("kernel", row.to_string()), (v, b));
         }
@@ -43,13 +35,9 @@ pub(crate) fn parse_kernel(text: &str) -> Results {
 /// The bench's lines: `summary row=R ns=V baseline_ns=B`.
 pub(crate) fn parse_summary(text: &str) -> Results {
     let mut r = Results::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("summary ") else {
-            continue;
-        };
-        let f = fields(rest);
-        let ns = |k: &str| f.get(k).and_then(|v| v.parse::<f64>().ok());
-        if let (Some(row), Some(v), Some(b)) = (f.get("row"), ns("ns"), ns("baseline_ns")) {
+    for f in summaries(text) {
+        if let (Some(row), Some(v), Some(b)) = (f.get("row"), num(&f, "ns"), num(&f, "baseline_ns"))
+        {
             r.insert(("bufsync", row.to_string()), (v, b));
         }
     }

@@ -1,7 +1,7 @@
 //! The uncontended half of `cargo xtask bench-kernel`: `resv_bench.ko`'s
 //! lines and the reserve bench's uncontended `summary` lines, side by side.
 
-use super::{fields, spread};
+use super::{num, spread, summaries, tagged};
 use std::collections::BTreeMap;
 
 /// What one side measured for one object count, ns per object.
@@ -25,16 +25,8 @@ pub(crate) type Results = BTreeMap<(&'static str, usize), Frame>;
 /// same_ps=B new_ps=C` (picoseconds per object).
 pub(crate) fn parse_kernel(text: &str) -> Results {
     let mut r = Results::new();
-    for line in text.lines() {
-        let Some(rest) = line.split("resv_bench: ").nth(1) else {
-            continue;
-        };
-        let f = fields(rest);
-        let ps = |k: &str| {
-            f.get(k)
-                .and_then(|v| v.parse::<f64>().ok())
-                .map(|v| v / 1e3)
-        };
+    for f in tagged(text, "resv_bench") {
+        let ps = |k: &str| num(&f, k).map(|v| v / 1e3);
         if let (Some(n), Some(sorted), Some(same), Some(new)) = (
             f.get("objects").and_then(|v| v.parse().ok()),
             ps("sorted_ps"),
@@ -50,17 +42,12 @@ pub(crate) fn parse_kernel(text: &str) -> Results {
 /// The bench's lines: `summary objects=N sorted_ns=A same_ns=B new_ns=C`.
 pub(crate) fn parse_summary(text: &str) -> Results {
     let mut r = Results::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("summary ") else {
-            continue;
-        };
-        let f = fields(rest);
-        let ns = |k: &str| f.get(k).and_then(|v| v.parse::<f64>().ok());
+    for f in summaries(text) {
         if let (Some(n), Some(sorted), Some(same), Some(new)) = (
             f.get("objects").and_then(|v| v.parse().ok()),
-            ns("sorted_ns"),
-            ns("same_ns"),
-            ns("new_ns"),
+            num(&f, "sorted_ns"),
+            num(&f, "same_ns"),
+            num(&f, "new_ns"),
         ) {
             r.insert(("bufsync", n), Frame { sorted, same, new });
         }
