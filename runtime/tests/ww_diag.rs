@@ -270,6 +270,54 @@ fn a_running_locker_takes_a_free_lock_ahead_of_a_kept_place() {
     drop(gk);
 }
 
+/// A kept place stays ahead of younger lockers in wait-die: a ticket that
+/// holds other locks and must wait for a lock whose queue keeps an older
+/// ticket's place dies, even when the owner itself is younger than it (by
+/// the owner alone it would wait). One thread: the old owner, the kept
+/// place, then a still younger owner.
+#[test]
+fn a_kept_place_makes_a_younger_locker_with_locks_die() {
+    let class = WwClass::new("diag-kept-die", Algorithm::WaitDie);
+    let (k, x, z) = (
+        WwMutex::new(&class),
+        WwMutex::new(&class),
+        WwMutex::new(&class),
+    );
+    let oldest = Ticket::new(&class);
+    let kept = Ticket::new(&class);
+    let locker = Ticket::new(&class);
+    let youngest = Ticket::new(&class);
+    let hold_k = oldest.lock(&k).unwrap();
+    let gx = kept.lock(&x).unwrap();
+    assert_eq!(
+        kept.lock(&k).unwrap_err(),
+        WwError::Deadlock { object: k.id() }
+    );
+    drop(gx);
+    drop(hold_k);
+    // The youngest takes the free lock; the older place stays queued.
+    let gk = youngest.lock(&k).unwrap();
+    assert_eq!(k.state().waiters.len(), 1);
+    // Holding Z, the locker is older than the owner but younger than the
+    // kept place: it must die, not wait.
+    let gz = locker.lock(&z).unwrap();
+    locker.set_timeout(Some(Duration::from_secs(10)));
+    assert_eq!(
+        locker.lock(&k).unwrap_err(),
+        WwError::Deadlock { object: k.id() }
+    );
+    drop(gz);
+    drop(gk);
+    let gk = kept.lock_slow(&k).unwrap();
+    assert_eq!(
+        k.state().holder,
+        Some(Holder::Ticket {
+            stamp: kept.stamp()
+        })
+    );
+    drop(gk);
+}
+
 /// A ticket that backed off keeps its place: shown as `kept`, and as the
 /// ticket's `kept_place`, until it comes back or gives up (restart, drop).
 #[test]
