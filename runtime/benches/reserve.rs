@@ -102,7 +102,13 @@ fn uncontended() {
             "summary objects={n} sorted_ns={base:.2} same_ns={ours:.2} new_ns={fresh:.2}"
         ));
     }
-    if std::env::var("RESERVE_BENCH").as_deref() == Ok("uncontended") {
+    print_summary(&summary, "uncontended");
+}
+
+/// Prints the `summary` lines `cargo xtask bench-kernel` reads, when the
+/// run was asked for with `RESERVE_BENCH=which`.
+fn print_summary(summary: &[String], which: &str) {
+    if std::env::var("RESERVE_BENCH").as_deref() == Ok(which) {
         println!();
         for s in summary {
             println!("{s}");
@@ -527,12 +533,7 @@ fn contended_tables(threads: usize, run: Duration) {
             r.oldest_over_100us
         );
     }
-    if std::env::var("RESERVE_BENCH").as_deref() == Ok("contended") {
-        println!();
-        for s in summary {
-            println!("{s}");
-        }
-    }
+    print_summary(&summary, "contended");
 }
 
 fn variant_name(commit: bool) -> &'static str {
